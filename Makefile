@@ -1,0 +1,28 @@
+# Every target sets itself up: `make test` and `make bench` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export BANDEXA_DATA ?= $(abspath ../shared/data)
+
+.PHONY: test bench lint venv clean
+
+venv: $(STAMP)
+
+# (Re)create the venv when it is missing or broken, and reinstall when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PY) -c "import sys" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/bandexa-bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,256 @@
+"""stable-baselines3 baselines measured like the bandit agents.
+
+An SB3 algorithm (PPO, A2C or DQN) is trained online on a ``Bandexa/*`` env for ``horizon``
+rounds with ``model.learn(total_timesteps=horizon)``. Every round it plays is a decision
+on the same round stream the bandit agents see, and is recorded by the same
+:class:`~bandexa_gym.envs.wrappers.RegretMonitor` that :func:`bandexa_gym.bench.run` uses,
+so its :class:`~bandexa_gym.bench.RunResult` is comparable row for row.
+
+Wrapping, inside out: ``env -> RegretMonitor -> FlattenCandidates -> (SB3's Monitor,
+DummyVecEnv)``. ``FlattenCandidates`` turns the Dict observation into one flat ``Box``, so
+every algorithm uses ``"MlpPolicy"`` (DQN does not take a Dict observation with its default
+policy, and one code path keeps the three comparable). The policies see the
+``action_mask`` as input features but SB3 cannot mask actions; on envs whose candidate
+sets are padded a baseline can play a masked row and is charged its regret.
+
+Seeding: the model is built with ``seed=seed``, which seeds Python, NumPy and torch, the
+action space, and the ``DummyVecEnv``, whose first ``reset`` inside ``learn`` then calls
+``env.reset(seed=seed)``: the round stream is exactly the one ``bench.run(..., seed=seed)``
+plays. Later resets (only after a ``max_episode_steps`` truncation) are unseeded and
+continue the stream, as in ``bench.run``.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import bandexa_gym
+    >>> from bandexa_gym.agents.sb3 import run_sb3
+    >>> result = run_sb3("PPO", gym.make("Bandexa/Synthetic-v0"), 256, seed=0)
+    >>> result.cumulative_regret[-1]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
+
+from bandexa_gym.bench import RunResult, find_monitor
+from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor
+
+__all__ = [
+    "SB3_ALGORITHMS",
+    "SB3_DEFAULTS",
+    "SB3_PREFIX",
+    "is_sb3_name",
+    "make_sb3_model",
+    "run_sb3",
+    "sb3_algorithm",
+    "sb3_hyperparameters",
+]
+
+SB3_PREFIX = "sb3:"
+"""Prefix of the benchmark names of SB3 baselines (``sb3:PPO``, ``sb3:A2C``, ``sb3:DQN``)."""
+
+SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
+"""The supported SB3 algorithm classes by name."""
+
+SB3_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Rounds are independent: no bootstrapping (gamma=0), so the value function is a
+    # reward baseline and GAE reduces to r - V(s). Short rollouts so that a horizon of a
+    # few thousand rounds gives tens of policy updates.
+    "PPO": {
+        "gamma": 0.0,
+        "n_steps": 128,
+        "batch_size": 64,
+        "n_epochs": 4,
+        "learning_rate": 1e-3,
+        "ent_coef": 0.01,
+    },
+    "A2C": {
+        "gamma": 0.0,
+        "n_steps": 16,
+        "learning_rate": 1e-3,
+        "ent_coef": 0.01,
+    },
+    # Q(s, a) regresses the immediate reward (gamma=0). Learn from the 64th round on, one
+    # gradient step per round, epsilon-greedy decaying over the first 20% of the horizon.
+    # The replay buffer is capped at the horizon (and 10,000) instead of SB3's 1e6
+    # observations, which would be gigabytes on MNIST.
+    "DQN": {
+        "gamma": 0.0,
+        "learning_rate": 1e-3,
+        "batch_size": 64,
+        "learning_starts": 64,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "target_update_interval": 250,
+        "exploration_fraction": 0.2,
+        "exploration_final_eps": 0.05,
+        "buffer_size": 10_000,
+    },
+}
+"""Small-horizon hyper-parameters per algorithm; anything here can be overridden."""
+
+
+def is_sb3_name(name: str) -> bool:
+    """Whether ``name`` is a benchmark name of a supported SB3 baseline (``"sb3:PPO"``...)."""
+    return name.startswith(SB3_PREFIX) and name[len(SB3_PREFIX) :] in SB3_ALGORITHMS
+
+
+def sb3_algorithm(name: str) -> str:
+    """The algorithm of an SB3 name: ``"sb3:PPO"`` or ``"PPO"`` -> ``"PPO"``.
+
+    Raises:
+        ValueError: Not a supported algorithm.
+    """
+    algo = name[len(SB3_PREFIX) :] if name.startswith(SB3_PREFIX) else name
+    if algo not in SB3_ALGORITHMS:
+        known = ", ".join(SB3_PREFIX + a for a in SB3_ALGORITHMS)
+        raise ValueError(f"unknown SB3 baseline {name!r}; supported: {known}")
+    return algo
+
+
+def sb3_hyperparameters(algo: str, horizon: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """The hyper-parameters :func:`make_sb3_model` uses: defaults, then ``overrides``.
+
+    Args:
+        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        horizon: Rounds the model will be trained for; caps DQN's ``buffer_size``.
+        **overrides: Keyword arguments of the SB3 algorithm's constructor.
+
+    Returns:
+        Constructor keyword arguments (without ``policy``, ``env``, ``seed``, ``device``).
+
+    Raises:
+        ValueError: Unknown algorithm, or an override the algorithm does not accept.
+    """
+    algo = sb3_algorithm(algo)
+    params = dict(SB3_DEFAULTS[algo])
+    if algo == "DQN" and horizon is not None:
+        params["buffer_size"] = max(1, min(params["buffer_size"], int(horizon)))
+    accepted = set(inspect.signature(SB3_ALGORITHMS[algo].__init__).parameters)
+    reserved = {"self", "policy", "env", "seed", "device", "_init_setup_model"}
+    unknown = sorted(set(overrides) - (accepted - reserved))
+    if unknown:
+        raise ValueError(
+            f"sb3:{algo} does not accept {', '.join(unknown)}; settable: "
+            f"{', '.join(sorted(accepted - reserved))}"
+        )
+    params.update(overrides)
+    return params
+
+
+def make_sb3_model(
+    algo: str,
+    env: gym.Env,
+    *,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+    horizon: int | None = None,
+    **overrides: Any,
+) -> BaseAlgorithm:
+    """Build an SB3 model on ``env`` flattened by ``FlattenCandidates``.
+
+    ``env`` should already be wrapped in ``RegretMonitor`` if its rounds are to be recorded
+    (:func:`run_sb3` does that).
+
+    Args:
+        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        env: A ``Bandexa/*`` env (Dict observation) or one already flattened to a ``Box``.
+        seed: Seeds SB3's generators and the env's first reset inside ``learn``.
+        device: Torch device of the policy.
+        horizon: Rounds the model will be trained for (caps DQN's replay buffer).
+        **overrides: Constructor arguments replacing :data:`SB3_DEFAULTS`.
+
+    Returns:
+        The SB3 model (``verbose=0``, ``"MlpPolicy"``).
+    """
+    algo = sb3_algorithm(algo)
+    params = sb3_hyperparameters(algo, horizon, **overrides)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = FlattenCandidates(env)
+    params.setdefault("verbose", 0)
+    return SB3_ALGORITHMS[algo]("MlpPolicy", env, seed=seed, device=device, **params)
+
+
+class _RoundCallback(BaseCallback):
+    """Stops ``learn`` after exactly ``horizon`` rounds and drives a progress bar."""
+
+    def __init__(self, horizon: int, bar: tqdm) -> None:
+        super().__init__()
+        self.horizon = horizon
+        self.bar = bar
+        self.rounds = 0
+
+    def _on_step(self) -> bool:
+        played = min(self.num_timesteps, self.horizon) - self.rounds
+        if played > 0:
+            self.bar.update(played)
+            self.rounds += played
+        return self.num_timesteps < self.horizon
+
+
+def run_sb3(
+    algo: str,
+    env: gym.Env,
+    horizon: int,
+    *,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    desc: str | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Train an SB3 baseline online for ``horizon`` rounds and record reward and regret.
+
+    The model plays and learns on the live round stream: ``model.learn(total_timesteps=
+    horizon)``, stopped by a callback after exactly ``horizon`` rounds (on-policy
+    algorithms would otherwise round up to a whole rollout).
+
+    Args:
+        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        env: A ``Bandexa/*`` env; it is wrapped in ``RegretMonitor`` unless it already is.
+        horizon: Number of rounds, >= 1.
+        seed: Seeds the round stream (the env's first reset) and SB3's generators.
+        device: Torch device of the policy.
+        progress: Show a tqdm progress bar.
+        desc: Label of the progress bar.
+        **overrides: SB3 constructor arguments replacing :data:`SB3_DEFAULTS`.
+
+    Returns:
+        A :class:`bandexa_gym.bench.RunResult` with exactly ``horizon`` rounds; ``seconds``
+        times ``learn`` (acting, env steps and gradient updates), not model construction.
+
+    Raises:
+        ValueError: ``horizon < 1``, unknown algorithm or hyper-parameter.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be a positive number of rounds, got {horizon}")
+    algo = sb3_algorithm(algo)
+    monitor = find_monitor(env)
+    if monitor is None:
+        env = monitor = RegretMonitor(env)
+    start = len(monitor.regrets)
+    model = make_sb3_model(algo, env, seed=seed, device=device, horizon=horizon, **overrides)
+    # The model's constructor already handed the seed to its DummyVecEnv; say it again
+    # right before learn, whose first reset() passes it on as env.reset(seed=seed).
+    if seed is not None:
+        model.get_env().seed(seed)
+    bar = tqdm(total=horizon, disable=not progress, file=sys.stderr, leave=False, desc=desc)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=horizon, callback=_RoundCallback(horizon, bar))
+    seconds = time.perf_counter() - t0
+    bar.close()
+    rewards = np.asarray(monitor.rewards, dtype=np.float64)[start : start + horizon].copy()
+    regrets = np.asarray(monitor.regrets, dtype=np.float64)[start : start + horizon].copy()
+    if rewards.shape[0] != horizon:
+        raise RuntimeError(f"sb3:{algo} played {rewards.shape[0]} rounds instead of {horizon}")
+    return RunResult(rewards, regrets, seconds, {"seed": seed, "agent": SB3_PREFIX + algo})

@@ -1,0 +1,60 @@
+"""Contextual-bandit environments whose observation carries the candidate set.
+
+``import bandexa_gym`` registers the ids below (idempotently); so does
+``gym.make("bandexa_gym:Bandexa/<Name>-v0")`` with no import at all.
+
+=========================  =====================================================
+id                         entry point
+=========================  =====================================================
+``Bandexa/Synthetic-v0``     :class:`SyntheticBanditEnv`
+``Bandexa/MNIST-v0``         :class:`MNISTBanditEnv`
+``Bandexa/FashionMNIST-v0``  :class:`FashionMNISTBanditEnv`
+``Bandexa/Retrieval-v0``     :class:`RetrievalBanditEnv`
+=========================  =====================================================
+
+No id sets ``max_episode_steps``: a bandit is one unending stream of rounds, and an
+episode boundary would only make RL loops call ``reset()``. Pass
+``gym.make(id, max_episode_steps=N)`` when episodes are wanted (unseeded resets keep the
+same problem, so truncation only splits the stream).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from bandexa_gym.envs.core import CandidateSetEnv, Round
+from bandexa_gym.envs.mnist import FashionMNISTBanditEnv, MNISTBanditEnv
+from bandexa_gym.envs.retrieval import RetrievalBanditEnv
+from bandexa_gym.envs.synthetic import SyntheticBanditEnv
+from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor
+
+__all__ = [
+    "ENV_IDS",
+    "CandidateSetEnv",
+    "FashionMNISTBanditEnv",
+    "FlattenCandidates",
+    "MNISTBanditEnv",
+    "RegretMonitor",
+    "RetrievalBanditEnv",
+    "Round",
+    "SyntheticBanditEnv",
+    "register_envs",
+]
+
+#: Registered ids and their entry points.
+ENV_IDS: dict[str, str] = {
+    "Bandexa/Synthetic-v0": "bandexa_gym.envs.synthetic:SyntheticBanditEnv",
+    "Bandexa/MNIST-v0": "bandexa_gym.envs.mnist:MNISTBanditEnv",
+    "Bandexa/FashionMNIST-v0": "bandexa_gym.envs.mnist:FashionMNISTBanditEnv",
+    "Bandexa/Retrieval-v0": "bandexa_gym.envs.retrieval:RetrievalBanditEnv",
+}
+
+
+def register_envs() -> None:
+    """Register the ``Bandexa/*`` ids with Gymnasium; a no-op for ids already registered.
+
+    Safe to call any number of times (no "overriding environment" warning).
+    """
+    for env_id, entry_point in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)

@@ -1,0 +1,163 @@
+"""Base class for contextual-bandit environments whose observation carries the candidate set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass
+class Round:
+    """One round of a candidate-set bandit, as drawn by an environment.
+
+    Attributes:
+        context: The context x, shaped like the ``context`` observation space.
+        candidates: Candidate action features, shape (K, d_a), float32.
+        expected_rewards: Expected reward of every candidate, shape (K,), float64.
+        action_mask: 1 for candidates on offer, 0 for padding, shape (K,), int8.
+        payload: Anything the subclass needs to draw the reward (e.g. the true label).
+    """
+
+    context: np.ndarray
+    candidates: np.ndarray
+    expected_rewards: np.ndarray
+    action_mask: np.ndarray
+    payload: Any = None
+
+
+class CandidateSetEnv(gym.Env[dict, int]):
+    """A stream of contextual-bandit rounds with the candidate set in the observation.
+
+    Subclasses build ``context_space`` and call ``super().__init__``; then they implement
+    :meth:`_draw_round` (the next context, its candidates and their expected rewards) and
+    :meth:`_draw_reward` (the observed reward of the chosen candidate). All randomness
+    must come from ``self.np_random`` so that ``reset(seed=s)`` reproduces the stream.
+
+    ## Observation Space
+
+    ``Dict(context=Box, candidates=Box(K, d_a), action_mask=Box(0, 1, (K,), int8))``.
+
+    ## Action Space
+
+    ``Discrete(K)``: the row of ``candidates`` to play. Masked rows are never optimal.
+
+    ## Rewards
+
+    Defined by the subclass. ``info`` carries the oracle for measurement only:
+    ``expected_reward``, ``best_expected_reward``, ``regret`` (their difference, >= 0)
+    and ``optimal_action``.
+
+    ## Episode End
+
+    Rounds never terminate; ``truncated`` comes from ``max_episode_steps``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        context_space: spaces.Box,
+        n_candidates: int,
+        action_dim: int,
+        candidate_low: float = -np.inf,
+        candidate_high: float = np.inf,
+    ) -> None:
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
+        if action_dim < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        self.n_candidates = int(n_candidates)
+        self.action_dim = int(action_dim)
+        self.observation_space = spaces.Dict(
+            {
+                "context": context_space,
+                "candidates": spaces.Box(
+                    candidate_low, candidate_high, (self.n_candidates, self.action_dim), np.float32
+                ),
+                "action_mask": spaces.Box(0, 1, (self.n_candidates,), np.int8),
+            }
+        )
+        self.action_space = spaces.Discrete(self.n_candidates)
+        self._round: Round | None = None
+
+    # -- subclass hooks ---------------------------------------------------------------
+    def _draw_round(self) -> Round:
+        """Draw the next round from ``self.np_random``."""
+        raise NotImplementedError
+
+    def _draw_reward(self, round_: Round, action: int) -> float:
+        """Draw the observed reward of ``action`` in ``round_`` from ``self.np_random``."""
+        raise NotImplementedError
+
+    def _on_reset(self, seeded: bool) -> None:
+        """Called by :meth:`reset` after seeding and before the first round is drawn.
+
+        Subclasses draw their problem (reward parameters, fixed action features, item pool)
+        here, from ``self.np_random`` or from a fixed problem seed of their own. ``seeded`` is True when ``reset`` got a seed; an
+        unseeded reset of an already-built problem should keep the problem and only
+        continue the round stream, so that libraries that reset between episodes (SB3)
+        keep facing the same bandit.
+
+        Args:
+            seeded: Whether ``reset`` was called with ``seed`` set.
+        """
+
+    # -- Gymnasium API ----------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self._on_reset(seed is not None)
+        self._round = self._draw_round()
+        return self._observation(), {}
+
+    def step(
+        self, action: int | np.integer
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._round is None:
+            raise RuntimeError("Call reset() before step().")
+        index = self._check_action(action)
+        round_ = self._round
+        expected = round_.expected_rewards
+        offered = np.where(round_.action_mask.astype(bool), expected, -np.inf)
+        optimal = int(np.argmax(offered))
+        best = float(offered[optimal])
+        chosen = float(expected[index])
+        reward = float(self._draw_reward(round_, index))
+        info = {
+            "expected_reward": chosen,
+            "best_expected_reward": best,
+            "regret": max(best - chosen, 0.0),
+            "optimal_action": optimal,
+        }
+        self._round = self._draw_round()
+        return self._observation(), reward, False, False, info
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_action(self, action: int | np.integer | np.ndarray) -> int:
+        arr = np.asarray(action)
+        if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"action must be one integer in [0, {self.n_candidates - 1}], got {action!r}"
+            )
+        index = int(arr.reshape(()))
+        if not 0 <= index < self.n_candidates:
+            raise ValueError(
+                f"action {index} is outside Discrete({self.n_candidates}): "
+                f"expected an integer in [0, {self.n_candidates - 1}]"
+            )
+        return index
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        # Fresh arrays every call: users keep observations, and subclasses may reuse
+        # constant arrays (fixed action features) across rounds.
+        assert self._round is not None
+        return {
+            "context": self._round.context.copy(),
+            "candidates": self._round.candidates.copy(),
+            "action_mask": self._round.action_mask.copy(),
+        }

@@ -1,0 +1,154 @@
+"""Wrappers for candidate-set bandits: regret recording and a flat observation for RL."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["FlattenCandidates", "RegretMonitor"]
+
+_ORACLE_KEYS = ("regret", "expected_reward", "best_expected_reward")
+_OBS_KEYS = ("context", "candidates", "action_mask")
+
+
+class RegretMonitor(gym.Wrapper):
+    """Record every round's reward and the oracle's regret, whoever drives the env.
+
+    Reads ``reward`` and ``info["regret" | "expected_reward" | "best_expected_reward"]``
+    on each ``step``. Records survive ``reset()`` (RL libraries reset between episodes),
+    so after any loop, a bandit agent's or SB3's ``learn()``, the monitor holds one entry
+    per round played; :meth:`reset_records` clears them. In a vector env wrap each
+    sub-env (``SyncVectorEnv([lambda: RegretMonitor(gym.make(...)), ...])``) and read the
+    records with ``vec_env.envs[i].regrets`` or ``vec_env.get_attr("regrets")``.
+
+    Example:
+        >>> env = RegretMonitor(gym.make("Bandexa/Synthetic-v0"))
+        >>> obs, _ = env.reset(seed=0)
+        >>> for _ in range(3):
+        ...     obs, reward, *_ = env.step(env.action_space.sample())
+        >>> env.regrets.shape
+        (3,)
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        """Wrap ``env``, whose ``step`` info must carry the oracle keys.
+
+        Args:
+            env: A candidate-set bandit env (any ``Bandexa/*`` id), possibly wrapped.
+        """
+        super().__init__(env)
+        self._rewards: list[float] = []
+        self._regrets: list[float] = []
+        self._expected: list[float] = []
+        self._best: list[float] = []
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            oracle = [float(info[key]) for key in _ORACLE_KEYS]
+        except KeyError as err:
+            raise KeyError(
+                f"RegretMonitor needs info keys {_ORACLE_KEYS} from step(); the wrapped env "
+                f"{self.env} did not provide {err}. Wrap a Bandexa/* environment."
+            ) from None
+        self._rewards.append(float(reward))
+        self._regrets.append(oracle[0])
+        self._expected.append(oracle[1])
+        self._best.append(oracle[2])
+        return obs, reward, terminated, truncated, info
+
+    def reset_records(self) -> None:
+        """Forget all recorded rounds."""
+        for record in (self._rewards, self._regrets, self._expected, self._best):
+            record.clear()
+
+    @property
+    def num_rounds(self) -> int:
+        """Number of rounds recorded."""
+        return len(self._rewards)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        """Observed reward of each round, shape (T,), float64."""
+        return np.asarray(self._rewards, dtype=np.float64)
+
+    @property
+    def regrets(self) -> np.ndarray:
+        """Regret of each round (best minus chosen expected reward), shape (T,), float64."""
+        return np.asarray(self._regrets, dtype=np.float64)
+
+    @property
+    def expected_rewards(self) -> np.ndarray:
+        """Expected reward of the chosen action in each round, shape (T,), float64."""
+        return np.asarray(self._expected, dtype=np.float64)
+
+    @property
+    def best_expected_rewards(self) -> np.ndarray:
+        """Best expected reward on offer in each round, shape (T,), float64."""
+        return np.asarray(self._best, dtype=np.float64)
+
+    @property
+    def cumulative_regret(self) -> float:
+        """Total regret over the recorded rounds (``np.cumsum(regrets)`` gives the curve)."""
+        return float(np.sum(self._regrets, dtype=np.float64))
+
+
+class FlattenCandidates(gym.ObservationWrapper):
+    """Concatenate context, candidates and action mask into one flat float32 vector.
+
+    For RL libraries and MLP policies that want a single ``Box``. The layout is
+    ``[context.ravel(), candidates.ravel(), action_mask]`` (in that order, not
+    Gymnasium's alphabetical ``flatten_space`` order); :attr:`slices` maps each key to
+    its slice of the flat vector.
+
+    Observation space: ``Box((d_x + K * d_a + K,), float32)`` with the bounds of the parts.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        """Wrap ``env``, whose observation space is the candidate-set ``Dict``.
+
+        Args:
+            env: A candidate-set bandit env (any ``Bandexa/*`` id), possibly wrapped.
+
+        Raises:
+            ValueError: The observation space is not a ``Dict`` with keys ``context``,
+                ``candidates`` and ``action_mask``.
+        """
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict) or not set(_OBS_KEYS) <= set(space.spaces):
+            raise ValueError(
+                f"FlattenCandidates expects a Dict observation space with keys {_OBS_KEYS}, "
+                f"got {space}"
+            )
+        flat = [spaces.flatten_space(space[key]) for key in _OBS_KEYS]
+        sizes = [int(part.shape[0]) for part in flat]
+        bounds = np.cumsum([0, *sizes])
+        self.slices: dict[str, slice] = {
+            key: slice(int(bounds[i]), int(bounds[i + 1])) for i, key in enumerate(_OBS_KEYS)
+        }
+        self.observation_space = spaces.Box(
+            low=np.concatenate([part.low for part in flat]).astype(np.float32),
+            high=np.concatenate([part.high for part in flat]).astype(np.float32),
+            dtype=np.float32,
+        )
+        self._parts = [space[key] for key in _OBS_KEYS]
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """Flatten one observation.
+
+        Args:
+            observation: The candidate-set ``Dict`` observation.
+
+        Returns:
+            Flat float32 vector, shape (d_x + K * d_a + K,).
+        """
+        return np.concatenate(
+            [
+                np.asarray(spaces.flatten(part, observation[key]), dtype=np.float32)
+                for part, key in zip(self._parts, _OBS_KEYS, strict=True)
+            ]
+        )

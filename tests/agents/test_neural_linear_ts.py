@@ -1,0 +1,128 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import bandexa_gym  # noqa: F401  (registers the envs)
+from bandexa_gym.agents import NeuralLinearTS, NeuralLinearTSConfig, make_agent
+from bandexa_gym.bench import run
+from bandexa_gym.buffers import DiskReplayBuffer
+from bandexa_gym.encoders import MLPEncoder, TwoTowerEncoder
+from bandexa_gym.posterior import BayesianLinearRegression
+
+
+def _agent(**config) -> NeuralLinearTS:
+    torch.manual_seed(0)
+    return NeuralLinearTS(MLPEncoder(3, 2, feature_dim=8, hidden=(16,)), seed=0,
+                          config=NeuralLinearTSConfig(**config))
+
+
+def _state(agent: NeuralLinearTS) -> dict:
+    return {k: v.clone() if torch.is_tensor(v) else v for k, v in agent.posterior.state_dict().items()}
+
+
+def test_beats_uniform_on_a_short_synthetic_run():
+    regret = {}
+    for name in ("neural_linear_ts", "uniform"):
+        env = gym.make("Bandexa/Synthetic-v0", interaction_scale=1.5)
+        regret[name] = run(make_agent(name, env, seed=0), env, 800, seed=0).cumulative_regret[-1]
+    assert regret["neural_linear_ts"] < 0.5 * regret["uniform"]
+
+
+def test_learns_mnist_on_a_short_run():
+    env = gym.make("Bandexa/MNIST-v0")
+    agent = make_agent("neural_linear_ts", env, seed=0, warmup_random=200, train_every=100,
+                       optimizer_steps=60)
+    result = run(agent, env, 600, seed=0)
+    accuracy = result.rewards[-200:].mean()
+    assert accuracy > 0.35, accuracy  # uniform guessing is 0.10
+
+
+def test_rebuild_after_training_equals_a_head_built_from_fresh_features():
+    agent = _agent(train_every=0)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        x, a = torch.randn(3, generator=gen), torch.randn(2, generator=gen)
+        agent.update(x, a, float(x[0] * a[1] + 0.1 * torch.randn((), generator=gen)))
+    agent.train_encoder(optimizer_steps=30, batch_size=32)
+    agent.rebuild_posterior(chunk_size=64)
+
+    X, A, R = next(agent.buffer.iter_chunks(10_000))
+    with torch.no_grad():
+        Z = agent.encoder(X, A)
+    fresh = BayesianLinearRegression(8)
+    for z, r in zip(Z, R):
+        fresh.update(z, r)
+    torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(agent.posterior.covariance(), fresh.covariance(), rtol=1e-7,
+                               atol=1e-9)
+    assert agent.posterior.b == pytest.approx(fresh.b, rel=1e-8)
+
+
+def test_chunked_and_unchunked_scoring_choose_the_same_action():
+    torch.manual_seed(0)
+    encoder = TwoTowerEncoder(4, 3, tower_dim=4)
+    x, candidates = torch.randn(4), torch.randn(300, 3)
+    chosen = []
+    for chunk in (None, 7):
+        agent = NeuralLinearTS(encoder, seed=5, config=NeuralLinearTSConfig(action_chunk=chunk))
+        chosen.append([agent.select_action(x, candidates) for _ in range(5)])
+    assert chosen[0] == chosen[1]
+
+
+def test_bad_input_stores_nothing():
+    agent = _agent()
+    x, a = torch.randn(3), torch.randn(2)
+    agent.update(x, a, 1.0)
+    before = _state(agent)
+    bad_calls = [
+        lambda: agent.update(x, a, float("nan")),
+        lambda: agent.update(x, torch.randn(3), 1.0),  # wrong action width
+        lambda: agent.update(torch.randn(4), a, 1.0),  # wrong context width
+        lambda: agent.select_action(x, torch.randn(5, 3)),
+        lambda: agent.select_action(x, torch.empty(0, 2)),
+    ]
+    for call in bad_calls:
+        with pytest.raises(ValueError):
+            call()
+    assert len(agent.buffer) == 1
+    after = agent.posterior.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]) if torch.is_tensor(value) else value == after[key]
+
+
+def test_same_seed_gives_same_actions_and_reset_starts_over():
+    def play(agent):
+        env = gym.make("Bandexa/Synthetic-v0")
+        return run(agent, env, 150, seed=0).rewards
+
+    env = gym.make("Bandexa/Synthetic-v0")
+    first = make_agent("neural_linear_ts", env, seed=4, train_every=50, optimizer_steps=5)
+    second = make_agent("neural_linear_ts", env, seed=4, train_every=50, optimizer_steps=5)
+    rewards = play(first)
+    np.testing.assert_array_equal(rewards, play(second))
+    first.reset()
+    assert len(first.buffer) == 0 and first.posterior.n_obs == 0
+    np.testing.assert_array_equal(rewards, play(first))
+
+
+def test_warmup_is_uniform_then_trains_once():
+    agent = _agent(warmup_random=20, train_every=1000, optimizer_steps=3)
+    obs = {"context": np.zeros(3, np.float32), "candidates": np.eye(4, 2, dtype=np.float32)}
+    for _ in range(20):
+        assert agent.exploring
+        action = agent.act(obs)
+        agent.observe(obs, action, 0.0)
+    assert not agent.exploring and agent.trainings == 1 and agent.posterior.n_obs == 20
+
+
+def test_disk_buffer_backend_drives_the_same_agent(tmp_path):
+    torch.manual_seed(0)
+    encoder = MLPEncoder(10, 10, feature_dim=8, hidden=(16,))
+    with DiskReplayBuffer(tmp_path / "replay", shard_size=64) as buffer:
+        agent = NeuralLinearTS(encoder, buffer=buffer, seed=0,
+                               config=NeuralLinearTSConfig(train_every=100, optimizer_steps=5))
+        env = gym.make("Bandexa/Synthetic-v0")
+        run(agent, env, 250, seed=0)
+        assert len(buffer) == 250 and agent.trainings == 2
+        assert agent.posterior.n_obs == 250

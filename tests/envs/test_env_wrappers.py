@@ -1,0 +1,95 @@
+"""RegretMonitor and FlattenCandidates."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from bandexa_gym.envs import FlattenCandidates, RegretMonitor
+
+
+def test_regret_monitor_matches_infos_and_survives_resets() -> None:
+    env = RegretMonitor(gym.make("Bandexa/Synthetic-v0", max_episode_steps=7))
+    env.reset(seed=0)
+    rewards, regrets, expected, best = [], [], [], []
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        _, reward, terminated, truncated, info = env.step(int(rng.integers(10)))
+        rewards.append(reward)
+        regrets.append(info["regret"])
+        expected.append(info["expected_reward"])
+        best.append(info["best_expected_reward"])
+        if terminated or truncated:
+            env.reset()  # as SB3 does at episode ends
+    assert env.num_rounds == 30
+    np.testing.assert_array_equal(env.rewards, rewards)
+    np.testing.assert_array_equal(env.regrets, regrets)
+    np.testing.assert_array_equal(env.expected_rewards, expected)
+    np.testing.assert_array_equal(env.best_expected_rewards, best)
+    assert env.cumulative_regret == pytest.approx(sum(regrets))
+    assert env.cumulative_regret > 0 and env.regrets.dtype == np.float64
+    env.reset(seed=1)
+    assert env.num_rounds == 30  # even a seeded reset keeps the records
+    env.reset_records()
+    assert env.num_rounds == 0 and env.regrets.shape == (0,) and env.cumulative_regret == 0.0
+    env.step(0)
+    assert env.num_rounds == 1
+
+
+def test_regret_monitor_needs_oracle_keys() -> None:
+    env = RegretMonitor(gym.make("CartPole-v1"))
+    env.reset(seed=0)
+    with pytest.raises(KeyError, match="regret"):
+        env.step(0)
+
+
+def test_regret_monitor_in_vector_env_per_sub_env() -> None:
+    vec = gym.vector.SyncVectorEnv(
+        [lambda: RegretMonitor(gym.make("Bandexa/Retrieval-v0", n_actions=300, candidate_size=32))]
+        * 2
+    )
+    vec.reset(seed=0)
+    infos = []
+    for _ in range(10):
+        _, _, _, _, info = vec.step(np.array([0, 1]))
+        infos.append(info["regret"])
+    infos = np.stack(infos)
+    for i, sub in enumerate(vec.envs):
+        np.testing.assert_array_equal(sub.regrets, infos[:, i])
+    assert vec.get_attr("cumulative_regret") == pytest.approx(tuple(infos.sum(axis=0)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "size"),
+    [
+        ({"n_arms": 4, "context_dim": 3, "action_dim": 2}, 3 + 4 * 2 + 4),
+        ({"n_arms": 5, "context_dim": 6, "observed_context_dim": 2}, 2 + 5 * 10 + 5),
+    ],
+)
+def test_flatten_candidates_layout(kwargs: dict, size: int) -> None:
+    inner = gym.make("Bandexa/Synthetic-v0", **kwargs)
+    env = FlattenCandidates(inner)
+    assert env.observation_space.shape == (size,)
+    assert env.observation_space.dtype == np.float32
+    flat, _ = env.reset(seed=0)
+    dict_obs, _ = gym.make("Bandexa/Synthetic-v0", **kwargs).reset(seed=0)
+    assert flat.shape == (size,) and flat.dtype == np.float32
+    assert env.observation_space.contains(flat)
+    np.testing.assert_array_equal(flat[env.slices["context"]], dict_obs["context"])
+    np.testing.assert_array_equal(flat[env.slices["candidates"]], dict_obs["candidates"].ravel())
+    np.testing.assert_array_equal(flat[env.slices["action_mask"]], dict_obs["action_mask"])
+    flat2, reward, _, _, info = env.step(0)
+    assert flat2.shape == (size,) and "regret" in info
+
+
+def test_flatten_candidates_bounds_for_images() -> None:
+    env = FlattenCandidates(gym.make("Bandexa/MNIST-v0", labels=range(8)))
+    space = env.observation_space
+    assert space.shape == (784 + 8 * 10 + 8,)
+    assert space.low.min() == 0.0 and space.high.max() == 1.0
+
+
+def test_flatten_candidates_rejects_other_spaces() -> None:
+    with pytest.raises(ValueError, match="context"):
+        FlattenCandidates(gym.make("CartPole-v1"))

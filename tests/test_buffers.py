@@ -1,0 +1,320 @@
+"""Tests for bandexa_gym.buffers: memory ring buffer and crash-safe disk buffer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bandexa_gym.buffers import (
+    DiskReplayBuffer,
+    MemoryReplayBuffer,
+    ReplayBuffer,
+    ReplayBufferCorruptError,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stream(start: int, n: int, x_shape: tuple[int, ...] = (3,)) -> tuple[torch.Tensor, ...]:
+    """Deterministic transitions: x filled with i, a = (i, -i), r = i."""
+    i = torch.arange(start, start + n, dtype=torch.float32)
+    X = i.view(-1, *([1] * len(x_shape))).expand(n, *x_shape).clone()
+    return X, torch.stack([i, -i], 1), i
+
+
+def _all(buf: ReplayBuffer, chunk: int = 4, **kw: object) -> tuple[torch.Tensor, ...]:
+    chunks = list(buf.iter_chunks(chunk, **kw))
+    return tuple(torch.cat([c[k] for c in chunks]) for k in range(3))
+
+
+def _make(kind: str, tmp_path: Path, capacity: int | None = 1000, **kw: object) -> ReplayBuffer:
+    """A memory buffer, or a disk buffer with small shards (``kw`` goes to the disk one)."""
+    if kind == "memory":
+        return MemoryReplayBuffer(capacity or 1000)
+    return DiskReplayBuffer(tmp_path / "buf", capacity=capacity, shard_size=5, **kw)
+
+
+@pytest.fixture(params=["memory", "disk"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+# ---- crash safety -------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from bandexa_gym.buffers import DiskReplayBuffer
+
+    buf = DiskReplayBuffer(sys.argv[1], shard_size=50, flush_every=7)
+    i, reported = len(buf), -1
+    while True:
+        buf.add(torch.full((512,), float(i)), torch.tensor([i, -i]), float(i))
+        i += 1
+        if buf.persisted_len != reported:
+            reported = buf.persisted_len
+            print(reported, flush=True)
+    """
+)
+
+
+def _run_and_kill(root: Path, reports_wanted: int) -> int:
+    """Start the appending child, SIGKILL it mid-stream; return its last reported count."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    last, seen = -1, 0
+    try:
+        deadline = time.monotonic() + 60
+        while seen < reports_wanted and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                pytest.fail(f"child exited early: {proc.stderr.read()}")
+            last, seen = int(line), seen + 1
+        assert seen == reports_wanted, "child too slow"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return last
+
+
+def test_disk_buffer_survives_sigkill(tmp_path: Path) -> None:
+    root = tmp_path / "crash"
+    reported = 0
+    for round_ in range(2):  # the second child resumes the directory the first one left
+        reported = _run_and_kill(root, reports_wanted=5 + 10 * round_)
+        with DiskReplayBuffer(root) as buf:
+            n = len(buf)
+            assert n >= reported > 0
+            X, A, R = _all(buf, chunk=64)  # every shard loads: none is corrupt
+            expected = torch.arange(n, dtype=torch.float32)
+            assert torch.equal(R, expected)  # an exact prefix of the stream
+            assert torch.equal(X, expected[:, None].expand(n, 512))
+            assert torch.equal(A, torch.stack([expected, -expected], 1))
+        assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_reopen_cleans_crash_leftovers(tmp_path: Path) -> None:
+    root = tmp_path / "buf"
+    with DiskReplayBuffer(root, shard_size=4) as buf:
+        buf.add_batch(*_stream(0, 10))
+    (root / ".shard-000000099.safetensors.tmp").write_bytes(b"partial")
+    (root / ".index.json.tmp").write_bytes(b"{")
+    (root / "shard-000000050.safetensors").write_bytes(b"renamed but never indexed")
+    (root / "notes.txt").write_text("user file")
+    with DiskReplayBuffer(root) as buf:
+        assert len(buf) == 10
+        names = sorted(p.name for p in root.iterdir())
+        assert "notes.txt" in names
+        assert not any(n.endswith(".tmp") or n.startswith("shard-00000005") for n in names)
+
+
+# ---- shared behaviour ---------------------------------------------------------------------
+
+
+def test_add_sample_iterate(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        assert len(buf) == 0 and buf.x_shape is None
+        X, A, R = _stream(0, 12)
+        buf.add(X[0], A[0], R[0].item())
+        buf.add_batch(X[1:], A[1:], R[1:])
+        assert len(buf) == 12 and buf.x_shape == (3,) and buf.action_dim == 2
+        for got, want in zip(_all(buf, chunk=5), (X, A, R), strict=True):
+            assert torch.equal(got, want)
+        Xs, As, Rs = buf.sample(64, generator=torch.Generator().manual_seed(0))
+        assert Xs.shape == (64, 3) and As.shape == (64, 2) and Rs.shape == (64,)
+        assert Xs.device.type == "cpu" and As.dtype == torch.float32
+        assert torch.equal(Xs[:, 0], Rs) and torch.equal(As[:, 0], Rs)  # rows stay aligned
+
+
+def test_x_keeps_dtype(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add(torch.ones(1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), 1)
+        X, A, R = buf.sample(2)
+        assert X.dtype == torch.uint8 and A.dtype == torch.float32 and R.dtype == torch.float32
+
+
+def test_bad_inputs_store_nothing(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add_batch(*_stream(0, 3))
+        X, A, R = _stream(3, 2)
+        with pytest.raises(ValueError, match=r"expected shape \(3,\).*got \(4,\)"):
+            buf.add_batch(torch.zeros(2, 4), A, R)
+        with pytest.raises(ValueError, match="expected action_dim 2"):
+            buf.add_batch(X, torch.zeros(2, 3), R)
+        with pytest.raises(ValueError, match="finite"):
+            buf.add_batch(X, A, torch.tensor([1.0, float("nan")]))
+        with pytest.raises(ValueError, match="finite"):
+            buf.add(X[0], A[0], float("inf"))
+        with pytest.raises(ValueError, match=r"R: expected shape \(2,\)"):
+            buf.add_batch(X, A, R[:1])
+        with pytest.raises(ValueError, match="dtype"):
+            buf.add(torch.zeros(3, dtype=torch.complex64), A[0], 0.0)
+        assert len(buf) == 3
+        assert torch.equal(_all(buf)[2], torch.arange(3.0))
+        with pytest.raises(ValueError, match="empty"):
+            _make("memory", tmp_path).sample(1)
+
+
+def test_capacity(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path, capacity=8) as buf:
+        for start in range(0, 23, 3):
+            buf.add_batch(*_stream(start, 3))
+            assert len(buf) == min(start + 3, 8)
+        assert torch.equal(_all(buf)[2], torch.arange(16.0, 24.0))  # oldest -> newest
+        buf.add_batch(*_stream(24, 20))  # a batch larger than the capacity
+        assert torch.equal(_all(buf)[2], torch.arange(36.0, 44.0))
+        assert set(buf.sample(200)[2].tolist()) <= set(range(36, 44))
+    if kind == "disk":  # fully dropped shards are deleted, the rest survives reopening
+        files = list((tmp_path / "buf").glob("shard-*"))
+        assert len(files) <= 8 // 5 + 2
+        with DiskReplayBuffer(tmp_path / "buf", capacity=8) as buf:
+            assert torch.equal(_all(buf)[2], torch.arange(36.0, 44.0))
+            buf.add(*(t[0] for t in _stream(44, 1)))
+            assert torch.equal(_all(buf)[2], torch.arange(37.0, 45.0))
+
+
+def test_shuffled_iteration_covers_everything_once(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path, capacity=37, cache_shards=2) as buf:
+        buf.add_batch(*_stream(0, 50))  # wraps / drops: 37 left, some of them pending
+        X, A, R = _all(buf, chunk=6, shuffle=True, generator=torch.Generator().manual_seed(3))
+        assert sorted(R.tolist()) == list(range(13, 50))
+        assert torch.equal(X[:, 0], R) and torch.equal(A[:, 1], -R)
+        assert not torch.equal(R, torch.arange(13.0, 50.0))  # actually shuffled
+
+
+def test_memory_and_disk_agree(tmp_path: Path) -> None:
+    mem = MemoryReplayBuffer(30)
+    with DiskReplayBuffer(tmp_path / "buf", capacity=30, shard_size=7, cache_shards=1) as disk:
+        for start, n in [(0, 4), (4, 13), (17, 1), (18, 25)]:
+            for buf in (mem, disk):
+                buf.add_batch(*_stream(start, n, x_shape=(2, 2)))
+        for a, b in zip(_all(mem, chunk=9), _all(disk, chunk=9), strict=True):
+            assert torch.equal(a, b)
+        for seed in range(3):
+            got_m = mem.sample(50, generator=torch.Generator().manual_seed(seed))
+            got_d = disk.sample(50, generator=torch.Generator().manual_seed(seed))
+            for a, b in zip(got_m, got_d, strict=True):
+                assert torch.equal(a, b)
+        shuffled = _all(disk, chunk=9, shuffle=True)[2]
+        assert sorted(shuffled.tolist()) == sorted(_all(mem, shuffle=True)[2].tolist())
+
+
+def test_transform_pads_old_transitions(kind: str, tmp_path: Path) -> None:
+    def pad(X: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([X, torch.zeros(len(X), 2)], 1), torch.cat([A, torch.zeros(len(A), 1)], 1)
+
+    with _make(kind, tmp_path, capacity=9) as buf:
+        buf.add_batch(*_stream(0, 12))
+        buf.transform(pad, chunk_size=4)
+        assert buf.x_shape == (5,) and buf.action_dim == 3
+        X, A, R = _all(buf)
+        assert torch.equal(R, torch.arange(3.0, 12.0))
+        assert torch.equal(X[:, 3:], torch.zeros(9, 2)) and torch.equal(X[:, 0], R)
+        assert torch.equal(A[:, 2], torch.zeros(9))
+        with pytest.raises(ValueError, match="expected shape"):
+            buf.add_batch(*_stream(12, 1))
+        buf.add(torch.ones(5), torch.ones(3), 1.0)
+        assert len(buf) == 9
+
+        def broken(X: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            buf.transform(broken)
+        assert buf.x_shape == (5,) and len(buf) == 9
+    if kind == "disk":
+        with DiskReplayBuffer(tmp_path / "buf") as buf:
+            assert buf.x_shape == (5,) and buf.action_dim == 3 and len(buf) == 9
+
+
+def test_modifying_during_iteration_raises(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add_batch(*_stream(0, 10))
+        it = buf.iter_chunks(3)
+        next(it)
+        buf.add_batch(*_stream(10, 1))
+        with pytest.raises(RuntimeError, match="modified"):
+            next(it)
+
+
+# ---- disk specifics -----------------------------------------------------------------------
+
+
+def test_disk_reopen_resumes(tmp_path: Path) -> None:
+    root = tmp_path / "buf"
+    with DiskReplayBuffer(root, shard_size=4) as buf:
+        buf.add_batch(*_stream(0, 10))  # two full shards + 2 pending, flushed by close
+    assert sorted(p.name for p in root.glob("shard-*")) == [
+        f"shard-{i:09d}.safetensors" for i in range(3)
+    ]
+    with DiskReplayBuffer(root, shard_size=4) as buf:
+        assert len(buf) == 10 and buf.x_shape == (3,) and buf.action_dim == 2
+        assert buf.persisted_len == 10
+        buf.add_batch(*_stream(10, 5))
+        assert buf.persisted_len == 14  # a full shard was written, 1 pending
+    assert (root / "shard-000000004.safetensors").exists()  # numbering continues
+    with DiskReplayBuffer(root) as buf:
+        assert torch.equal(_all(buf)[2], torch.arange(15.0))
+
+
+def test_disk_flush_every_and_pending_sampling(tmp_path: Path) -> None:
+    with DiskReplayBuffer(tmp_path / "buf", shard_size=100, flush_every=3) as buf:
+        buf.add_batch(*_stream(0, 2))
+        assert buf.persisted_len == 0 and buf.num_shards == 0
+        assert set(buf.sample(20)[2].tolist()) == {0.0, 1.0}  # pending rows are sampled
+        buf.add(*(t[0] for t in _stream(2, 1)))
+        assert buf.persisted_len == 3 and buf.num_shards == 1
+
+
+def test_disk_missing_or_corrupt_shard_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "buf"
+    with DiskReplayBuffer(root, shard_size=4) as buf:
+        buf.add_batch(*_stream(0, 12))
+    victim = root / "shard-000000001.safetensors"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 7])  # truncated
+    with pytest.raises(ReplayBufferCorruptError, match="shard-000000001.safetensors"):
+        DiskReplayBuffer(root)
+    victim.unlink()
+    with pytest.raises(ReplayBufferCorruptError, match="shard-000000001.safetensors.*missing"):
+        DiskReplayBuffer(root)
+
+
+def test_disk_sample_loads_each_shard_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with DiskReplayBuffer(tmp_path / "buf", shard_size=10, cache_shards=0) as buf:
+        buf.add_batch(*_stream(0, 40))
+        loads: list[str] = []
+        original = DiskReplayBuffer._load_shard
+
+        def counting(self: DiskReplayBuffer, shard: object) -> object:
+            loads.append(shard.file)  # type: ignore[attr-defined]
+            return original(self, shard)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(DiskReplayBuffer, "_load_shard", counting)
+        X, _, R = buf.sample(500, generator=torch.Generator().manual_seed(0))
+        assert len(loads) == len(set(loads)) == 4
+        assert torch.equal(X[:, 0], R)
+
+
+def test_disk_directory_is_single_writer(tmp_path: Path) -> None:
+    with DiskReplayBuffer(tmp_path / "buf"):
+        with pytest.raises(RuntimeError, match="already open"):
+            DiskReplayBuffer(tmp_path / "buf")
+    DiskReplayBuffer(tmp_path / "buf").close()  # released on close
