@@ -198,6 +198,7 @@ class Job:
         agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
         device: Torch device of the agent.
         progress: Show a progress bar for this run.
+        threads: Torch intra-op CPU threads for this run (restored afterwards).
     """
 
     env_id: str
@@ -208,6 +209,7 @@ class Job:
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     progress: bool = False
+    threads: int = 1
 
     @property
     def label(self) -> str:
@@ -225,8 +227,9 @@ def seed_everything(seed: int) -> None:
 def run_job(job: Job) -> RunResult:
     """Run one benchmark job in a fresh env and return its measurements.
 
-    The global generators are seeded with ``job.seed`` first, so a job gives the same
-    numbers whatever ran before it in the process (sequentially or in a worker).
+    The global generators are seeded with ``job.seed`` first and torch uses
+    ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
+    in this process or in a worker (CPU float results can depend on the thread count).
 
     Args:
         job: What to run.
@@ -234,6 +237,8 @@ def run_job(job: Job) -> RunResult:
     Returns:
         The :class:`RunResult`; ``info`` holds ``env``, ``agent`` and ``seed``.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
     seed_everything(job.seed)
     env = gym.make(job.env_id, **job.env_kwargs)
     try:
@@ -257,16 +262,17 @@ def run_job(job: Job) -> RunResult:
             )
     finally:
         env.close()
+        torch.set_num_threads(threads)
     result.info.update({"env": job.env_id, "agent": job.agent, "seed": job.seed})
     return result
 
 
 def _init_worker() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # run_job sets the job's own count; never oversubscribe
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 1, progress: bool = False) -> list[RunResult]:
-    """Run ``jobs`` in order, or in ``workers`` spawned processes (one torch thread each).
+    """Run ``jobs`` in order in this process, or in ``workers`` spawned processes.
 
     Args:
         jobs: The jobs; their results come back in the same order.
@@ -621,6 +627,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rounds of the final moving-average reward",
     )
     parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads per run (results can depend on it; small models run "
+        "fastest on one)",
+    )
+    parser.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
@@ -759,6 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             agent_kwargs=agent_kwargs[agent],
             device=args.device,
             progress=progress and args.workers == 1,
+            threads=args.threads,
         )
         for env_id in args.env
         for agent in args.agents
@@ -773,6 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeds": seeds,
         "device": args.device,
         "window": args.window,
+        "threads": args.threads,
         "workers": args.workers,
     }
     start = time.perf_counter()

@@ -28,6 +28,8 @@ Conventions shared by both:
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import os
 import re
 from abc import ABC, abstractmethod
@@ -442,6 +444,18 @@ _LOCK_NAME = ".lock"
 _FORMAT = "bandexa-gym/replay-buffer"
 _FORMAT_VERSION = 1
 _SHARD_RE = re.compile(r"^shard-(\d{9})\.safetensors$")
+_ST_DTYPES = {  # torch dtype -> safetensors dtype tag (the ones we can memory-map)
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 @dataclass
@@ -497,10 +511,12 @@ class DiskReplayBuffer(ReplayBuffer):
     shard file is deleted once all its rows are dropped, after the index that no longer
     lists it is committed. Disk use may therefore exceed ``capacity`` by up to one shard.
 
-    Shards are read through an LRU cache of ``cache_shards`` shards; :meth:`sample`
-    groups the drawn indices by shard so each shard is read once per call. Uniform
-    sampling over many more shards than the cache holds reads many shards per call, so
-    size ``shard_size * cache_shards`` to the data you want hot.
+    Shards are opened through an LRU cache of ``cache_shards`` shards, and :meth:`sample`
+    groups the drawn indices by shard so each shard is opened at most once per call. With
+    ``memory_map=True`` (default) an opened shard is a read-only memory map: a sample reads
+    only the rows it draws (the OS page cache keeps hot pages), so sampling costs
+    O(batch) I/O even with large contexts such as ``(3, 224, 224)`` images. With
+    ``memory_map=False`` whole shards are loaded into RAM (``cache_shards`` of them kept).
 
     One process may open a directory at a time (an advisory ``flock`` on ``.lock``).
     :meth:`transform` writes all shards under new names and swaps the index once, so it
@@ -513,6 +529,7 @@ class DiskReplayBuffer(ReplayBuffer):
         cache_shards: Shards kept in the LRU cache (0 disables caching).
         flush_every: Flush after this many added transitions (0: only when a shard is full,
             on ``flush()`` and on ``close()``). Each flush writes a (possibly partial) shard.
+        memory_map: Read shards through memory maps instead of loading them whole.
 
     Raises:
         ReplayBufferCorruptError: If the index is unreadable or a listed shard is missing,
@@ -527,6 +544,7 @@ class DiskReplayBuffer(ReplayBuffer):
         shard_size: int = 1024,
         cache_shards: int = 4,
         flush_every: int = 0,
+        memory_map: bool = True,
     ) -> None:
         super().__init__(capacity)
         if shard_size < 1:
@@ -537,6 +555,7 @@ class DiskReplayBuffer(ReplayBuffer):
         self.shard_size = shard_size
         self.cache_shards = cache_shards
         self.flush_every = flush_every
+        self.memory_map = memory_map
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
 
@@ -604,21 +623,25 @@ class DiskReplayBuffer(ReplayBuffer):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReplayBufferCorruptError(f"cannot read replay index {path}: {exc}") from exc
         for shard in shards:
-            self._verify_shard_file(shard, schema)
+            self._shard_layout(shard, schema)
         self._schema, self._shards = schema, shards
         self._shard_rows = sum(s.count for s in shards)
         self._head_skip, self._next_shard_id = head_skip, next_id
         self._persisted_len = self._stored_len()
 
-    def _verify_shard_file(self, shard: _Shard, schema: _Schema) -> None:
-        """Check a shard's safetensors header against the index without loading data."""
+    def _shard_layout(self, shard: _Shard, schema: _Schema) -> dict[str, tuple[int, int]]:
+        """Check a shard's safetensors header against the index without reading its data.
+
+        Returns:
+            ``{"x"|"a"|"r": (byte offset in the file, number of elements)}``.
+        """
         path = self.root / shard.file
         if not path.is_file():
             raise ReplayBufferCorruptError(f"shard {path} listed in {self.index_path} is missing")
         expected = {
-            "x": [shard.count, *schema.x_shape],
-            "a": [shard.count, schema.action_dim],
-            "r": [shard.count],
+            "x": ([shard.count, *schema.x_shape], _ST_DTYPES.get(schema.x_dtype)),
+            "a": ([shard.count, schema.action_dim], "F32"),
+            "r": ([shard.count], "F32"),
         }
         try:
             size = path.stat().st_size
@@ -630,13 +653,22 @@ class DiskReplayBuffer(ReplayBuffer):
             end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
             if size != 8 + n + end:
                 raise ValueError(f"file has {size} bytes, header describes {8 + n + end}")
-            shapes = {k: header[k]["shape"] for k in expected}
+            got = {k: (header[k]["shape"], header[k]["dtype"]) for k in expected}
+            layout = {
+                k: (8 + n + int(header[k]["data_offsets"][0]), math.prod(expected[k][0]))
+                for k in expected
+            }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
-        if shapes != expected:
+        if any(
+            got[k][0] != want[0] or (want[1] and got[k][1] != want[1])
+            for k, want in expected.items()
+        ):
             raise ReplayBufferCorruptError(
-                f"shard {path} does not match the index: expected shapes {expected}, got {shapes}"
+                f"shard {path} does not match the index: expected (shape, dtype) {expected}, "
+                f"got {got}"
             )
+        return layout
 
     def _cleanup_stray_files(self) -> None:
         """Delete temp files and shard files the index does not list (crash leftovers)."""
@@ -787,22 +819,32 @@ class DiskReplayBuffer(ReplayBuffer):
 
     # ---- reads --------------------------------------------------------------------------
     def _load_shard(self, shard: _Shard) -> Batch:
-        path = self.root / shard.file
-        if not path.is_file():
-            raise ReplayBufferCorruptError(f"shard {path} listed in {self.index_path} is missing")
-        try:
-            data = _st_load_file(str(path))
-            X, A, R = data["x"], data["a"], data["r"]
-        except Exception as exc:  # safetensors raises its own error types
-            raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
+        """A shard's ``(X, A, R)``: read-only views of a memory map, or loaded tensors."""
         assert self._schema is not None
-        want = (shard.count, *self._schema.x_shape)
-        if tuple(X.shape) != want or A.shape[0] != shard.count or R.shape != (shard.count,):
-            raise ReplayBufferCorruptError(
-                f"shard {path} does not match the index: expected x shape {want}, "
-                f"got {tuple(X.shape)}"
-            )
-        return X, A, R
+        layout = self._shard_layout(shard, self._schema)
+        path = self.root / shard.file
+        if self.memory_map and self._schema.x_dtype in _ST_DTYPES:
+            try:
+                with open(path, "rb") as f:
+                    # Copy-on-write private mapping: writable for torch, never written back.
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            except (OSError, ValueError) as exc:
+                raise ReplayBufferCorruptError(f"shard {path} cannot be mapped: {exc}") from exc
+            dtypes = {"x": self._schema.x_dtype, "a": torch.float32, "r": torch.float32}
+            views = {
+                k: torch.frombuffer(mm, dtype=dtypes[k], count=numel, offset=offset)
+                for k, (offset, numel) in layout.items()
+            }
+        else:
+            try:
+                views = _st_load_file(str(path))
+            except Exception as exc:  # safetensors raises its own error types
+                raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
+        return (
+            views["x"].view(shard.count, *self._schema.x_shape),
+            views["a"].view(shard.count, self._schema.action_dim),
+            views["r"].view(shard.count),
+        )
 
     def _cached(self, shard: _Shard) -> Batch:
         hit = self._cache.get(shard.file)

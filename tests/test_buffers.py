@@ -39,10 +39,11 @@ def _make(kind: str, tmp_path: Path, capacity: int | None = 1000, **kw: object) 
     """A memory buffer, or a disk buffer with small shards (``kw`` goes to the disk one)."""
     if kind == "memory":
         return MemoryReplayBuffer(capacity or 1000)
+    kw.setdefault("memory_map", kind == "disk")  # "disk_loaded": whole shards in RAM
     return DiskReplayBuffer(tmp_path / "buf", capacity=capacity, shard_size=5, **kw)
 
 
-@pytest.fixture(params=["memory", "disk"])
+@pytest.fixture(params=["memory", "disk", "disk_loaded"])
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -141,6 +142,8 @@ def test_add_sample_iterate(kind: str, tmp_path: Path) -> None:
         assert Xs.shape == (64, 3) and As.shape == (64, 2) and Rs.shape == (64,)
         assert Xs.device.type == "cpu" and As.dtype == torch.float32
         assert torch.equal(Xs[:, 0], Rs) and torch.equal(As[:, 0], Rs)  # rows stay aligned
+        Xs.add_(100.0)  # returned tensors are copies, never views of the storage
+        assert torch.equal(_all(buf)[0], X)
 
 
 def test_x_keeps_dtype(kind: str, tmp_path: Path) -> None:
@@ -181,7 +184,7 @@ def test_capacity(kind: str, tmp_path: Path) -> None:
         buf.add_batch(*_stream(24, 20))  # a batch larger than the capacity
         assert torch.equal(_all(buf)[2], torch.arange(36.0, 44.0))
         assert set(buf.sample(200)[2].tolist()) <= set(range(36, 44))
-    if kind == "disk":  # fully dropped shards are deleted, the rest survives reopening
+    if kind != "memory":  # fully dropped shards are deleted, the rest survives reopening
         files = list((tmp_path / "buf").glob("shard-*"))
         assert len(files) <= 8 // 5 + 2
         with DiskReplayBuffer(tmp_path / "buf", capacity=8) as buf:
@@ -239,7 +242,7 @@ def test_transform_pads_old_transitions(kind: str, tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="boom"):
             buf.transform(broken)
         assert buf.x_shape == (5,) and len(buf) == 9
-    if kind == "disk":
+    if kind != "memory":
         with DiskReplayBuffer(tmp_path / "buf") as buf:
             assert buf.x_shape == (5,) and buf.action_dim == 3 and len(buf) == 9
 
@@ -297,8 +300,13 @@ def test_disk_missing_or_corrupt_shard_is_a_clear_error(tmp_path: Path) -> None:
         DiskReplayBuffer(root)
 
 
-def test_disk_sample_loads_each_shard_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with DiskReplayBuffer(tmp_path / "buf", shard_size=10, cache_shards=0) as buf:
+@pytest.mark.parametrize("memory_map", [True, False])
+def test_disk_sample_loads_each_shard_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_map: bool
+) -> None:
+    with DiskReplayBuffer(
+        tmp_path / "buf", shard_size=10, cache_shards=0, memory_map=memory_map
+    ) as buf:
         buf.add_batch(*_stream(0, 40))
         loads: list[str] = []
         original = DiskReplayBuffer._load_shard

@@ -121,7 +121,10 @@ class NeuralLinearTS(Agent):
             b0=cfg.b0,
             device=self.device,
         )
-        self.readout = nn.Linear(self.encoder.feature_dim, 1).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            if self.seed is not None:
+                torch.manual_seed(self.seed)
+            self.readout = nn.Linear(self.encoder.feature_dim, 1).to(self.device)
         params = [p for p in self.encoder.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
             params + list(self.readout.parameters()),
@@ -183,7 +186,8 @@ class NeuralLinearTS(Agent):
 
     def embed(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Features of one context with each candidate: (K, d), no gradient."""
-        self.encoder.eval()
+        if self.encoder.training:
+            self.encoder.eval()
         with torch.no_grad():
             return self.encoder.encode_batch(x, candidates, action_chunk=self.config.action_chunk)
 
@@ -370,7 +374,7 @@ def _make_neural_linear_ts(
         )
     images = len(space["context"].shape) == 3
     settings: dict[str, Any] = (
-        {"warmup_random": 200, "train_every": 100, "optimizer_steps": 100, "loss": "bce"}
+        {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50, "loss": "bce"}
         if images
         else {}
     )

@@ -97,10 +97,10 @@ class CandidateSetEnv(gym.Env[dict, int]):
         """Called by :meth:`reset` after seeding and before the first round is drawn.
 
         Subclasses draw their problem (reward parameters, fixed action features, item pool)
-        here, from ``self.np_random`` or from a fixed problem seed of their own. ``seeded`` is True when ``reset`` got a seed; an
-        unseeded reset of an already-built problem should keep the problem and only
-        continue the round stream, so that libraries that reset between episodes (SB3)
-        keep facing the same bandit.
+        here, from ``self.np_random`` or from a fixed problem seed of their own.
+        ``seeded`` is True when ``reset`` got a seed; an unseeded reset of an already-built
+        problem should keep the problem and only continue the round stream, so that
+        libraries that reset between episodes (SB3) keep facing the same bandit.
 
         Args:
             seeded: Whether ``reset`` was called with ``seed`` set.
