@@ -198,12 +198,12 @@ class Encoder(nn.Module):
         Raises:
             ValueError: If a size shrinks, or the context cannot grow (images).
         """
+        if context_dim is not None and len(self.context_shape) != 1:
+            raise ValueError(
+                f"{type(self).__name__} takes image contexts {self.context_shape}; "
+                "context growth only applies to vector contexts (grow action_dim instead)"
+            )
         if context_dim is not None and context_dim != self.context_shape[0]:
-            if len(self.context_shape) != 1:
-                raise ValueError(
-                    f"{type(self).__name__} takes image contexts {self.context_shape}; "
-                    "context growth only applies to vector contexts"
-                )
             if context_dim < self.context_shape[0]:
                 raise ValueError(
                     f"context_dim can only grow: {self.context_shape[0]} -> {context_dim}"
@@ -232,7 +232,8 @@ class Encoder(nn.Module):
         ):
             pretty = tuple("B" if s is None else s for s in shape)
             raise ValueError(f"{name}: expected shape {pretty}, got {tuple(t.shape)}")
-        return t.to(device=self.device, dtype=self.dtype)
+        param = next(self.parameters())
+        return t.to(device=param.device, dtype=param.dtype)
 
     def _prep_one_context(self, x: Any) -> torch.Tensor:
         x = torch.as_tensor(x)

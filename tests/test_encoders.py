@@ -149,7 +149,6 @@ def test_grow_input_preserves_z(encoder: Encoder) -> None:
     torch.testing.assert_close(encoder.encode_batch(x_pad, cand_pad), z_old, **TIGHT)
     batch = encoder(x_pad.expand(5, *x_pad.shape), cand_pad)
     torch.testing.assert_close(batch, z_old, rtol=1e-5, atol=1e-5)
-    # The new inputs matter once the zero columns are trained.
     with pytest.raises(ValueError, match="only grow"):
         encoder.grow_input(action_dim=1)
 
@@ -161,11 +160,13 @@ def test_image_encoders_refuse_context_growth(name: str) -> None:
         grow_input(enc, context_dim=100)
 
 
-def test_mlp_split_first_layer_equals_concat_form() -> None:
+@pytest.mark.parametrize("hidden", [(32, 32), ()])
+def test_mlp_split_first_layer_equals_concat_form(hidden: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    enc = MLPEncoder(6, 4, feature_dim=16).eval()
+    enc = MLPEncoder(6, 4, feature_dim=16, hidden=hidden).eval()
     x, a = torch.randn(9, 6), torch.randn(9, 4)
     torch.testing.assert_close(enc(x, a), enc.net(torch.cat([x, a], 1)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(enc.encode_batch(x[0], a), enc(x[:1].expand(9, 6), a))
 
 
 def test_two_tower_structure() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -113,6 +115,16 @@ class LinearTS(Agent):
         self.heads = []
         if self.feature_map != "auto":
             self._build_heads(self.feature_map)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write an inference checkpoint to ``path``.
+
+        See :func:`bandexa_gym.checkpoint.save_agent`; load it back with
+        :func:`bandexa_gym.checkpoint.load_agent`.
+        """
+        from bandexa_gym.checkpoint import save_agent  # checkpoint imports this module
+
+        return save_agent(self, path)
 
     # -- features and scores ----------------------------------------------------------
     def _flat(self, context: torch.Tensor) -> torch.Tensor:

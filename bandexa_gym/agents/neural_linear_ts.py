@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -276,6 +278,16 @@ class NeuralLinearTS(Agent):
             self.buffer = MemoryReplayBuffer(self.buffer.capacity)
         self._init_learners()
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write an inference checkpoint to ``path``; the replay buffer is not saved.
+
+        See :func:`bandexa_gym.checkpoint.save_agent`; load it back with
+        :func:`bandexa_gym.checkpoint.load_agent`.
+        """
+        from bandexa_gym.checkpoint import save_agent  # checkpoint imports this module
+
+        return save_agent(self, path)
+
     # -- helpers ----------------------------------------------------------------------
     def _as_device(self, t: torch.Tensor | Any) -> torch.Tensor:
         return torch.as_tensor(t).to(self.device)
@@ -345,10 +357,13 @@ def default_encoder(
                 raise ValueError(f"two_tower feature_dim must be a multiple of 3, got {feature_dim}")
             kwargs["tower_dim"] = feature_dim // 3
         return TwoTowerEncoder(context_shape[0], action_dim, **kwargs)
-    if kind == "convnet":
-        return ConvEncoder(action_dim, in_channels=context_shape[0], **kwargs)
-    if kind.startswith("resnet"):
-        return ResNetEncoder(action_dim, arch=kind, **kwargs)
+    if kind == "convnet" or kind.startswith("resnet"):
+        if len(context_shape) != 3:
+            raise ValueError(f"{kind} encoder needs image contexts (C, H, W), got {context_shape}")
+        image = {"in_channels": context_shape[0], "image_size": context_shape[1:]}
+        if kind == "convnet":
+            return ConvEncoder(action_dim, **image, **kwargs)
+        return ResNetEncoder(action_dim, arch=kind, **image, **kwargs)
     raise ValueError(
         f"unknown encoder {kind!r}: expected auto, mlp, two_tower, convnet or resnet18..resnet152"
     )
