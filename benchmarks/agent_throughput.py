@@ -14,7 +14,6 @@ Prints, asserts nothing.
 from __future__ import annotations
 
 import argparse
-import time
 
 import gymnasium as gym
 import torch
@@ -38,7 +37,7 @@ class PerSampleRebuild(NeuralLinearTS):
         with torch.no_grad():
             self.posterior.reset()
             for x, a, r in self.buffer.iter_chunks(self.config.rebuild_chunk):
-                for xi, ai, ri in zip(x, a, r):
+                for xi, ai, ri in zip(x, a, r, strict=True):
                     self.posterior.update(self.encoder.encode(xi, ai), float(ri))
 
 

@@ -3,7 +3,11 @@
 from bandexa_gym.agents.base import AGENTS, Agent, make_agent, observation_space, register_agent
 from bandexa_gym.agents.baselines import UniformAgent
 from bandexa_gym.agents.linear_ts import LinearTS
-from bandexa_gym.agents.neural_linear_ts import NeuralLinearTS, NeuralLinearTSConfig, default_encoder
+from bandexa_gym.agents.neural_linear_ts import (
+    NeuralLinearTS,
+    NeuralLinearTSConfig,
+    default_encoder,
+)
 
 __all__ = [
     "AGENTS",

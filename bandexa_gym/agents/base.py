@@ -42,7 +42,9 @@ class Agent(ABC):
             return self._act_one(contexts, candidates, masks)
         return np.asarray(self._act_batch(contexts, candidates, masks), dtype=np.int64)
 
-    def observe(self, obs: Observation, action: int | np.ndarray, reward: float | np.ndarray) -> None:
+    def observe(
+        self, obs: Observation, action: int | np.ndarray, reward: float | np.ndarray
+    ) -> None:
         """Learn from the reward of ``action`` taken on ``obs`` (single or batched)."""
         contexts, candidates, masks = self._tensors(obs)
         if candidates.ndim == 2:
@@ -79,7 +81,7 @@ class Agent(ABC):
     def _act_batch(
         self, contexts: torch.Tensor, candidates: torch.Tensor, masks: torch.Tensor
     ) -> list[int]:
-        return [self._act_one(x, c, m) for x, c, m in zip(contexts, candidates, masks)]
+        return [self._act_one(x, c, m) for x, c, m in zip(contexts, candidates, masks, strict=True)]
 
     def _observe_batch(
         self,
@@ -88,7 +90,7 @@ class Agent(ABC):
         indices: list[int],
         rewards: list[float],
     ) -> None:
-        for x, c, i, r in zip(contexts, candidates, indices, rewards):
+        for x, c, i, r in zip(contexts, candidates, indices, rewards, strict=True):
             self._observe_one(x, c[i], r, i)
 
     def _reseed(self, seed: int | None) -> None:
@@ -198,8 +200,10 @@ def make_agent(
 
 def observation_space(env: gym.Env | gym.vector.VectorEnv | spaces.Dict) -> spaces.Dict:
     """The single (unbatched) Dict observation space of an env, vector env or space."""
-    space = env if isinstance(env, spaces.Space) else getattr(
-        env, "single_observation_space", env.observation_space
+    space = (
+        env
+        if isinstance(env, spaces.Space)
+        else getattr(env, "single_observation_space", env.observation_space)
     )
     if not isinstance(space, spaces.Dict) or not {"context", "candidates"} <= set(space.spaces):
         raise ValueError(

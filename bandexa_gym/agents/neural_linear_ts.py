@@ -108,8 +108,8 @@ class NeuralLinearTS(Agent):
         self.config = config or NeuralLinearTSConfig()
         self.encoder = encoder.to(self.device)
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
-        self.buffer = buffer if buffer is not None else MemoryReplayBuffer(
-            self.config.buffer_capacity
+        self.buffer = (
+            buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
         )
         self._init_learners()
 
@@ -354,7 +354,9 @@ def default_encoder(
             return MLPEncoder(context_shape[0], action_dim, **kwargs)
         if feature_dim is not None:
             if feature_dim % 3:
-                raise ValueError(f"two_tower feature_dim must be a multiple of 3, got {feature_dim}")
+                raise ValueError(
+                    f"two_tower feature_dim must be a multiple of 3, got {feature_dim}"
+                )
             kwargs["tower_dim"] = feature_dim // 3
         return TwoTowerEncoder(context_shape[0], action_dim, **kwargs)
     if kind == "convnet" or kind.startswith("resnet"):

@@ -26,7 +26,9 @@ def test_auto_feature_map_picks_disjoint_for_one_hot_candidates_and_learns():
     result = run(agent, env, 400, seed=0)
     assert agent.feature_map == "disjoint"
     assert len(agent.heads) == 5 and all(h.dim == 4 for h in agent.heads)
-    uniform = run(make_agent("uniform", env, seed=0), LinearEnv(one_hot=True, n_arms=5), 400, seed=0)
+    uniform = run(
+        make_agent("uniform", env, seed=0), LinearEnv(one_hot=True, n_arms=5), 400, seed=0
+    )
     assert result.cumulative_regret[-1] < 0.3 * uniform.cumulative_regret[-1]
 
 
@@ -71,7 +73,9 @@ def test_bad_reward_leaves_posterior_unchanged():
     agent = make_agent("linear_ts", env, seed=0, feature_map="concat")
     obs, _ = env.reset(seed=0)
     agent.observe(obs, 0, 1.0)
-    before = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in agent.posterior.state_dict().items()}
+    before = {
+        k: (v.clone() if torch.is_tensor(v) else v) for k, v in agent.posterior.state_dict().items()
+    }
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="finite"):
             agent.observe(obs, 1, bad)

@@ -13,12 +13,15 @@ from bandexa_gym.posterior import BayesianLinearRegression
 
 def _agent(**config) -> NeuralLinearTS:
     torch.manual_seed(0)
-    return NeuralLinearTS(MLPEncoder(3, 2, feature_dim=8, hidden=(16,)), seed=0,
-                          config=NeuralLinearTSConfig(**config))
+    return NeuralLinearTS(
+        MLPEncoder(3, 2, feature_dim=8, hidden=(16,)), seed=0, config=NeuralLinearTSConfig(**config)
+    )
 
 
 def _state(agent: NeuralLinearTS) -> dict:
-    return {k: v.clone() if torch.is_tensor(v) else v for k, v in agent.posterior.state_dict().items()}
+    return {
+        k: v.clone() if torch.is_tensor(v) else v for k, v in agent.posterior.state_dict().items()
+    }
 
 
 def test_beats_uniform_on_a_short_synthetic_run():
@@ -50,11 +53,12 @@ def test_rebuild_after_training_equals_a_head_built_from_fresh_features():
     with torch.no_grad():
         Z = agent.encoder(X, A)
     fresh = BayesianLinearRegression(8)
-    for z, r in zip(Z, R):
+    for z, r in zip(Z, R, strict=True):
         fresh.update(z, r)
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=1e-7, atol=1e-9)
-    torch.testing.assert_close(agent.posterior.covariance(), fresh.covariance(), rtol=1e-7,
-                               atol=1e-9)
+    torch.testing.assert_close(
+        agent.posterior.covariance(), fresh.covariance(), rtol=1e-7, atol=1e-9
+    )
     assert agent.posterior.b == pytest.approx(fresh.b, rel=1e-8)
 
 
@@ -119,8 +123,12 @@ def test_disk_buffer_backend_drives_the_same_agent(tmp_path):
     torch.manual_seed(0)
     encoder = MLPEncoder(10, 10, feature_dim=8, hidden=(16,))
     with DiskReplayBuffer(tmp_path / "replay", shard_size=64) as buffer:
-        agent = NeuralLinearTS(encoder, buffer=buffer, seed=0,
-                               config=NeuralLinearTSConfig(train_every=100, optimizer_steps=5))
+        agent = NeuralLinearTS(
+            encoder,
+            buffer=buffer,
+            seed=0,
+            config=NeuralLinearTSConfig(train_every=100, optimizer_steps=5),
+        )
         env = gym.make("Bandexa/Synthetic-v0")
         run(agent, env, 250, seed=0)
         assert len(buffer) == 250 and agent.trainings == 2
