@@ -59,7 +59,7 @@ __all__ = [
 PROG = "bandexa-bench"
 DEFAULT_ENVS: tuple[str, ...] = ("Bandexa/Synthetic-v0",)
 DEFAULT_AGENTS: tuple[str, ...] = ("neural_linear_ts", "linear_ts", "uniform", "sb3:PPO")
-DEFAULT_HORIZON = 2000
+DEFAULT_HORIZON = 20_000
 """Rounds per run of the default benchmark: about a minute for all four agents on 2 cores."""
 DEFAULT_WINDOW = 500
 SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN")
@@ -575,15 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
             "wall time. With no arguments: the default benchmark (about a minute on CPU)."
         ),
         epilog="Guide: docs/benchmarking.md",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--env",
         nargs="+",
         default=list(DEFAULT_ENVS),
         metavar="ID",
-        help="environment ids (Bandexa/Synthetic-v0, Bandexa/MNIST-v0, "
-        "Bandexa/FashionMNIST-v0, Bandexa/Retrieval-v0)",
+        help="environment ids: Bandexa/Synthetic-v0, Bandexa/MNIST-v0, "
+        "Bandexa/FashionMNIST-v0, Bandexa/Retrieval-v0 (default: " + " ".join(DEFAULT_ENVS) + ")",
     )
     parser.add_argument(
         "--env-kwargs",
@@ -599,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_AGENTS),
         metavar="NAME",
         help="registered agents (uniform, linear_ts, neural_linear_ts) and sb3:PPO, "
-        "sb3:A2C, sb3:DQN",
+        "sb3:A2C, sb3:DQN (default: " + " ".join(DEFAULT_AGENTS) + ")",
     )
     parser.add_argument(
         "--agent-kwargs",
@@ -610,34 +609,48 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. linear_ts.prior_var=0.5 sb3:PPO.n_steps=64",
     )
     parser.add_argument(
-        "--horizon", type=_positive_int, default=DEFAULT_HORIZON, help="rounds per run"
+        "--horizon",
+        type=_positive_int,
+        default=DEFAULT_HORIZON,
+        metavar="N",
+        help="rounds per run (default: %(default)s)",
     )
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument(
-        "--seeds", nargs="+", type=_seed, default=None, metavar="SEED", help="seeds (default: 0)"
+        "--seeds",
+        nargs="+",
+        type=_seed,
+        default=[0],
+        metavar="SEED",
+        help="seeds, one run per seed (default: 0)",
     )
     seeds.add_argument(
         "--num-seeds", type=_positive_int, metavar="N", help="shorthand for --seeds 0 ... N-1"
     )
-    parser.add_argument("--device", default="cpu", help="torch device of the agents")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the agents (default: %(default)s)"
+    )
     parser.add_argument(
         "--window",
         type=_positive_int,
         default=DEFAULT_WINDOW,
-        help="rounds of the final moving-average reward",
+        metavar="N",
+        help="rounds of the final moving-average reward (default: %(default)s)",
     )
     parser.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
-        help="torch CPU threads per run (results can depend on it; small models run "
-        "fastest on one)",
+        metavar="N",
+        help="torch CPU threads per run; results can depend on it, and small models run "
+        "fastest on one (default: %(default)s)",
     )
     parser.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
-        help="parallel worker processes (spawned, one torch thread each)",
+        metavar="N",
+        help="independent runs in N parallel spawned processes (default: %(default)s)",
     )
     parser.add_argument(
         "--out",
@@ -741,7 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    seeds = list(range(args.num_seeds)) if args.num_seeds else (args.seeds or [0])
+    seeds = list(range(args.num_seeds)) if args.num_seeds else list(args.seeds)
     if len(set(seeds)) != len(seeds):
         parser.error(f"--seeds lists a seed twice: {' '.join(map(str, seeds))}")
     if len(set(args.env)) != len(args.env):

@@ -519,19 +519,25 @@ def _read(path: PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return meta, tensors
 
 
-def _diff(expected: Any, actual: Any, where: str = "") -> list[str]:
-    """Human-readable differences; keys of ``expected`` absent from ``actual`` count too."""
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+def _diff(mine: Any, theirs: Any, where: str = "", label: str = "expected") -> list[str]:
+    """Differences between the fields of ``mine`` and the checkpoint's ``theirs``.
+
+    Only the keys of ``mine`` are compared; a key absent from ``theirs`` counts. An
+    ``agent`` kind that differs is reported alone (the other fields do not compare).
+    """
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+        if not where and "agent" in mine and mine["agent"] != theirs.get("agent"):
+            return [f"agent: {label} {mine['agent']!r}, checkpoint has {theirs.get('agent')!r}"]
         out = []
-        for key, value in expected.items():
+        for key, value in mine.items():
             name = f"{where}.{key}" if where else str(key)
-            if key not in actual:
-                out.append(f"{name}: expected {value!r}, the checkpoint has no such field")
+            if key not in theirs:
+                out.append(f"{name}: {label} {value!r}, the checkpoint has no such field")
             else:
-                out += _diff(value, actual[key], name)
+                out += _diff(value, theirs[key], name, label)
         return out
-    if _normalize(expected) != _normalize(actual):
-        return [f"{where}: expected {_normalize(expected)!r}, checkpoint has {actual!r}"]
+    if _normalize(mine) != _normalize(theirs):
+        return [f"{where}: {label} {_normalize(mine)!r}, checkpoint has {theirs!r}"]
     return []
 
 
@@ -670,7 +676,7 @@ def load_state(agent: Agent, path: PathLike) -> None:
         pinned.pop("feature_map")
     if "config" in mine:  # only the head's hyper-parameters must agree, not the schedule
         pinned["config"] = {k: mine["config"][k] for k in _HEAD_KEYS}
-    problems = _diff(pinned, theirs)
+    problems = _diff(pinned, theirs, label="agent has")
     if problems:
         raise CheckpointError(
             f"checkpoint {path} does not match this {type(agent).__name__}:\n  "

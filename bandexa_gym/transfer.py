@@ -19,10 +19,14 @@ The contract, per agent type:
   arm kept by the template keeps its head, grown by prior blocks for new context
   features; arms new to the template start from its prior; arms beyond the template's
   ``action_dim`` are dropped.
-* :class:`~bandexa_gym.agents.NeuralLinearTS`: the trained encoder is grown with
-  zero-initialised input weights for new context features and new action inputs
-  (:func:`~bandexa_gym.encoders.grow_input`), so ``z(x ⊕ 0, a ⊕ 0) = z(x, a)``, and
-  loaded into the template's encoder; the head and the readout are kept; the template's
+* :class:`~bandexa_gym.agents.NeuralLinearTS`: the trained encoder's input layers are
+  grown (:func:`~bandexa_gym.encoders.grow_input`) and loaded into the template's encoder.
+  Weights reading new context features start at zero; weights reading new action inputs
+  (e.g. the one-hot position of a new arm) take the template's initial values. Either way
+  they multiply inputs that are zero for every old (context, action) pair, so
+  ``z(x ⊕ 0, a ⊕ 0) = z(x, a)`` exactly. (Zero action weights would give every new arm the
+  same features ``z(x, 0)``: new arms would be indistinguishable to the head and tied in
+  every decision.) The head and the readout are kept; the template's
   optimizer (built over the template's parameters with the template's learning rate)
   receives the trained optimizer's state (Adam moments and step count, zero for the new
   input weights); the replay buffer's transitions are copied, zero-padded, into the
@@ -315,7 +319,11 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
     if template.feature_map == "auto":
         template._build_heads(fmap)  # the template would resolve the same way on its data
 
-    context = f"context {dx_old} -> {dx_new} features"
+    context = (
+        f"context {dx_old} -> {dx_new} features"
+        if dx_new > dx_old
+        else f"context unchanged ({dx_old} features)"
+    )
     if fmap == "concat":
         old_head, new_head = agent.heads[0], template.heads[0]
         order = _concat_order(dx_old, da_old, dx_new, da_new)
@@ -335,10 +343,10 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
         state = _grown_state(agent.heads[arm], dx_new)
         rebased |= _load_head(template.heads[arm], state)
     with_data = [arm for arm in kept if agent.heads[arm].n_obs > 0]
-    grown = f"grown {dx_old} -> {dx_new} by prior blocks" if dx_new > dx_old else "same size"
+    grown = f"heads grown {dx_old} -> {dx_new} by prior blocks; " if dx_new > dx_old else ""
     note = _hyper_note(rebased, agent.heads[0], template.heads[0]) if kept else ""
     return (
-        f"disjoint heads, {context}; kept arms {_ranges(kept)} ({grown}; with data: "
+        f"disjoint heads, {context}; kept arms {_ranges(kept)} ({grown}with data: "
         f"{_ranges(with_data)}); added arms {_ranges(added)} (at the prior); "
         f"dropped arms {_ranges(dropped)}{note}"
     )
@@ -394,7 +402,7 @@ def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
             f"{name_a!r} ({kind_a}) where the template has {name_b!r} ({kind_b})"
         )
     old_state, new_state = grown.state_dict(), new.state_dict()
-    for name in old_state.keys() | new_state.keys():
+    for name in [*old_state, *(k for k in new_state if k not in old_state)]:  # module order
         a, b = old_state.get(name), new_state.get(name)
         if a is None or b is None or a.shape != b.shape:
             shape_a = None if a is None else tuple(a.shape)
@@ -405,6 +413,29 @@ def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
                 "template (hidden sizes or channels differ)"
             )
     return grown
+
+
+def _new_action_inputs(old: Encoder, new: Encoder) -> dict[str, Tensor]:
+    """Masks of the weights that read the action inputs ``old`` lacks and ``new`` has.
+
+    Found by growing a copy of ``old`` whose weights are all 1: first its context (the
+    new context columns are then set to 1 too), then its actions; the weights still 0
+    are exactly those of the new action inputs. Returns ``{parameter name: bool mask}``
+    for the parameters that have any.
+    """
+    if new.action_dim == old.action_dim:
+        return {}
+    shadow = copy.deepcopy(old)
+    with torch.no_grad():
+        for p in shadow.parameters():
+            p.fill_(1.0)
+        if len(new.context_shape) == 1:
+            shadow.grow_input(context_dim=new.context_shape[0])
+            for p in shadow.parameters():
+                p.fill_(1.0)
+        shadow.grow_input(action_dim=new.action_dim)
+    masks = {name: p.detach() == 0 for name, p in shadow.named_parameters()}
+    return {name: mask for name, mask in masks.items() if bool(mask.any())}
 
 
 def _named_trainables(agent: NeuralLinearTS) -> dict[str, nn.Parameter]:
@@ -507,24 +538,31 @@ def _evolve_neural(agent: NeuralLinearTS, template: NeuralLinearTS) -> str:
         tuple(old_enc.context_shape), (dx_old, old_enc.action_dim), (dx_new, new_enc.action_dim)
     )
 
+    state = grown.state_dict()
+    initial = new_enc.state_dict()  # the template's cold-start weights
+    for name, mask in _new_action_inputs(old_enc, new_enc).items():
+        dev = initial[name].device
+        state[name] = torch.where(mask.to(dev), initial[name], state[name].to(dev))
     with torch.no_grad():
-        new_enc.load_state_dict(grown.state_dict())
+        new_enc.load_state_dict(state)
         template.readout.load_state_dict(agent.readout.state_dict())
     rebased = _load_head(template.posterior, agent.posterior.state_dict())
     optimizer_note = _carry_optimizer_state(agent, template)
     buffer_note = _move_buffer(agent, template, pad)
     template.rounds = agent.rounds
     template.trainings = agent.trainings
-    template._last_decision = None
     template.encoder.eval()
 
     growth = []
     if tuple(new_enc.context_shape) != tuple(old_enc.context_shape):
-        growth.append(f"context {dx_old} -> {dx_new}")
+        growth.append(f"context {dx_old} -> {dx_new} features, new weights zero")
     if new_enc.action_dim != old_enc.action_dim:
-        growth.append(f"action {old_enc.action_dim} -> {new_enc.action_dim}")
+        growth.append(
+            f"action {old_enc.action_dim} -> {new_enc.action_dim} inputs, new weights from the "
+            "template's initialisation"
+        )
     encoder_note = (
-        f"encoder {type(new_enc).__name__} inputs expanded ({', '.join(growth)}; zero weights)"
+        f"encoder {type(new_enc).__name__} inputs expanded ({'; '.join(growth)})"
         if growth
         else f"encoder {type(new_enc).__name__} kept (same inputs)"
     )

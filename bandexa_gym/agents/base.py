@@ -32,6 +32,7 @@ class Agent(ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.seed = seed
+        self._converted: tuple[Observation, tuple[torch.Tensor, ...]] | None = None
         self._reseed(seed)
 
     # -- public protocol --------------------------------------------------------------
@@ -101,7 +102,18 @@ class Agent(ABC):
 
     # -- helpers ----------------------------------------------------------------------
     def _tensors(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Convert an observation to (context, candidates float32, mask bool) on the device."""
+        """Convert an observation to (context, candidates float32, mask bool) on the device.
+
+        ``observe`` usually gets the very observation ``act`` just converted; that conversion
+        is reused (the observation object is held, so its identity cannot be recycled).
+        """
+        if self._converted is not None and self._converted[0] is obs:
+            return self._converted[1]  # type: ignore[return-value]
+        tensors = self._convert(obs)
+        self._converted = (obs, tensors)
+        return tensors
+
+    def _convert(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         try:
             context, candidates = obs["context"], obs["candidates"]
         except (KeyError, TypeError) as err:

@@ -1,0 +1,145 @@
+"""The example scripts: ``--help`` and tiny end-to-end runs, as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+SCRIPTS = ("01_synthetic_regret.py", "02_mnist_bandit.py", "03_two_tower_synthetic.py")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)  # BANDEXA_DATA / BANDEXA_CACHE come from tests/conftest.py
+    env.update({"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **extra})
+    return env
+
+
+def _run(script: str, *args: str, timeout: float = 120, **env: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_help_of_every_example() -> None:
+    procs = {
+        script: subprocess.Popen(
+            [sys.executable, str(EXAMPLES / script), "--help"],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for script in SCRIPTS
+    }
+    expected = {
+        "01_synthetic_regret.py": ["--blr-noise-var", "--interaction-scale", "--save-path"],
+        "02_mnist_bandit.py": ["--encoder", "--buffer-backend", "--disk-shard-size"],
+        "03_two_tower_synthetic.py": ["--candidate-size", "--tower-dim", "--obs-noise-var"],
+    }
+    for script, proc in procs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        for flag in ["--horizon", "--seed", "--plot", *expected[script]]:
+            assert flag in out, f"{script} --help does not mention {flag}"
+
+
+def _assert_round_trip(out: str, n_agents: int = 2) -> None:
+    assert out.count("Thompson draws identical: True") == n_agents, out
+    assert "max |score diff| = 0.0e+00" in out
+
+
+def test_synthetic_example_runs(tmp_path: Path) -> None:
+    plot = tmp_path / "01.png"
+    out = _run(
+        "01_synthetic_regret.py",
+        *("--horizon", "120", "--train-every", "30", "--optimizer-steps", "5"),
+        *("--print-every", "60", "--window", "50", "--plot", "--plot-path", str(plot)),
+        *("--sanity-check-save-load", "--save-path", str(tmp_path / "ckpt")),
+    )
+    assert "Summary after 120 rounds" in out and "wall time" in out
+    assert out.count("t=    60 |") == 1 and "cumulative expected regret" in out
+    assert plot.stat().st_size > 0 and f"plot saved to {plot}" in out
+    _assert_round_trip(out)
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {
+        "linear_ts.safetensors",
+        "neural_linear_ts.safetensors",
+    }
+
+
+def test_mnist_example_runs_with_the_convnet(tmp_path: Path) -> None:
+    plot = tmp_path / "02.png"
+    out = _run(
+        "02_mnist_bandit.py",
+        *("--horizon", "60", "--warmup-random", "20", "--train-every", "20"),
+        *("--optimizer-steps", "3", "--batch-size", "16", "--print-every", "30"),
+        *("--plot", "--plot-path", str(plot)),
+        *("--sanity-check-save-load", "--save-path", str(tmp_path / "ckpt")),
+    )
+    assert "MemoryReplayBuffer" in out  # auto: memory for the convnet
+    assert "Summary after 60 rounds" in out and "accuracy last" in out
+    assert plot.stat().st_size > 0
+    _assert_round_trip(out)
+
+
+def test_mnist_example_runs_resnet_on_a_disk_buffer(tmp_path: Path) -> None:
+    replay = tmp_path / "replay"
+    out = _run(
+        "02_mnist_bandit.py",
+        *("--encoder", "resnet18", "--no-pretrained", "--resnet-image-size", "32"),
+        *("--horizon", "24", "--warmup-random", "8", "--train-every", "8"),
+        *("--optimizer-steps", "2", "--batch-size", "4", "--print-every", "12"),
+        *("--buffer-dir", str(replay), "--disk-shard-size", "8", "--flush-every", "5"),
+        *("--sanity-check-save-load", "--save-path", str(tmp_path / "ckpt")),
+    )
+    assert "layer4" in out and "DiskReplayBuffer" in out  # auto: disk for a ResNet
+    assert "Summary after 24 rounds" in out
+    assert (replay / "index.json").is_file()
+    assert len(list(replay.glob("*.safetensors"))) >= 3  # 24 transitions, 8 per shard
+    _assert_round_trip(out)
+
+
+def test_mnist_example_refuses_missing_pretrained_weights(tmp_path: Path) -> None:
+    # An empty torch cache and an unreachable proxy: no weights, and no download either.
+    proxy = "http://127.0.0.1:9"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "02_mnist_bandit.py"), "--encoder", "resnet18"],
+        cwd=REPO,
+        env=_env(TORCH_HOME=str(tmp_path), HTTPS_PROXY=proxy, https_proxy=proxy, NO_PROXY=""),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "not in the torch cache" in proc.stderr and "--no-pretrained" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("candidate_size", ["64", "0"], ids=["retrieval", "whole-pool"])
+def test_two_tower_example_runs(tmp_path: Path, candidate_size: str) -> None:
+    plot = tmp_path / "03.png"
+    out = _run(
+        "03_two_tower_synthetic.py",
+        *("--horizon", "80", "--n-actions", "300", "--candidate-size", candidate_size),
+        *("--warmup-random", "20", "--train-every", "20", "--optimizer-steps", "5"),
+        *("--print-every", "40", "--window", "40", "--plot", "--plot-path", str(plot)),
+    )
+    k = "300" if candidate_size == "0" else candidate_size
+    assert f"{k} candidates per round" in out
+    for key in ("ma_best_p=", "ma_p_lin=", "ma_p_neu=", "cum_regret=", "ma_reward="):
+        assert out.count(key) >= 2, key
+    assert "Summary after 80 rounds" in out
+    assert plot.stat().st_size > 0
