@@ -161,3 +161,19 @@ class CandidateSetEnv(gym.Env[dict, int]):
             "candidates": self._round.candidates.copy(),
             "action_mask": self._round.action_mask.copy(),
         }
+
+
+def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an ``int`` in [low, high], else a ``ValueError`` naming the expected form."""
+    valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not valid or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` >= 0, else a ``ValueError``."""
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)

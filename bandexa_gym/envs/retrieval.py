@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym.envs.core import CandidateSetEnv, Round
+from bandexa_gym.envs.core import CandidateSetEnv, Round, check_int, check_nonnegative
 from bandexa_gym.envs.synthetic import _check_problem_seed
 
 __all__ = ["RetrievalBanditEnv", "RetrievalRewardModel"]
@@ -152,8 +152,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
             ("context_dim", context_dim),
             ("action_dim", action_dim),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
+            check_int(name, value)
         if isinstance(candidate_size, bool) or not isinstance(candidate_size, (int, np.integer)):
             raise ValueError(
                 f"candidate_size must be an integer (<= 0 for the whole pool), "
@@ -166,8 +165,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
             )
         if not 0.0 <= random_fraction <= 1.0:
             raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction!r}")
-        if not np.isfinite(noise_std) or noise_std < 0:
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        check_nonnegative("noise_std", noise_std)
 
         self.n_actions = int(n_actions)
         self.context_dim = int(context_dim)

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym.envs.core import CandidateSetEnv, Round
+from bandexa_gym.envs.core import CandidateSetEnv, Round, check_int, check_nonnegative
 
 __all__ = ["SyntheticBanditEnv", "SyntheticRewardModel"]
 
@@ -175,25 +175,12 @@ class SyntheticBanditEnv(CandidateSetEnv):
             ("context_dim", context_dim),
             ("action_dim", action_dim),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
+            check_int(name, value)
         if observed_context_dim is None:
             observed_context_dim = context_dim
-        if (
-            isinstance(observed_context_dim, bool)
-            or not isinstance(observed_context_dim, (int, np.integer))
-            or not 1 <= observed_context_dim <= context_dim
-        ):
-            raise ValueError(
-                f"observed_context_dim must be an integer in [1, context_dim={context_dim}], "
-                f"got {observed_context_dim!r}"
-            )
-        if not np.isfinite(interaction_scale) or interaction_scale < 0:
-            raise ValueError(
-                f"interaction_scale must be a finite number >= 0, got {interaction_scale!r}"
-            )
-        if not np.isfinite(noise_std) or noise_std < 0:
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        check_int("observed_context_dim", observed_context_dim, 1, context_dim)
+        check_nonnegative("interaction_scale", interaction_scale)
+        check_nonnegative("noise_std", noise_std)
         if nonlinearity not in ("tanh", None):
             raise ValueError(f'nonlinearity must be "tanh" or None, got {nonlinearity!r}')
 

@@ -110,7 +110,7 @@ def test_step_is_fast_at_default_size() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_actions": 0}, "n_actions must be a positive integer"),
+        ({"n_actions": 0}, "n_actions must be an integer >= 1"),
         ({"n_actions": 10, "candidate_size": 11}, "candidate_size must be at most n_actions=10"),
         ({"candidate_size": 2.5}, "candidate_size must be an integer"),
         ({"random_fraction": 1.5}, r"random_fraction must be in \[0, 1\]"),

@@ -171,8 +171,8 @@ def test_fixed_vs_resampled_actions_and_unseeded_reset_keeps_problem() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_arms": 0}, "n_arms must be a positive integer"),
-        ({"n_arms": 2.5}, "n_arms must be a positive integer"),
+        ({"n_arms": 0}, "n_arms must be an integer >= 1"),
+        ({"n_arms": 2.5}, "n_arms must be an integer >= 1"),
         ({"context_dim": 0}, "context_dim"),
         ({"action_dim": -1}, "action_dim"),
         ({"observed_context_dim": 11}, r"observed_context_dim must be an integer in \[1, "),
