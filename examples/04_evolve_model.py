@@ -17,9 +17,11 @@ Part B, Synthetic (``Bandexa/Synthetic-v0``, ``observed_context_dim=``): the rew
 depends on 10 context features but the observation shows the first 8. A NeuralLinearTS
 learns there, then the last two features are revealed (8 -> 10). ``evolve`` grows the
 encoder's input layer with zero weights, so the evolved agent starts exactly where the
-trained one was, pads its replay buffer, and keeps training. It is compared, on the same
-round stream, with a cold-start agent on the new env and with the trained agent still
-playing the old 8-feature env.
+trained one was, and keeps training. Two evolved agents are shown: one whose replay
+buffer holds the old rounds zero-padded (the default) and one that drops them
+(``old_transitions="drop"``). They are compared, on the same round stream, with a
+cold-start agent on the new env and with the trained agent still playing the old
+8-feature env.
 
 Evaluation images come from the MNIST test split, the one the env streams (the shared
 data has no train images), so some of them are also seen in training.
@@ -36,6 +38,7 @@ import argparse
 import logging
 import random
 import time
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -58,25 +61,34 @@ def parse_args() -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the envs and the agents")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (small ops: 1 is fastest)"
+    )
     p.add_argument("--parts", default="mnist,synthetic", help="which parts to run")
     p.add_argument("--print-every", type=int, default=500, help="progress line every N rounds")
     # Part A: MNIST labels 0-7 -> 0-9
-    p.add_argument("--data-dir", default=None, help="MNIST root (default: $BANDEXA_DATA)")
-    p.add_argument("--mnist-agent", default="linear_ts", choices=("linear_ts", "neural_linear_ts"))
-    p.add_argument("--mnist-rounds-before", type=int, default=2000, help="rounds on labels 0-7")
-    p.add_argument("--mnist-rounds-after", type=int, default=2000, help="rounds on labels 0-9")
+    p.add_argument("--data-dir", default=None, help="MNIST root, else $BANDEXA_DATA")
+    p.add_argument(
+        "--mnist-agent",
+        default="linear_ts",
+        choices=("linear_ts", "neural_linear_ts"),
+        help="agent of part A",
+    )
+    p.add_argument("--mnist-rounds-before", type=int, default=3000, help="rounds on labels 0-7")
+    p.add_argument("--mnist-rounds-after", type=int, default=3000, help="rounds on labels 0-9")
     p.add_argument("--eval-images", type=int, default=1000, help="fixed evaluation images")
     # Part B: Synthetic, observed_context_dim 8 -> 10
-    p.add_argument("--synthetic-rounds-before", type=int, default=1500, help="rounds on 8 features")
-    p.add_argument("--synthetic-rounds-after", type=int, default=1500, help="rounds on 10 features")
+    p.add_argument("--synthetic-rounds-before", type=int, default=2000, help="rounds on 8 features")
+    p.add_argument("--synthetic-rounds-after", type=int, default=2000, help="rounds on 10 features")
     p.add_argument("--problem-seed", type=int, default=7, help="the synthetic bandit's seed")
     return p.parse_args()
 
 
 # ---- evaluation ---------------------------------------------------------------------------
 @torch.no_grad()
-def greedy_accuracy(agent: Agent, images: torch.Tensor, labels: torch.Tensor, arms: list[int]):
+def greedy_accuracy(
+    agent: Agent, images: torch.Tensor, labels: torch.Tensor, arms: list[int]
+) -> float:
     """Accuracy of the posterior-mean choice among the labels ``arms`` (no sampling).
 
     Args:
@@ -107,7 +119,14 @@ def greedy_accuracy(agent: Agent, images: torch.Tensor, labels: torch.Tensor, ar
     return float((predicted == labels).float().mean())
 
 
-def play(agent: Agent, env: gym.Env, rounds: int, seed: int, every: int, report) -> np.ndarray:
+def play(
+    agent: Agent,
+    env: gym.Env,
+    rounds: int,
+    seed: int,
+    every: int,
+    report: Callable[[int, np.ndarray], None],
+) -> np.ndarray:
     """Play ``rounds`` rounds of ``agent`` on ``env``, calling ``report(t, rewards)`` at times."""
     rewards = np.zeros(rounds)
     obs, _ = env.reset(seed=seed)
@@ -205,14 +224,20 @@ def part_synthetic(args: argparse.Namespace) -> dict[str, float]:
     agent = make_agent("neural_linear_ts", env(8), seed=args.seed)
     first = run(agent, env(8), n_before, seed=args.seed).regrets
 
+    # The template: a cold-start agent for the new env. evolve fills it; `agent` is kept.
     template = make_agent("neural_linear_ts", env(10), seed=args.seed + 1)
-    evolved = evolve(agent, template)
+    evolved = evolve(agent, template)  # old transitions zero-padded into the new buffer
+    dropped = evolve(
+        agent, make_agent("neural_linear_ts", env(10), seed=args.seed + 1), old_transitions="drop"
+    )
     cold = make_agent("neural_linear_ts", env(10), seed=args.seed + 1)
-    # Same seed: all three see the same rounds (the 8-feature context is a prefix).
+    # Same seed: all of them see the same rounds (the 8-feature context is a prefix).
+    seed = args.seed + 1
     after = {
-        "evolved (10 features)": run(evolved, env(10), n_after, seed=args.seed + 1).regrets,
-        "cold start (10 features)": run(cold, env(10), n_after, seed=args.seed + 1).regrets,
-        "trained, kept on 8 features": run(agent, env(8), n_after, seed=args.seed + 1).regrets,
+        "evolved, old rounds padded": run(evolved, env(10), n_after, seed=seed).regrets,
+        "evolved, old rounds dropped": run(dropped, env(10), n_after, seed=seed).regrets,
+        "cold start on 10 features": run(cold, env(10), n_after, seed=seed).regrets,
+        "trained, kept on 8 features": run(agent, env(8), n_after, seed=seed).regrets,
     }
 
     def windows(regrets: np.ndarray) -> str:
@@ -220,9 +245,9 @@ def part_synthetic(args: argparse.Namespace) -> dict[str, float]:
             f"{regrets[i : i + window].mean():.3f}" for i in range(0, len(regrets), window)
         )
 
-    print(f"{'before the switch (8 features)':<30} {windows(first)}")
+    print(f"{'before the switch (8 features)':<31} {windows(first)}")
     for name, regrets in after.items():
-        print(f"{name:<30} {windows(regrets)}   total {regrets.sum():7.1f}")
+        print(f"{name:<31} {windows(regrets)}   total {regrets.sum():7.1f}")
     return {
         "before_last": float(first[-window:].mean()),
         **{f"{name} first": float(r[:window].mean()) for name, r in after.items()},
@@ -263,10 +288,10 @@ def main() -> None:
     if synthetic is not None:
         print(f"  Synthetic: mean regret, last {args.print_every} rounds before the switch "
               f"{synthetic['before_last']:.3f}")  # fmt: skip
-        for name in ("evolved (10 features)", "cold start (10 features)",
-                     "trained, kept on 8 features"):  # fmt: skip
+        for name in ("evolved, old rounds padded", "evolved, old rounds dropped",
+                     "cold start on 10 features", "trained, kept on 8 features"):  # fmt: skip
             print(
-                f"    {name:<28} first {args.print_every} rounds {synthetic[name + ' first']:.3f}"
+                f"    {name:<29} first {args.print_every} rounds {synthetic[name + ' first']:.3f}"
                 f"   last {args.print_every} {synthetic[name + ' last']:.3f}"
                 f"   total regret {synthetic[name + ' total']:7.1f}"
             )

@@ -11,7 +11,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Tests run tiny models: per-op overhead dominates, and one thread avoids oversubscription.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,6 @@ F64 = torch.float64
 NOISES = ["nig", 0.25]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small matrices: one thread is fastest, and avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(n: int, d: int, seed: int = 0, noise_sd: float = 0.5) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(d, generator=gen, dtype=F64)

@@ -433,6 +433,22 @@ def test_buffer_shared_with_the_template_is_padded_in_place_and_a_full_one_is_re
     busy.buffer.add(torch.zeros(10), torch.zeros(4), 0.0)
     with pytest.raises(ValueError, match="already holds 1 transitions"):
         evolve(_neural(8, 4), busy)
+    other = _neural(8, 4)
+    sharing = NeuralLinearTS(MLPEncoder(8, 4, feature_dim=8, hidden=(16,)), buffer=other.buffer)
+    with pytest.raises(ValueError, match="'drop' needs a template with its own"):
+        evolve(other, sharing, old_transitions="drop")
+    with pytest.raises(ValueError, match="old_transitions must be 'pad' or 'drop'"):
+        evolve(_neural(8, 4), _neural(10, 4), old_transitions="keep")
+
+
+def test_dropping_old_transitions_keeps_the_head_until_the_next_rebuild():
+    trained = _neural(8, 4)
+    run(trained, _synthetic(), 60, seed=0)
+    evolved = evolve(trained, _neural(10, 4), old_transitions="drop")
+    assert len(evolved.buffer) == 0 and len(trained.buffer) == 60
+    _assert_same(evolved.posterior.state_dict(), trained.posterior.state_dict())
+    run(evolved, _synthetic(10), 15, seed=1)  # rounds 61..75: the rebuild comes at 75
+    assert len(evolved.buffer) == 15 and evolved.posterior.n_obs == 15
 
 
 # -- checkpoints --------------------------------------------------------------------------

@@ -80,13 +80,14 @@ class LinearTS(Agent):
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []
         if feature_map != "auto":
-            self._build_heads(feature_map)
+            self.build_heads(feature_map)
 
     # -- construction -----------------------------------------------------------------
     def _new_head(self, dim: int) -> BayesianLinearRegression:
         return BayesianLinearRegression(dim, device=self.device, **self.head_kwargs)
 
-    def _build_heads(self, feature_map: FeatureMap) -> None:
+    def build_heads(self, feature_map: FeatureMap) -> None:
+        """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
         if feature_map == "concat":
             self.heads = [self._new_head(self.context_dim + self.action_dim)]
@@ -95,7 +96,7 @@ class LinearTS(Agent):
 
     def _resolve(self, candidates: torch.Tensor) -> None:
         if self.feature_map == "auto":
-            self._build_heads("disjoint" if is_one_hot(candidates) else "concat")
+            self.build_heads("disjoint" if is_one_hot(candidates) else "concat")
         elif self.feature_map == "disjoint" and not is_one_hot(candidates):
             raise ValueError(
                 "feature_map='disjoint' needs one-hot candidate rows (the arm is the position "
@@ -114,7 +115,7 @@ class LinearTS(Agent):
         self.feature_map = self.requested_feature_map
         self.heads = []
         if self.feature_map != "auto":
-            self._build_heads(self.feature_map)
+            self.build_heads(self.feature_map)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write an inference checkpoint to ``path``.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym.agents import make_agent
@@ -22,15 +20,6 @@ from bandexa_gym.agents.sb3 import (
 )
 from bandexa_gym.bench import run
 from bandexa_gym.envs.wrappers import RegretMonitor
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Small SB3 networks: one thread is fastest, and it keeps the 2 shared cores free."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _ResetLog(gym.Wrapper):

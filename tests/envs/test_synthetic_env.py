@@ -68,23 +68,18 @@ def test_reward_is_nonlinear_linear_fails_mlp_fits() -> None:
     linear_r2 = _r2(np.hstack([x_te, np.ones((len(x_te), 1))]) @ w, y_te)
     assert linear_r2 < 0.5
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: threads only contend on a shared machine
-    try:
-        torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-        xt = torch.tensor(x_tr, dtype=torch.float32)
-        yt = torch.tensor(y_tr, dtype=torch.float32)
-        for _ in range(250):
-            opt.zero_grad()
-            loss = ((net(xt)[:, 0] - yt) ** 2).mean()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            mlp_r2 = _r2(net(torch.tensor(x_te, dtype=torch.float32))[:, 0].numpy(), y_te)
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xt = torch.tensor(x_tr, dtype=torch.float32)
+    yt = torch.tensor(y_tr, dtype=torch.float32)
+    for _ in range(250):
+        opt.zero_grad()
+        loss = ((net(xt)[:, 0] - yt) ** 2).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        mlp_r2 = _r2(net(torch.tensor(x_te, dtype=torch.float32))[:, 0].numpy(), y_te)
     assert mlp_r2 > 0.9
 
 
