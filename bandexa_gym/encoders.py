@@ -149,6 +149,14 @@ class Encoder(nn.Module):
         a = self._prep(a, (None, self.action_dim), "a")
         if x.shape[0] != a.shape[0]:
             raise ValueError(f"x and a batch sizes differ: {x.shape[0]} vs {a.shape[0]}")
+        return self.encode_pairs(x, a)
+
+    def encode_pairs(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``z (B, d)`` from prepared ``x (B, *context_shape)`` and ``a (B, d_a)``.
+
+        Subclasses may override it with a form that is cheaper when every pair has its own
+        context (training, rebuilds); it must equal ``combine(encode_context(x), a)``.
+        """
         return self.combine(self.encode_context(x), a)
 
     def encode(self, x: Any, a: Any) -> torch.Tensor:
@@ -309,6 +317,10 @@ class MLPEncoder(Encoder):
         """``W_x x + b`` of the first layer, shape ``(B, hidden[0])``."""
         dx = self.context_shape[0]
         return F.linear(x, self._first.weight[:, :dx], self._first.bias)
+
+    def encode_pairs(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The plain MLP on ``[x; a]``: one matmul in the first layer, fewer autograd nodes."""
+        return self.net(torch.cat([x, a], dim=-1))
 
     def combine(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         dx = self.context_shape[0]

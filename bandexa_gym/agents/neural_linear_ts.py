@@ -216,7 +216,7 @@ class NeuralLinearTS(Agent):
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
         self.encoder.train()
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for _ in range(steps):
             x, a, r = (t.to(self.device) for t in self.buffer.sample(size, self.sample_generator))
             prediction = self.readout(self.encoder(x, a)).squeeze(-1)
@@ -224,10 +224,10 @@ class NeuralLinearTS(Agent):
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
             self.optimizer.step()
-            total += float(value.detach())
+            total += value.detach()  # summed on the device: no host sync per step
         self.encoder.eval()
         self.trainings += 1
-        return total / steps
+        return float(total) / steps
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder and rebuild the head from it."""
