@@ -17,10 +17,14 @@ What a checkpoint holds (format version 1):
   class name and constructor arguments, the ``NeuralLinearTSConfig``), the scalar state
   (observation counts, round counter) and a SHA-256 digest of the tensor bytes.
 
-What it does not hold: the replay buffer (a reloaded ``NeuralLinearTS`` starts with an
-empty one, or the buffer you pass, and rebuilds its head from it at its next training
-burst) and the Adam moments (training resumes with a fresh optimizer). It is an
-*inference* checkpoint: enough to act, and to keep learning from new rounds.
+What it does not hold: the replay buffer and the Adam moments. It is an *inference*
+checkpoint: enough to act exactly as the saved agent did, and to keep updating the head
+from new rounds. A reloaded ``NeuralLinearTS`` starts with an empty replay buffer (or
+the one passed to :func:`load_agent`), and its next scheduled training burst retrains
+the encoder on that buffer and rebuilds the head from it alone, forgetting the rounds
+before the save. To continue training, pass the original buffer (reopen the
+``DiskReplayBuffer`` folder); to only serve and update the head, set
+``agent.config.train_every = 0`` after loading.
 
 Encoders are rebuilt from their class name and constructor arguments, read from the
 module's attributes for the built-in encoders (:class:`~bandexa_gym.encoders.MLPEncoder`,
@@ -388,7 +392,7 @@ def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
 
 
@@ -428,7 +432,7 @@ def save_agent(agent: Agent, path: PathLike) -> Path:
         "state": scalars,
         "sha256": _digest(tensors),
     }
-    header = {_META_KEY: json.dumps(meta, allow_nan=False)}
+    header = {_META_KEY: json.dumps(_jsonable(meta, "checkpoint metadata"), allow_nan=False)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -607,11 +611,15 @@ def load_agent(
             shape and action width must match), or a mapping of spec fields, e.g.
             ``{"agent": "neural_linear_ts", "encoder": {"class": "ConvEncoder"}}``.
         buffer: Replay buffer of a rebuilt ``NeuralLinearTS`` (default: an empty in-memory
-            one of ``config.buffer_capacity``); the checkpoint holds none.
+            one of ``config.buffer_capacity``); the checkpoint holds none. Pass the saved
+            agent's buffer (e.g. its reopened ``DiskReplayBuffer``) to keep training on
+            the old rounds: the next training burst rebuilds the head from this buffer.
 
     Returns:
-        A ``LinearTS`` or ``NeuralLinearTS`` whose heads, encoder, readout, round counter and
-        generator states equal the saved agent's.
+        A ``LinearTS`` or ``NeuralLinearTS`` whose heads, encoder, readout and round counter
+        equal the saved agent's. Its generators continue the saved agent's streams when
+        ``map_location`` has the device type they were saved on (a CPU checkpoint loaded
+        on a GPU instead reseeds the GPU generator from the saved seed).
 
     Raises:
         FileNotFoundError: No file at ``path``.
@@ -754,7 +762,7 @@ def _apply(
                         f"{path}: head dimension {state['dim']} does not fit this agent ({dim})"
                     )
             if spec["feature_map"] != "auto" and agent.feature_map != spec["feature_map"]:
-                agent._build_heads(spec["feature_map"])  # an unresolved "auto" agent
+                agent.build_heads(spec["feature_map"])  # an unresolved "auto" agent
             for head, state in zip(agent.heads, states, strict=True):
                 head.load_state_dict(state)
         elif isinstance(agent, NeuralLinearTS):

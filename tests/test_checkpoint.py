@@ -19,6 +19,7 @@ from torch import nn
 import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym import checkpoint
 from bandexa_gym.agents import Agent, LinearTS, NeuralLinearTS, NeuralLinearTSConfig, make_agent
+from bandexa_gym.buffers import DiskReplayBuffer
 from bandexa_gym.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -171,6 +172,26 @@ def test_load_state_into_a_matching_agent_keeps_its_schedule(tmp_path: Path) -> 
     assert target.config.train_every == 7
     obs = _observations((6,), 5, 4, False, 1, seed=5)[0]
     assert torch.equal(probe_scores(target, obs), probe_scores(agent, obs))
+
+
+def test_a_reopened_disk_buffer_can_be_handed_to_the_loaded_agent(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    buffer = DiskReplayBuffer(tmp_path / "replay", shard_size=8)
+    agent = NeuralLinearTS(
+        MLPEncoder(6, 4, feature_dim=8, hidden=(16,)),
+        buffer=buffer,
+        config=NeuralLinearTSConfig(**FAST),
+        seed=np.int64(3),  # numpy scalars are stored as plain JSON numbers
+    )
+    _train(agent, _observations((6,), 5, 4, False, 20, seed=0))
+    path = agent.save(tmp_path / "mlp.safetensors")
+    buffer.close()
+    loaded = load_agent(path, buffer=DiskReplayBuffer(tmp_path / "replay"))
+    assert isinstance(loaded, NeuralLinearTS) and len(loaded.buffer) == 20
+    assert loaded.seed == 3
+    loaded.rebuild_posterior()  # same buffer, same encoder: the same head again
+    torch.testing.assert_close(loaded.posterior.mean, agent.posterior.mean)
+    loaded.buffer.close()
 
 
 def test_no_pickle_is_involved_in_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

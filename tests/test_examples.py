@@ -136,6 +136,7 @@ def test_two_tower_example_runs(tmp_path: Path, candidate_size: str) -> None:
         *("--horizon", "80", "--n-actions", "300", "--candidate-size", candidate_size),
         *("--warmup-random", "20", "--train-every", "20", "--optimizer-steps", "5"),
         *("--print-every", "40", "--window", "40", "--plot", "--plot-path", str(plot)),
+        *("--sanity-check-save-load", "--save-path", str(tmp_path / "ckpt")),
     )
     k = "300" if candidate_size == "0" else candidate_size
     assert f"{k} candidates per round" in out
@@ -143,3 +144,4 @@ def test_two_tower_example_runs(tmp_path: Path, candidate_size: str) -> None:
         assert out.count(key) >= 2, key
     assert "Summary after 80 rounds" in out
     assert plot.stat().st_size > 0
+    _assert_round_trip(out)
