@@ -11,7 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-SCRIPTS = ("01_synthetic_regret.py", "02_mnist_bandit.py", "03_two_tower_synthetic.py")
+SCRIPTS = (
+    "01_synthetic_regret.py",
+    "02_mnist_bandit.py",
+    "03_two_tower_synthetic.py",
+    "04_evolve_model.py",
+)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -49,11 +54,13 @@ def test_help_of_every_example() -> None:
         "01_synthetic_regret.py": ["--blr-noise-var", "--interaction-scale", "--save-path"],
         "02_mnist_bandit.py": ["--encoder", "--buffer-backend", "--disk-shard-size"],
         "03_two_tower_synthetic.py": ["--candidate-size", "--tower-dim", "--obs-noise-var"],
+        "04_evolve_model.py": ["--mnist-agent", "--synthetic-rounds-after"],
     }
     for script, proc in procs.items():
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        for flag in ["--horizon", "--seed", "--plot", *expected[script]]:
+        common = ["--seed"] if script.startswith("04") else ["--horizon", "--seed", "--plot"]
+        for flag in [*common, *expected[script]]:
             assert flag in out, f"{script} --help does not mention {flag}"
 
 
@@ -145,3 +152,17 @@ def test_two_tower_example_runs(tmp_path: Path, candidate_size: str) -> None:
     assert "Summary after 80 rounds" in out
     assert plot.stat().st_size > 0
     _assert_round_trip(out)
+
+
+def test_evolve_example_keeps_old_labels_at_the_switch() -> None:
+    out = _run(
+        "04_evolve_model.py",
+        *("--mnist-rounds-before", "100", "--mnist-rounds-after", "100"),
+        *("--synthetic-rounds-before", "100", "--synthetic-rounds-after", "100"),
+        *("--eval-images", "200", "--print-every", "50"),
+    )
+    switch = next(line for line in out.splitlines() if line.startswith("switch:"))
+    before = float(switch.split("just before ")[1].split()[0])
+    after = float(switch.split("just after ")[1].split()[0])
+    assert before == after  # evolving to new labels leaves the old heads untouched
+    assert "evolved, old rounds padded" in out and "cold start on 10 features" in out
