@@ -43,6 +43,8 @@ import torch
 from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save as _st_save
 
+from bandexa_gym._atomic import atomic_write
+
 try:  # advisory single-writer lock; not available on Windows
     import fcntl
 except ImportError:  # pragma: no cover
@@ -464,30 +466,6 @@ class _Shard:
     count: int
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file, fsync it, rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _dtype_from_name(name: str) -> torch.dtype:
     dtype = getattr(torch, name.removeprefix("torch."), None)
     if not isinstance(dtype, torch.dtype):
@@ -715,7 +693,7 @@ class DiskReplayBuffer(ReplayBuffer):
             {"x": X.contiguous(), "a": A.contiguous(), "r": R.contiguous()},
             metadata={"format": _FORMAT, "format_version": str(_FORMAT_VERSION)},
         )
-        _atomic_write(self.root / name, data)
+        atomic_write(self.root / name, data)
         return _Shard(name, int(X.shape[0]))
 
     def _commit_index(self) -> None:
@@ -733,7 +711,7 @@ class DiskReplayBuffer(ReplayBuffer):
             "next_shard_id": self._next_shard_id,
             "shards": [{"file": s.file, "count": s.count} for s in self._shards],
         }
-        _atomic_write(self.index_path, json.dumps(meta, indent=1).encode())
+        atomic_write(self.index_path, json.dumps(meta, indent=1).encode())
         self._dirty_index = False
         self._persisted_len = self._stored_len()
         for name in self._obsolete:

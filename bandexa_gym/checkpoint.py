@@ -51,7 +51,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from bandexa_gym._atomic import atomic_path
 from bandexa_gym.agents.base import Agent, observation_space
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.neural_linear_ts import NeuralLinearTS, NeuralLinearTSConfig
@@ -434,31 +434,9 @@ def save_agent(agent: Agent, path: PathLike) -> Path:
     }
     header = {_META_KEY: json.dumps(_jsonable(meta, "checkpoint metadata"), allow_nan=False)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(path.parent)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -784,7 +762,7 @@ def _apply(
             agent.rounds = int(scalars["rounds"])
             agent.trainings = int(scalars["trainings"])
             agent.encoder.eval()
-            agent._last_decision = None
+            agent.clear_decision_cache()
         _restore_generators(agent, scalars, tensors)
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: incomplete checkpoint state: {err!r}") from err

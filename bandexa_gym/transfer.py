@@ -585,6 +585,7 @@ def _evolve_neural(
     template.rounds = agent.rounds
     template.trainings = agent.trainings
     template.encoder.eval()
+    template.clear_decision_cache()  # its encoder weights were replaced
 
     growth = []
     if tuple(new_enc.context_shape) != tuple(old_enc.context_shape):

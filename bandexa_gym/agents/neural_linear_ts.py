@@ -170,9 +170,17 @@ class NeuralLinearTS(Agent):
         return index
 
     def update(self, x: torch.Tensor, a: torch.Tensor, r: float) -> None:
-        """Rank-1 posterior update with reward ``r`` of action features ``a`` (d_a,), then store.
+        """Store the transition and absorb it into the head with a rank-1 update.
 
-        Nothing is stored when any input is invalid.
+        Args:
+            x: One context, shape ``encoder.context_shape``.
+            a: Features of the chosen action, shape ``(d_a,)``.
+            r: Finite reward.
+
+        Raises:
+            ValueError: On a bad shape, a non-finite reward or features, or a context the
+                replay buffer rejects (another dtype); neither the buffer nor the head
+                changes then.
         """
         self._update(self._as_device(x), self._as_device(a), r, z=None)
 
@@ -182,8 +190,12 @@ class NeuralLinearTS(Agent):
             raise ValueError(f"reward must be a finite number, got {r!r}")
         if z is None:
             z = self.embed(x, a[None])[0]
-        self.posterior.update(z, r)
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
+        # The buffer validates its schema before storing anything, and the head only fails
+        # on non-finite input (checked above), so a rejected transition changes neither.
         self.buffer.add(x.cpu(), a.cpu(), float(r))
+        self.posterior.update(z, r)
         self._last_decision = None
 
     def embed(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -226,6 +238,7 @@ class NeuralLinearTS(Agent):
             self.optimizer.step()
             total += value.detach()  # summed on the device: no host sync per step
         self.encoder.eval()
+        self.clear_decision_cache()  # features cached before training are stale
         self.trainings += 1
         return float(total) / steps
 
@@ -240,6 +253,15 @@ class NeuralLinearTS(Agent):
                     yield self.encoder(x.to(self.device), a.to(self.device)), r.to(self.device)
 
         self.posterior.rebuild(encoded())
+        self.clear_decision_cache()
+
+    def clear_decision_cache(self) -> None:
+        """Forget the features cached by the last :meth:`select_action`.
+
+        ``observe`` reuses those features for the chosen candidate instead of encoding it
+        again; call this after changing the encoder's weights outside ``train_encoder``
+        (e.g. loading a checkpoint) so that stale features are never used.
+        """
         self._last_decision = None
 
     # -- agent protocol ---------------------------------------------------------------

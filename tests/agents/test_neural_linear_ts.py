@@ -94,6 +94,40 @@ def test_bad_input_stores_nothing():
         assert torch.equal(value, after[key]) if torch.is_tensor(value) else value == after[key]
 
 
+def test_transition_the_buffer_rejects_leaves_the_head_unchanged():
+    agent = _agent()
+    agent.update(torch.zeros(3, dtype=torch.int64), torch.randn(2), 1.0)  # fixes x dtype
+    before = _state(agent)
+    with pytest.raises(ValueError, match="dtype"):
+        agent.update(torch.randn(3), torch.randn(2), 1.0)  # float after int: unsafe cast
+    with pytest.raises(ValueError, match="finite"):
+        agent.update(torch.tensor([float("nan"), 0, 0]), torch.randn(2), 1.0)
+    assert len(agent.buffer) == 1
+    after = agent.posterior.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]) if torch.is_tensor(value) else value == after[key]
+
+
+def test_training_between_act_and_observe_does_not_reuse_stale_features():
+    agent = _agent(train_every=0)
+    for _ in range(20):
+        agent.update(torch.randn(3), torch.randn(2), float(torch.randn(())))
+    obs = {"context": torch.randn(3).numpy(), "candidates": torch.randn(4, 2).numpy()}
+    action = agent.act(obs)
+    agent.train_encoder(optimizer_steps=5)
+    expected = agent.posterior.state_dict()
+    reference = BayesianLinearRegression(8)
+    reference.load_state_dict(expected)
+    reference.update(
+        agent.embed(
+            torch.as_tensor(obs["context"]), torch.as_tensor(obs["candidates"][action : action + 1])
+        )[0],
+        0.5,
+    )
+    agent.observe(obs, action, 0.5)
+    assert torch.allclose(agent.posterior.mean, reference.mean)
+
+
 def test_same_seed_gives_same_actions_and_reset_starts_over():
     def play(agent):
         env = gym.make("Bandexa/Synthetic-v0")
