@@ -3,8 +3,8 @@
 A round is: encode the K candidates, draw from the posterior, score, step the env, rank-1
 update, store the transition; every ``train_every`` rounds the encoder trains for
 ``optimizer_steps`` minibatches and the head is rebuilt from the whole replay buffer. The
-reference in the same run is the same agent with the original library's rebuild, which
-re-encodes the buffer one transition at a time; the ratio is the figure to quote.
+reference, in the same run, is the same agent with a rebuild that re-encodes the buffer
+one transition at a time; the ratio is the figure to quote.
 
     python benchmarks/agent_throughput.py [--rounds 2000] [--envs Bandexa/Synthetic-v0 ...]
 

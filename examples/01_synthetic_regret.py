@@ -27,15 +27,14 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _common import add_output_args, plot_curves, save_agents  # examples/_common.py
 
 import bandexa_gym
 from bandexa_gym.agents import Agent, make_agent
-from bandexa_gym.checkpoint import load_agent, probe_scores
 
 gym.register_envs(bandexa_gym)
 
@@ -75,20 +74,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--action-chunk", type=int, default=None, help="candidates encoded per chunk (all)"
     )
-    # outputs
-    p.add_argument("--plot", action="store_true", help="save regret/reward curves as a PNG")
-    p.add_argument("--plot-path", default="runs/examples/01_synthetic_regret.png")
-    p.add_argument(
-        "--save-path",
-        default=None,
-        help="folder for the agents' checkpoints (default with --sanity-check-save-load: "
-        "runs/examples/01_synthetic_regret)",
-    )
-    p.add_argument(
-        "--sanity-check-save-load",
-        action="store_true",
-        help="save both agents, reload them and check they score and act identically",
-    )
+    # outputs: --plot, --plot-path, --save-path, --sanity-check-save-load
+    add_output_args(p, "01_synthetic_regret")
     args = p.parse_args()
     if args.horizon < 1:
         p.error("--horizon must be >= 1")
@@ -98,23 +85,6 @@ def parse_args() -> argparse.Namespace:
     if args.blr_noise_var <= 0:
         p.error("--blr-noise-var must be > 0 (with --env-noise-std 0, pass a small value)")
     return args
-
-
-def sanity_check_save_load(
-    name: str, agent: Agent, folder: Path, obs: dict, device: str, draws: int = 20
-) -> bool:
-    """Save ``agent``, reload it, and compare posterior-mean scores and Thompson draws."""
-    path = agent.save(folder / f"{name}.safetensors")
-    loaded = load_agent(path, map_location=device, expected=agent)
-    gap = (probe_scores(agent, obs) - probe_scores(loaded, obs)).abs().max().item()
-    loaded.generator.set_state(agent.generator.get_state())  # same generator state...
-    same = [agent.act(obs) for _ in range(draws)] == [loaded.act(obs) for _ in range(draws)]
-    size_kb = path.stat().st_size / 1024
-    print(
-        f"[save/load] {name:<16} {path} ({size_kb:.0f} KiB): max |score diff| = {gap:.1e}, "
-        f"{draws} Thompson draws identical: {same}"
-    )
-    return gap == 0.0 and same
 
 
 def main() -> None:
@@ -210,37 +180,11 @@ def main() -> None:
         )
 
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        rounds = np.arange(1, args.horizon + 1)
-        window = args.window
-        kernel = np.ones(window) / window
-        for name in names:
-            ax1.plot(rounds, np.cumsum(regrets[name]), label=name)
-            ma = np.convolve(rewards[name], kernel, mode="valid")
-            ax2.plot(rounds[window - 1 :], ma, label=name)
-        ax1.set(xlabel="round", ylabel="cumulative expected regret", title="Regret")
-        ax2.set(xlabel="round", ylabel=f"reward, moving average ({window})", title="Reward")
-        ax1.legend()
-        ax2.legend()
-        fig.tight_layout()
-        Path(args.plot_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot_path, dpi=120)
-        print(f"plot saved to {args.plot_path}")
+        plot_curves(args.plot_path, regrets, rewards, window=args.window)
 
     if args.save_path or args.sanity_check_save_load:
-        folder = Path(args.save_path or "runs/examples/01_synthetic_regret")
-        if args.sanity_check_save_load:
-            ok = [sanity_check_save_load(n, agents[n], folder, obs[n], args.device) for n in names]
-            if not all(ok):
-                raise SystemExit("save/load sanity check FAILED")
-        else:
-            for name in names:
-                print(f"saved {name} to {agents[name].save(folder / f'{name}.safetensors')}")
+        folder = args.save_path or "runs/examples/01_synthetic_regret"
+        save_agents(agents, obs, folder, device=args.device, check=args.sanity_check_save_load)
 
 
 if __name__ == "__main__":

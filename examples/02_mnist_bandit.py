@@ -38,11 +38,11 @@ import _resnet_backbone  # examples/_resnet_backbone.py: the ResNet freeze polic
 import gymnasium as gym
 import numpy as np
 import torch
+from _common import add_output_args, plot_curves, save_agents  # examples/_common.py
 
 import bandexa_gym
 from bandexa_gym.agents import Agent, LinearTS, NeuralLinearTS, NeuralLinearTSConfig
 from bandexa_gym.buffers import DiskReplayBuffer, MemoryReplayBuffer, ReplayBuffer
-from bandexa_gym.checkpoint import load_agent, probe_scores
 from bandexa_gym.encoders import RESNET_ARCHS, ConvEncoder, preprocess_mnist_for_resnet
 
 gym.register_envs(bandexa_gym)
@@ -103,42 +103,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--disk-shard-size", type=int, default=256, help="transitions per shard")
     p.add_argument("--disk-cache-shards", type=int, default=4, help="shards kept in the cache")
     p.add_argument("--flush-every", type=int, default=0, help="flush every N adds (0: by shard)")
-    # outputs
-    p.add_argument("--plot", action="store_true", help="save regret/accuracy curves as a PNG")
-    p.add_argument("--plot-path", default="runs/examples/02_mnist_bandit.png")
-    p.add_argument(
-        "--save-path",
-        default=None,
-        help="folder for the agents' checkpoints (default with --sanity-check-save-load: "
-        "runs/examples/02_mnist_bandit)",
-    )
-    p.add_argument(
-        "--sanity-check-save-load",
-        action="store_true",
-        help="save both agents, reload them and check they score and act identically",
-    )
+    # outputs: --plot, --plot-path, --save-path, --sanity-check-save-load
+    add_output_args(p, "02_mnist_bandit")
     args = p.parse_args()
     if args.horizon < 1:
         p.error("--horizon must be >= 1")
     args.window = max(1, min(args.window, args.horizon))
     return args
-
-
-def sanity_check_save_load(
-    name: str, agent: Agent, folder: Path, obs: dict, device: str, draws: int = 20
-) -> bool:
-    """Save ``agent``, reload it, and compare posterior-mean scores and Thompson draws."""
-    path = agent.save(folder / f"{name}.safetensors")
-    loaded = load_agent(path, map_location=device, expected=agent)
-    gap = (probe_scores(agent, obs) - probe_scores(loaded, obs)).abs().max().item()
-    loaded.generator.set_state(agent.generator.get_state())  # same generator state...
-    same = [agent.act(obs) for _ in range(draws)] == [loaded.act(obs) for _ in range(draws)]
-    size_mb = path.stat().st_size / 2**20
-    print(
-        f"[save/load] {name:<16} {path} ({size_mb:.1f} MiB): max |score diff| = {gap:.1e}, "
-        f"{draws} Thompson draws identical: {same}"
-    )
-    return gap == 0.0 and same
 
 
 def main() -> None:
@@ -279,39 +250,25 @@ def main() -> None:
         )
 
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        rounds = np.arange(1, args.horizon + 1)
-        window = args.window
-        kernel = np.ones(window) / window
-        for name in names:
-            ax1.plot(rounds, np.cumsum(regrets[name]), label=name)
-            ax2.plot(rounds[window - 1 :], np.convolve(rewards[name], kernel, "valid"), label=name)
-        ax1.set(xlabel="round", ylabel="cumulative regret (mistakes)", title="Regret")
-        ax2.set(xlabel="round", ylabel=f"accuracy, moving average ({window})", title="Accuracy")
-        ax1.legend()
-        ax2.legend()
-        fig.tight_layout()
-        Path(args.plot_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot_path, dpi=120)
-        print(f"plot saved to {args.plot_path}")
+        plot_curves(
+            args.plot_path,
+            regrets,
+            rewards,
+            window=args.window,
+            regret_label="cumulative regret (mistakes)",
+            averaged_label="accuracy",
+            averaged_title="Accuracy",
+        )
 
     if args.save_path or args.sanity_check_save_load:
-        folder = Path(args.save_path or "runs/examples/02_mnist_bandit")
-        if args.sanity_check_save_load:
-            ok = [
-                sanity_check_save_load(n, agents[n], folder, views[n](obs[n]), args.device)
-                for n in names
-            ]
-            if not all(ok):
-                raise SystemExit("save/load sanity check FAILED")
-        else:
-            for name in names:
-                print(f"saved {name} to {agents[name].save(folder / f'{name}.safetensors')}")
+        folder = args.save_path or "runs/examples/02_mnist_bandit"
+        save_agents(
+            agents,
+            {n: views[n](obs[n]) for n in names},
+            folder,
+            device=args.device,
+            check=args.sanity_check_save_load,
+        )
 
     buffer.close()
     if tmp_dir is not None:

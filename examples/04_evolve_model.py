@@ -61,9 +61,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the envs and the agents")
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (small ops: 1 is fastest)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     p.add_argument("--parts", default="mnist,synthetic", help="which parts to run")
     p.add_argument("--print-every", type=int, default=500, help="progress line every N rounds")
     # Part A: MNIST labels 0-7 -> 0-9
@@ -269,7 +267,8 @@ def main() -> None:
     # generators (seed=...); encoder initialisation uses torch's global RNG.
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:  # 0: torch's default (all cores)
+        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     mnist = part_mnist(args) if "mnist" in parts else None

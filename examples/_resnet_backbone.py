@@ -1,4 +1,4 @@
-"""ResNet backbone helper for ``02_mnist_bandit.py``: building the encoder and its freeze policy.
+"""ResNet backbone for ``02_mnist_bandit.py``: building the encoder and its freeze policy.
 
 The policy lives here, not on the command line, so the example stays small: edit
 ``TRAINABLE_BACKBONE`` to change which parts of the backbone learn. ``ResNetEncoder``
