@@ -291,7 +291,7 @@ class MLPEncoder(Encoder):
         action_dim: int,
         *,
         feature_dim: int = 64,
-        hidden: Sequence[int] = (128, 128),
+        hidden: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.ReLU,
         action_chunk: int | None = None,
         generator: torch.Generator | None = None,
