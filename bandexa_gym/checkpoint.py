@@ -739,10 +739,18 @@ def _apply(
                     raise CheckpointError(
                         f"{path}: head dimension {state['dim']} does not fit this agent ({dim})"
                     )
-            if spec["feature_map"] != "auto" and agent.feature_map != spec["feature_map"]:
-                agent.build_heads(spec["feature_map"])  # an unresolved "auto" agent
-            for head, state in zip(agent.heads, states, strict=True):
+            # Load into fresh heads and swap them in at the end, so a state that fails to
+            # load leaves the agent's own heads untouched.
+            fresh = [
+                BayesianLinearRegression(dim, device=agent.device, **agent.head_kwargs)
+                for _ in states
+            ]
+            for head, state in zip(fresh, states, strict=True):
                 head.load_state_dict(state)
+            _restore_generators(agent, scalars, tensors)
+            if spec["feature_map"] != "auto":
+                agent.feature_map, agent.heads = spec["feature_map"], fresh
+            return
         elif isinstance(agent, NeuralLinearTS):
             encoder_state = _module_state(agent.encoder, tensors, "encoder.", path)
             readout_state = _module_state(agent.readout, tensors, "readout.", path)
@@ -754,16 +762,24 @@ def _apply(
             )
             if head["noise"] != "nig":
                 head["noise"] = float(head["noise"])
-            # The head validates everything before it changes; the module states were
-            # checked above, so nothing fails half-way once the head has loaded.
-            agent.posterior.load_state_dict(head)
+            posterior = BayesianLinearRegression(
+                agent.posterior.dim,
+                prior_var=agent.config.prior_var,
+                noise=agent.config.noise,
+                a0=agent.config.a0,
+                b0=agent.config.b0,
+                device=agent.device,
+            )
+            posterior.load_state_dict(head)  # fails here, before the agent is touched
+            _restore_generators(agent, scalars, tensors)
+            # The module states were checked above: nothing fails from here on.
+            agent.posterior = posterior
             agent.encoder.load_state_dict(encoder_state)
             agent.readout.load_state_dict(readout_state)
             agent.rounds = int(scalars["rounds"])
             agent.trainings = int(scalars["trainings"])
             agent.encoder.eval()
             agent.clear_decision_cache()
-        _restore_generators(agent, scalars, tensors)
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: incomplete checkpoint state: {err!r}") from err
     except ValueError as err:
@@ -780,10 +796,17 @@ def _restore_generators(
     if isinstance(agent, NeuralLinearTS):
         generators["sample_generator"] = agent.sample_generator
     saved_on = scalars.get("generator_device", {})
+    states = {}
     for name, gen in generators.items():
         state = tensors.get(f"rng.{name}")
         if state is not None and saved_on.get(name) == gen.device.type:
-            gen.set_state(state.to(torch.uint8))
+            try:  # validate on a scratch generator before touching the agent's
+                torch.Generator(device=gen.device).set_state(state.to(torch.uint8))
+            except RuntimeError as err:
+                raise CheckpointError(f"invalid random-generator state {name!r}: {err}") from err
+            states[name] = state.to(torch.uint8)
+    for name, state in states.items():
+        generators[name].set_state(state)
 
 
 # ---------------------------------------------------------------------------------------

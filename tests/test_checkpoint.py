@@ -377,3 +377,24 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(
     assert path.read_bytes() == good
     assert sorted(os.listdir(path.parent)) == [path.name]  # no temp file left behind
     assert isinstance(load_agent(path), NeuralLinearTS)
+
+
+def test_a_head_state_that_fails_to_load_leaves_the_agent_untouched(tmp_path: Path) -> None:
+    from bandexa_gym.agents import LinearTS
+    from bandexa_gym.checkpoint import load_state
+
+    saved = LinearTS((3,), 2, feature_map="disjoint", prior_var=1.0, seed=0)
+    for arm in (0, 1):
+        saved.heads[arm].update(torch.ones(3), float(arm))
+    path = saved.save(tmp_path / "agent.safetensors")
+    other = LinearTS((3,), 2, feature_map="disjoint", prior_var=2.0, seed=0)  # other prior
+    other.heads[0].update(torch.ones(3), 5.0)
+    before = [h.state_dict() for h in other.heads]
+    with pytest.raises(CheckpointError):
+        load_state(other, path)
+    for head, state in zip(other.heads, before, strict=True):
+        after = head.state_dict()
+        assert all(
+            torch.equal(v, after[k]) if torch.is_tensor(v) else v == after[k]
+            for k, v in state.items()
+        )
