@@ -741,10 +741,7 @@ def _apply(
                     )
             # Load into fresh heads and swap them in at the end, so a state that fails to
             # load leaves the agent's own heads untouched.
-            fresh = [
-                BayesianLinearRegression(dim, device=agent.device, **agent.head_kwargs)
-                for _ in states
-            ]
+            fresh = [agent.new_head(dim) for _ in states]
             for head, state in zip(fresh, states, strict=True):
                 head.load_state_dict(state)
             _restore_generators(agent, scalars, tensors)
@@ -762,14 +759,7 @@ def _apply(
             )
             if head["noise"] != "nig":
                 head["noise"] = float(head["noise"])
-            posterior = BayesianLinearRegression(
-                agent.posterior.dim,
-                prior_var=agent.config.prior_var,
-                noise=agent.config.noise,
-                a0=agent.config.a0,
-                b0=agent.config.b0,
-                device=agent.device,
-            )
+            posterior = agent.new_head()
             posterior.load_state_dict(head)  # fails here, before the agent is touched
             _restore_generators(agent, scalars, tensors)
             # The module states were checked above: nothing fails from here on.

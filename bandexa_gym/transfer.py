@@ -167,8 +167,7 @@ def _grown_state(
         result is a valid factor of the permuted covariance; ``logdet``, n and ``quad``
         are invariant.
     """
-    grown = BayesianLinearRegression(head.dim, dtype=head.dtype, device=head.device, **_hyper(head))
-    grown.load_state_dict(head.state_dict())
+    grown = copy.deepcopy(head)
     grown.expand(new_dim)
     state = grown.state_dict()
     if order is not None:
@@ -258,10 +257,9 @@ def _load_head(target: BayesianLinearRegression, state: Mapping[str, Any]) -> bo
 def _hyper_note(rebased: bool, old: BayesianLinearRegression, new: BayesianLinearRegression) -> str:
     if not rebased:
         return ""
+    before, after = _hyper(old), _hyper(new)
     changed = ", ".join(
-        f"{k} {_hyper(old)[k]!r} -> {_hyper(new)[k]!r}"
-        for k in _HEAD_HYPER
-        if _hyper(old)[k] != _hyper(new)[k]
+        f"{k} {before[k]!r} -> {after[k]!r}" for k in _HEAD_HYPER if before[k] != after[k]
     )
     return f"; head re-based on the template's prior ({changed})"
 

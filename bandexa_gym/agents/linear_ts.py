@@ -83,16 +83,17 @@ class LinearTS(Agent):
             self.build_heads(feature_map)
 
     # -- construction -----------------------------------------------------------------
-    def _new_head(self, dim: int) -> BayesianLinearRegression:
+    def new_head(self, dim: int) -> BayesianLinearRegression:
+        """A head at this agent's prior, ``dim`` features, on its device."""
         return BayesianLinearRegression(dim, device=self.device, **self.head_kwargs)
 
     def build_heads(self, feature_map: FeatureMap) -> None:
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
         if feature_map == "concat":
-            self.heads = [self._new_head(self.context_dim + self.action_dim)]
+            self.heads = [self.new_head(self.context_dim + self.action_dim)]
         else:
-            self.heads = [self._new_head(self.context_dim) for _ in range(self.action_dim)]
+            self.heads = [self.new_head(self.context_dim) for _ in range(self.action_dim)]
 
     def _resolve(self, candidates: torch.Tensor) -> None:
         if self.feature_map == "auto":

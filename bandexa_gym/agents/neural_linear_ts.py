@@ -113,9 +113,10 @@ class NeuralLinearTS(Agent):
         )
         self._init_learners()
 
-    def _init_learners(self) -> None:
+    def new_head(self) -> BayesianLinearRegression:
+        """A head at the configured prior over the encoder's features, on the device."""
         cfg = self.config
-        self.posterior = BayesianLinearRegression(
+        return BayesianLinearRegression(
             self.encoder.feature_dim,
             prior_var=cfg.prior_var,
             noise=cfg.noise,
@@ -123,6 +124,10 @@ class NeuralLinearTS(Agent):
             b0=cfg.b0,
             device=self.device,
         )
+
+    def _init_learners(self) -> None:
+        cfg = self.config
+        self.posterior = self.new_head()
         with torch.random.fork_rng(devices=[]):
             if self.seed is not None:
                 torch.manual_seed(self.seed)
