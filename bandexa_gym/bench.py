@@ -25,7 +25,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -110,7 +110,7 @@ def run(
 ) -> RunResult:
     """Drive ``agent`` on ``env`` for ``horizon`` rounds and record reward and regret.
 
-    A single env is wrapped in :class:`RegretMonitor` (unless it already is), the same wrapper
+    A single env is measured by :func:`measure`, through the same :class:`RegretMonitor`
     that measures stable-baselines3 baselines. A vector env plays ``num_envs`` rounds per
     step; its rounds are recorded step by step, sub-env by sub-env, from the step infos.
 
@@ -125,54 +125,101 @@ def run(
     Returns:
         The :class:`RunResult`, with exactly ``horizon`` rounds.
     """
-    if horizon < 1:
-        raise ValueError(f"horizon must be a positive number of rounds, got {horizon}")
-    vector = isinstance(env, gym.vector.VectorEnv)
-    bar = tqdm(total=horizon, disable=not progress, file=sys.stderr, leave=False, desc=desc)
+    if not isinstance(env, gym.vector.VectorEnv):
+
+        def play(env: gym.Env, bar: tqdm) -> None:
+            obs, _ = env.reset(seed=seed)
+            for _ in range(horizon):
+                action = agent.act(obs)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                agent.observe(obs, action, reward)
+                obs = env.reset()[0] if terminated or truncated else next_obs
+                bar.update(1)
+
+        return measure(env, horizon, play, name=agent.name, seed=seed, progress=progress, desc=desc)
+
+    check_horizon(horizon)
+    bar = _bar(horizon, progress, desc)
     start = time.perf_counter()
-    if vector:
-        rewards, regrets = _run_vector(agent, env, horizon, seed, bar)
-    else:
-        rewards, regrets = _run_single(agent, env, horizon, seed, bar)
-    seconds = time.perf_counter() - start
-    bar.close()
-    return RunResult(rewards, regrets, seconds, {"seed": seed, "agent": agent.name})
-
-
-def _run_single(
-    agent: Agent, env: gym.Env, horizon: int, seed: int | None, bar: tqdm
-) -> tuple[np.ndarray, np.ndarray]:
-    monitor = find_monitor(env)
-    if monitor is None:
-        env = monitor = RegretMonitor(env)
-    start = len(monitor.regrets)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(horizon):
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, reward)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-        bar.update(1)
-    return monitor.rewards[start:].copy(), monitor.regrets[start:].copy()
-
-
-def _run_vector(
-    agent: Agent, env: gym.vector.VectorEnv, horizon: int, seed: int | None, bar: tqdm
-) -> tuple[np.ndarray, np.ndarray]:
     rewards: list[np.ndarray] = []
     regrets: list[np.ndarray] = []
     obs, _ = env.reset(seed=seed)
-    played = 0
-    while played < horizon:
+    while len(rewards) * env.num_envs < horizon:
         actions = agent.act(obs)
         next_obs, reward, _, _, info = env.step(actions)
         agent.observe(obs, actions, reward)
         rewards.append(np.asarray(reward, dtype=np.float64))
         regrets.append(np.asarray(info["regret"], dtype=np.float64))
         obs = next_obs
-        played += env.num_envs
         bar.update(env.num_envs)
-    return np.concatenate(rewards)[:horizon], np.concatenate(regrets)[:horizon]
+    seconds = time.perf_counter() - start
+    bar.close()
+    return RunResult(
+        np.concatenate(rewards)[:horizon],
+        np.concatenate(regrets)[:horizon],
+        seconds,
+        {"seed": seed, "agent": agent.name},
+    )
+
+
+def measure(
+    env: gym.Env,
+    horizon: int,
+    play: Callable[[gym.Env, tqdm], None],
+    *,
+    name: str,
+    seed: int | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> RunResult:
+    """Time ``play(env, bar)`` and return the ``horizon`` rounds it played, as recorded by
+    the env's :class:`RegretMonitor` (wrapped around ``env`` unless it already is one).
+
+    Every single-env measurement goes through here, bandit agents and SB3 baselines alike.
+
+    Args:
+        env: A ``Bandexa/*`` env.
+        horizon: Rounds ``play`` must play, >= 1.
+        play: Plays the rounds on the monitored env, ticking the progress ``bar``.
+        name: Agent name recorded in the result.
+        seed: Recorded in the result (``play`` seeds the env).
+        progress: Show a tqdm progress bar.
+        desc: Label of the progress bar.
+
+    Raises:
+        RuntimeError: ``play`` did not play exactly ``horizon`` rounds.
+    """
+    check_horizon(horizon)
+    env = monitored(env)
+    monitor = find_monitor(env)
+    assert monitor is not None
+    first = monitor.num_rounds
+    bar = _bar(horizon, progress, desc)
+    start = time.perf_counter()
+    play(env, bar)
+    seconds = time.perf_counter() - start
+    bar.close()
+    played = monitor.num_rounds - first
+    if played != horizon:
+        raise RuntimeError(f"{name} played {played} rounds instead of {horizon}")
+    rewards = monitor.rewards[first:].copy()
+    regrets = monitor.regrets[first:].copy()
+    return RunResult(rewards, regrets, seconds, {"seed": seed, "agent": name})
+
+
+def check_horizon(horizon: int) -> None:
+    """``ValueError`` unless ``horizon`` is a positive number of rounds."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be a positive number of rounds, got {horizon}")
+
+
+def _bar(horizon: int, progress: bool, desc: str | None) -> tqdm:
+    return tqdm(total=horizon, disable=not progress, file=sys.stderr, leave=False, desc=desc)
+
+
+def monitored(env: gym.Env) -> gym.Env:
+    """``env`` itself if its wrapper chain holds a :class:`RegretMonitor`, else wrapped in one."""
+    return env if find_monitor(env) is not None else RegretMonitor(env)
 
 
 def find_monitor(env: gym.Env) -> RegretMonitor | None:

@@ -30,20 +30,17 @@ Example:
 from __future__ import annotations
 
 import inspect
-import sys
-import time
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from bandexa_gym.bench import RunResult, find_monitor
-from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor
+from bandexa_gym.bench import RunResult, check_horizon, measure, monitored
+from bandexa_gym.envs.wrappers import FlattenCandidates
 
 __all__ = [
     "SB3_ALGORITHMS",
@@ -232,25 +229,18 @@ def run_sb3(
     Raises:
         ValueError: ``horizon < 1``, unknown algorithm or hyper-parameter.
     """
-    if horizon < 1:
-        raise ValueError(f"horizon must be a positive number of rounds, got {horizon}")
+    check_horizon(horizon)
     algo = sb3_algorithm(algo)
-    monitor = find_monitor(env)
-    if monitor is None:
-        env = monitor = RegretMonitor(env)
-    start = len(monitor.regrets)
+    env = monitored(env)
     model = make_sb3_model(algo, env, seed=seed, device=device, horizon=horizon, **overrides)
     # The model's constructor already handed the seed to its DummyVecEnv; say it again
     # right before learn, whose first reset() passes it on as env.reset(seed=seed).
     if seed is not None:
         model.get_env().seed(seed)
-    bar = tqdm(total=horizon, disable=not progress, file=sys.stderr, leave=False, desc=desc)
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=horizon, callback=_RoundCallback(horizon, bar))
-    seconds = time.perf_counter() - t0
-    bar.close()
-    rewards = np.asarray(monitor.rewards, dtype=np.float64)[start : start + horizon].copy()
-    regrets = np.asarray(monitor.regrets, dtype=np.float64)[start : start + horizon].copy()
-    if rewards.shape[0] != horizon:
-        raise RuntimeError(f"sb3:{algo} played {rewards.shape[0]} rounds instead of {horizon}")
-    return RunResult(rewards, regrets, seconds, {"seed": seed, "agent": SB3_PREFIX + algo})
+
+    def play(env: gym.Env, bar: tqdm) -> None:
+        model.learn(total_timesteps=horizon, callback=_RoundCallback(horizon, bar))
+
+    return measure(
+        env, horizon, play, name=SB3_PREFIX + algo, seed=seed, progress=progress, desc=desc
+    )
