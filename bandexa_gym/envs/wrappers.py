@@ -91,9 +91,9 @@ class RegretMonitor(gym.Wrapper):
         return np.asarray(self._best, dtype=np.float64)
 
     @property
-    def cumulative_regret(self) -> float:
-        """Total regret over the recorded rounds (``np.cumsum(regrets)`` gives the curve)."""
-        return float(np.sum(self._regrets, dtype=np.float64))
+    def cumulative_regret(self) -> np.ndarray:
+        """Cumulative regret after every recorded round, shape (T,), as in ``RunResult``."""
+        return np.cumsum(self.regrets)
 
 
 class FlattenCandidates(gym.ObservationWrapper):
