@@ -34,10 +34,24 @@ __all__ = [
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 # Marsaglia–Tsang candidates drawn up front per gamma variate. The acceptance rate is
-# >= 0.95 for shape >= 1, so all candidates are rejected with probability <= 0.05**M; that
+# >= 0.95 for shape >= 1, so all candidates are rejected with probability <= 0.05**8; that
 # rare case draws fresh candidates (the sampler stays exact, it only costs a second draw).
-_MT_CANDIDATES_SCALAR = 4
-_MT_CANDIDATES_BATCH = 8
+_MT_CANDIDATES = 8
+_GAMMA_NORMALS = 2 * _MT_CANDIDATES + 1  # the shape < 1 boost + (x, y) per candidate
+# torch's CPU normal sampler fills whole blocks of 16; a draw row that is a multiple of 16
+# long makes ``randn(n, L)`` the same numbers as n calls of ``randn(L)``.
+_BLOCK = 16
+
+
+def draw_row_length(dim: int, nig: bool) -> int:
+    """Normals one posterior draw consumes: ``d`` (+ the gamma's) rounded up to 16.
+
+    Every draw, single or batched, takes one row of this many normals from the
+    generator, so ``sample(n)`` consumes it exactly as ``n`` calls of ``sample()`` do
+    (on the CPU, where torch fills normals in blocks of 16).
+    """
+    used = dim + (_GAMMA_NORMALS if nig else 0)
+    return max(_BLOCK, -(-used // _BLOCK) * _BLOCK)
 
 
 class NumericalWarning(RuntimeWarning):
@@ -120,21 +134,24 @@ def _std_normal_cdf(x: float) -> float:
 def _gamma_from_normals(shape: float, normals: Sequence[float]) -> float | None:
     """One standard Gamma(shape, 1) variate by Marsaglia–Tsang, from N(0, 1) draws.
 
-    ``normals[0]`` drives the shape < 1 boost; the rest are (x, y) pairs of candidates,
-    with the acceptance uniform ``u = Φ(y)`` (the probability-integral transform keeps all
-    randomness in the caller's generator). Returns None when every candidate is rejected.
+    ``normals[0]`` drives the shape < 1 boost; then come the ``x`` of every candidate and
+    then their ``y``, the acceptance uniform ``u = Φ(y)`` (the probability-integral
+    transform keeps all randomness in the caller's generator). The same layout as
+    :func:`_standard_gamma`, evaluated in Python floats (cheaper for one variate). Returns
+    None when every candidate is rejected.
     """
     boosted = shape < 1.0
     alpha = shape + 1.0 if boosted else shape
     d = alpha - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    for i in range(1, len(normals) - 1, 2):
+    m = (len(normals) - 1) // 2
+    for i in range(1, m + 1):
         x = normals[i]
         t = 1.0 + c * x
         if t <= 0.0:
             continue
         v = t * t * t
-        u = _std_normal_cdf(normals[i + 1])
+        u = _std_normal_cdf(normals[m + i])
         if u <= 0.0 or math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
             g = d * v
             if boosted:  # Gamma(a) = Gamma(a + 1) · U^(1/a)
@@ -145,23 +162,21 @@ def _gamma_from_normals(shape: float, normals: Sequence[float]) -> float | None:
 
 def _standard_gamma(
     shape: float,
-    n: int,
+    normals: Tensor,
     generator: torch.Generator | None,
-    dtype: torch.dtype,
-    device: torch.device,
 ) -> Tensor:
-    """``n`` standard Gamma(shape, 1) variates (n,), vectorized Marsaglia–Tsang.
+    """Standard Gamma(shape, 1) variates (n,), one per row of ``normals`` (n, 2m + 1).
 
+    Vectorized Marsaglia–Tsang with the layout of :func:`_gamma_from_normals`:
     ``torch._standard_gamma`` takes no generator, so the variates are built from normals
     drawn with ``generator`` (uniforms as ``Φ(y)``): exact rejection sampling whose first
     accepted candidate per row is kept; rows with none accepted are redrawn.
     """
-    m = _MT_CANDIDATES_BATCH
+    m = (normals.shape[1] - 1) // 2
     boosted = shape < 1.0
     alpha = shape + 1.0 if boosted else shape
     d = alpha - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    normals = torch.randn(n, 2 * m + 1, generator=generator, dtype=dtype, device=device)
     x, log_u = normals[:, 1 : m + 1], torch.special.log_ndtr(normals[:, m + 1 :])
     t = 1.0 + c * x
     v = t * t * t
@@ -174,7 +189,11 @@ def _standard_gamma(
     missing = ~accepted.any(dim=1)
     if bool(missing.any()):
         rows = missing.nonzero().squeeze(1)
-        g[rows] = _standard_gamma(shape, rows.numel(), generator, dtype, device)
+        fresh = torch.randn(
+            rows.numel(), normals.shape[1], generator=generator, dtype=normals.dtype,
+            device=normals.device,
+        )  # fmt: skip
+        g[rows] = _standard_gamma(shape, fresh, generator)
     return g
 
 
@@ -551,6 +570,10 @@ class BayesianLinearRegression:
         """Posterior draws of ``w``: NIG ``σ² ~ InvGamma(a, b)``, ``w = μ + σ S ε``; fixed
         noise ``w = μ + S ε``; ``ε ~ N(0, I)``.
 
+        Each draw consumes one row of :func:`draw_row_length` normals from ``generator``
+        (``ε``, then the gamma variate's), so ``sample(n)`` takes the same numbers as ``n``
+        calls of ``sample()`` (exactly, on the CPU) and ``sample(1)[0]`` equals ``sample()``.
+
         Args:
             n: Number of draws; None for a single draw.
             generator: Source of all randomness (on ``device``); None uses torch's default.
@@ -561,36 +584,35 @@ class BayesianLinearRegression:
         Raises:
             FloatingPointError: The draw is not finite (the posterior has overflowed).
         """
+        if n is not None and n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        rows = 1 if n is None else n
         d, dt, dev = self._dim, self._dtype, self._device
         nig = self._noise == "nig"
-        if n is None:
+        normals = torch.randn(
+            rows, draw_row_length(d, nig), generator=generator, dtype=dt, device=dev
+        )
+        eps = normals[:, :d]
+        if rows == 1:  # one draw: a Python gamma step and one addmv are cheapest
+            scale = 1.0
             if nig:
-                extra = 2 * _MT_CANDIDATES_SCALAR + 1
-                eps = torch.randn(d + extra, generator=generator, dtype=dt, device=dev)
-                g = _gamma_from_normals(self.a, eps[d:].tolist())
-                while g is None:  # probability <= 0.05**4 per draw
-                    more = torch.randn(extra, generator=generator, dtype=dt, device=dev)
-                    g = _gamma_from_normals(self.a, more.tolist())
+                gamma_normals = normals[0, d : d + _GAMMA_NORMALS]
+                g = _gamma_from_normals(self.a, gamma_normals.tolist())
+                if g is None:  # probability <= 0.05**8 per draw
+                    g = float(_standard_gamma(self.a, gamma_normals[None], generator)[0])
                 scale = math.sqrt(self.b / g) if g > 0.0 else math.inf  # g underflows: a ≪ 1
-                w = torch.addmv(self._mu, self._S, eps[:d], alpha=scale)
-            else:
-                eps = torch.randn(d, generator=generator, dtype=dt, device=dev)
-                w = torch.addmv(self._mu, self._S, eps)
+            w = torch.addmv(self._mu, self._S, eps[0], alpha=scale).unsqueeze(0)
+        elif nig:
+            g = _standard_gamma(self.a, normals[:, d : d + _GAMMA_NORMALS], generator)
+            w = torch.addcmul(self._mu, (self.b / g).sqrt_().unsqueeze(1), eps @ self._S.T)
         else:
-            if n < 0:
-                raise ValueError(f"n must be >= 0, got {n}")
-            eps = torch.randn(n, d, generator=generator, dtype=dt, device=dev)
-            if nig:
-                g = _standard_gamma(self.a, n, generator, dt, dev)
-                w = torch.addcmul(self._mu, (self.b / g).sqrt_().unsqueeze(1), eps @ self._S.T)
-            else:
-                w = torch.addmm(self._mu, eps, self._S.T)
+            w = torch.addmm(self._mu, eps, self._S.T)
         if not math.isfinite(float(w.sum())):
             raise FloatingPointError(
                 "posterior sample is not finite: the state overflowed (rewards or features "
                 "too large?); reset() or rebuild() the head"
             )
-        return w
+        return w[0] if n is None else w
 
     def thompson_scores(self, Z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Scores of candidates under fresh posterior draws.

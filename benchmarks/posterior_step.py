@@ -29,7 +29,12 @@ from collections.abc import Callable
 
 import torch
 
-from bandexa_gym.posterior import BayesianLinearRegression, _gamma_from_normals, score
+from bandexa_gym.posterior import (
+    BayesianLinearRegression,
+    _gamma_from_normals,
+    draw_row_length,
+    score,
+)
 
 A0, B0 = 1.0, 1.0
 F64 = torch.float64
@@ -50,7 +55,7 @@ def _sigma(a: float, b: float, normals: list[float], gen: torch.Generator) -> fl
     """σ = sqrt(b / Gamma(a)) from the same sampler the head uses."""
     g = _gamma_from_normals(a, normals)
     while g is None:
-        g = _gamma_from_normals(a, torch.randn(9, generator=gen, dtype=F64).tolist())
+        g = _gamma_from_normals(a, torch.randn(17, generator=gen, dtype=F64).tolist())
     return math.sqrt(b / g)
 
 
@@ -69,8 +74,8 @@ class NaiveInverse:
         mu = cov @ self.zr
         chol = torch.linalg.cholesky(cov)
         b = B0 + 0.5 * (self.rr - float(mu @ self.zr))
-        eps = torch.randn(self.d + 9, generator=gen, dtype=F64)
-        sigma = _sigma(A0 + 0.5 * self.n, b, eps[self.d :].tolist(), gen)
+        eps = torch.randn(draw_row_length(self.d, True), generator=gen, dtype=F64)
+        sigma = _sigma(A0 + 0.5 * self.n, b, eps[self.d : self.d + 17].tolist(), gen)
         return torch.addmv(mu, chol, eps[: self.d], alpha=sigma)
 
     def update(self, z: torch.Tensor, r: float) -> None:
@@ -87,8 +92,8 @@ class StepCholesky(NaiveInverse):
         chol = torch.linalg.cholesky(self.prec)
         mu = torch.cholesky_solve(self.zr.unsqueeze(1), chol).squeeze(1)
         b = B0 + 0.5 * (self.rr - float(mu @ self.zr))
-        eps = torch.randn(self.d + 9, generator=gen, dtype=F64)
-        sigma = _sigma(A0 + 0.5 * self.n, b, eps[self.d :].tolist(), gen)
+        eps = torch.randn(draw_row_length(self.d, True), generator=gen, dtype=F64)
+        sigma = _sigma(A0 + 0.5 * self.n, b, eps[self.d : self.d + 17].tolist(), gen)
         noise = torch.linalg.solve_triangular(chol.T, eps[: self.d].unsqueeze(1), upper=True)
         return torch.add(mu, noise.squeeze(1), alpha=sigma)
 

@@ -204,13 +204,13 @@ def test_gamma_sampler_moments(shape: float) -> None:
     # with μ4 − σ⁴ = 3 shape² + 6 shape − shape² = 2 shape² + 6 shape. 5 SE tolerances.
     gen = torch.Generator().manual_seed(7)
     n = 50_000
-    g = _standard_gamma(shape, n, gen, F64, torch.device("cpu"))
+    g = _standard_gamma(shape, torch.randn(n, 17, generator=gen, dtype=F64), gen)
     assert (g > 0).all()
     assert abs(float(g.mean()) - shape) <= 5 * math.sqrt(shape / n)
     assert abs(float(g.var()) - shape) <= 5 * math.sqrt((2 * shape**2 + 6 * shape) / n)
     scalar = []
     while len(scalar) < 4000:
-        value = _gamma_from_normals(shape, torch.randn(9, generator=gen, dtype=F64).tolist())
+        value = _gamma_from_normals(shape, torch.randn(17, generator=gen, dtype=F64).tolist())
         if value is not None:
             scalar.append(value)
     s = torch.tensor(scalar, dtype=F64)
@@ -441,3 +441,22 @@ def test_safe_cholesky_plain_and_failures() -> None:
         safe_cholesky(torch.tensor([[1.0, math.nan], [math.nan, 1.0]]))
     with pytest.raises(torch.linalg.LinAlgError):
         safe_cholesky(-torch.eye(3, dtype=F64), max_tries=2)
+
+
+@pytest.mark.parametrize("noise", NOISES)
+@pytest.mark.parametrize("dim", [3, 16, 40])
+def test_batched_draws_consume_the_generator_like_single_draws(
+    noise: str | float, dim: int
+) -> None:
+    head = BayesianLinearRegression(dim, noise=noise)
+    gen = torch.Generator().manual_seed(0)
+    head.update_batch(torch.randn(30, dim, generator=gen), torch.randn(30, generator=gen))
+    batched_gen = torch.Generator().manual_seed(5)
+    looped_gen = torch.Generator().manual_seed(5)
+    batched = head.sample(6, generator=batched_gen)
+    looped = torch.stack([head.sample(generator=looped_gen) for _ in range(6)])
+    torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-12)
+    assert torch.equal(batched_gen.get_state(), looped_gen.get_state())
+    one_gen = torch.Generator().manual_seed(9)
+    single_gen = torch.Generator().manual_seed(9)
+    assert torch.equal(head.sample(1, generator=one_gen)[0], head.sample(generator=single_gen))
