@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -39,6 +39,10 @@ from torch import nn
 
 __all__ = [
     "RESNET_ARCHS",
+    "build_encoder",
+    "check_encoder",
+    "encoder_spec",
+    "register_encoder",
     "ConvEncoder",
     "Encoder",
     "ImageActionFusion",
@@ -190,6 +194,50 @@ class Encoder(nn.Module):
             return self.combine(h, cand)
         return torch.cat([self.combine(h, cand[i : i + chunk]) for i in range(0, k, chunk)])
 
+    def encode_candidates(
+        self, x: Any, candidates: Any, *, action_chunk: int | None = None
+    ) -> torch.Tensor:
+        """Encode B contexts, each against its own K candidates, in one pass.
+
+        The context part runs once per context (one batched call); the B·K (context,
+        candidate) pairs are combined ``action_chunk`` rows at a time. With B = 1 this is
+        :meth:`encode_batch`.
+
+        Args:
+            x: Contexts, shape ``(B, *context_shape)``.
+            candidates: Candidate actions, shape ``(B, K, d_a)``.
+            action_chunk: Pairs per chunk, overriding ``self.action_chunk``.
+
+        Returns:
+            ``Z`` of shape ``(B, K, d)``; ``Z[b]`` equals ``encode_batch(x[b], candidates[b])``.
+        """
+        x = self._prep(x, (None, *self.context_shape), "x")
+        cand = self._prep(candidates, (None, None, self.action_dim), "candidates")
+        if x.shape[0] != cand.shape[0]:
+            raise ValueError(
+                f"x and candidates batch sizes differ: {x.shape[0]} vs {cand.shape[0]}"
+            )
+        batch, k = cand.shape[:2]
+        h = self.encode_context(x)
+        if batch == 1:
+            h_rows = h  # broadcast over the K candidates, as encode_batch does
+        else:
+            h_rows = h.repeat_interleave(k, dim=0)
+        pairs = cand.reshape(batch * k, self.action_dim)
+        chunk = _check_chunk(action_chunk) or self.action_chunk
+        if chunk is None or chunk >= batch * k:
+            z = self.combine(h_rows, pairs)
+        else:
+            z = torch.cat(
+                [
+                    self.combine(
+                        h_rows if batch == 1 else h_rows[i : i + chunk], pairs[i : i + chunk]
+                    )
+                    for i in range(0, batch * k, chunk)
+                ]
+            )
+        return z.reshape(batch, k, -1)
+
     def grow_input(
         self, *, context_dim: int | None = None, action_dim: int | None = None
     ) -> Encoder:
@@ -218,12 +266,19 @@ class Encoder(nn.Module):
                 )
             self._grow_context(context_dim - self.context_shape[0])
             self.context_shape = (context_dim,)
+            self._record_growth("context_dim", context_dim)
         if action_dim is not None and action_dim != self.action_dim:
             if action_dim < self.action_dim:
                 raise ValueError(f"action_dim can only grow: {self.action_dim} -> {action_dim}")
             self._grow_action(action_dim - self.action_dim)
             self.action_dim = action_dim
+            self._record_growth("action_dim", action_dim)
         return self
+
+    def _record_growth(self, key: str, value: int) -> None:
+        kwargs = getattr(self, "init_kwargs", None)
+        if isinstance(kwargs, dict) and key in kwargs:
+            kwargs[key] = int(value)
 
     def _grow_context(self, extra: int) -> None:
         raise ValueError(f"{type(self).__name__} cannot grow its context input")
@@ -261,6 +316,126 @@ def grow_input(
 ) -> Encoder:
     """Functional form of :meth:`Encoder.grow_input` (modifies and returns ``encoder``)."""
     return encoder.grow_input(context_dim=context_dim, action_dim=action_dim)
+
+
+def _recorded(**kwargs: Any) -> dict[str, Any]:
+    """Constructor arguments as plain JSON values (activation classes by name)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, nn.Module):
+            if getattr(nn, value.__name__, None) is not value:
+                raise ValueError(
+                    f"activation {value.__qualname__} is not a torch.nn class; only torch.nn "
+                    "activations can be recorded (and saved in checkpoints)"
+                )
+            return value.__name__
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return {key: plain(value) for key, value in kwargs.items()}
+
+
+_ENCODER_CLASSES: dict[str, type[nn.Module]] = {}
+
+
+def register_encoder(cls: type[nn.Module]) -> type[nn.Module]:
+    """Make encoders of class ``cls`` rebuildable from :func:`encoder_spec` (checkpoints).
+
+    The class must set ``self.init_kwargs``, a dict of JSON-serializable constructor
+    arguments (activation classes may be given by their ``torch.nn`` name), so that
+    ``cls(**init_kwargs)`` builds the same architecture. Usable as a class decorator.
+
+    Returns:
+        ``cls``.
+    """
+    _ENCODER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
+    """``{"class": name, "kwargs": init_kwargs}``: what :func:`build_encoder` rebuilds from.
+
+    Raises:
+        ValueError: The class is not registered or has no ``init_kwargs`` dict.
+    """
+    name = type(encoder).__name__
+    if _ENCODER_CLASSES.get(name) is not type(encoder):
+        known = ", ".join(sorted(_ENCODER_CLASSES))
+        raise ValueError(
+            f"cannot describe an encoder of class {type(encoder).__qualname__}: registered "
+            f"encoder classes are {known}; decorate it with bandexa_gym.encoders."
+            "register_encoder and record its constructor arguments in self.init_kwargs"
+        )
+    kwargs = getattr(encoder, "init_kwargs", None)
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(
+            f"{name} needs an `init_kwargs` dict attribute holding its constructor arguments"
+        )
+    return {"class": name, "kwargs": _recorded(**kwargs)}
+
+
+def build_encoder(spec: Mapping[str, Any], *, device: str | torch.device | None = None) -> Encoder:
+    """Construct a (freshly initialised) encoder from an :func:`encoder_spec`.
+
+    Args:
+        spec: ``{"class": name, "kwargs": {...}}``.
+        device: Build the parameters here; ``"meta"`` allocates nothing (to check shapes).
+
+    Raises:
+        ValueError: Unknown class, or arguments the constructor rejects.
+    """
+    name = spec.get("class") if isinstance(spec, Mapping) else None
+    if name not in _ENCODER_CLASSES:
+        known = ", ".join(sorted(_ENCODER_CLASSES))
+        raise ValueError(
+            f"encoder class {name!r} is not registered (known: {known}); import the module "
+            "that defines it and call bandexa_gym.encoders.register_encoder before loading"
+        )
+    kwargs = dict(spec.get("kwargs") or {})
+    if "activation" in kwargs:
+        activation = getattr(nn, str(kwargs["activation"]), None)
+        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
+            raise ValueError(
+                f"unknown activation {kwargs['activation']!r}: expected a torch.nn name"
+            )
+        kwargs["activation"] = activation
+    for key in ("image_size", "hidden", "channels", "trainable"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
+    try:
+        if device is None:
+            return _ENCODER_CLASSES[name](**kwargs)
+        with torch.device(device):
+            return _ENCODER_CLASSES[name](**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot build {name} from {kwargs}: {err}") from err
+
+
+REQUIRED_ENCODER_ATTRIBUTES = ("feature_dim", "context_shape", "action_dim")
+
+
+def check_encoder(encoder: Any) -> None:
+    """Raise a ``TypeError`` naming what ``encoder`` lacks to serve a neural agent.
+
+    An encoder is an ``nn.Module`` with ``feature_dim`` (int d), ``context_shape`` (tuple),
+    ``action_dim`` (int d_a), a ``forward(x (B, ...), a (B, d_a)) -> (B, d)`` and
+    ``encode_candidates`` (subclass :class:`Encoder` and implement ``encode_context`` and
+    ``combine`` to get it). See ``docs/development.md``.
+    """
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder must be a torch nn.Module, got {type(encoder).__name__}")
+    missing = [a for a in REQUIRED_ENCODER_ATTRIBUTES if not hasattr(encoder, a)]
+    missing += [m for m in ("encode_candidates",) if not callable(getattr(encoder, m, None))]
+    if missing:
+        raise TypeError(
+            f"{type(encoder).__name__} is not a bandexa encoder: it lacks {', '.join(missing)}. "
+            "Subclass bandexa_gym.encoders.Encoder, set feature_dim, context_shape and "
+            "action_dim in __init__ and implement encode_context and combine "
+            "(docs/development.md shows the recipe)"
+        )
+    if not any(p.requires_grad for p in encoder.parameters()):
+        raise TypeError(f"{type(encoder).__name__} has no trainable parameters")
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,6 +481,14 @@ class MLPEncoder(Encoder):
             self.net = _mlp(
                 [context_dim + action_dim, *hidden, feature_dim], activation, final_act=True
             )
+        self.init_kwargs = _recorded(
+            context_dim=context_dim,
+            action_dim=action_dim,
+            feature_dim=feature_dim,
+            hidden=hidden,
+            activation=activation,
+            action_chunk=action_chunk,
+        )
 
     @property
     def _first(self) -> nn.Linear:
@@ -369,6 +552,14 @@ class TwoTowerEncoder(Encoder):
         with _seeded(generator):
             self.ctx_tower = _mlp([context_dim, *hidden, tower_dim], activation, final_act=False)
             self.act_tower = _mlp([action_dim, *hidden, tower_dim], activation, final_act=False)
+        self.init_kwargs = _recorded(
+            context_dim=context_dim,
+            action_dim=action_dim,
+            tower_dim=tower_dim,
+            hidden=hidden,
+            activation=activation,
+            action_chunk=action_chunk,
+        )
 
     def encode_context(self, x: torch.Tensor) -> torch.Tensor:
         """``u = f_ctx(x)``, shape ``(B, tower_dim)``."""
@@ -504,6 +695,19 @@ class ConvEncoder(Encoder):
                 fuse_hidden=fuse_hidden,
                 activation=activation,
             )
+        self.init_kwargs = _recorded(
+            action_dim=action_dim,
+            in_channels=in_channels,
+            image_size=image_size,
+            feature_dim=feature_dim,
+            channels=channels,
+            kernel_size=kernel_size,
+            image_hidden=image_hidden,
+            action_hidden=action_hidden,
+            fuse_hidden=fuse_hidden,
+            activation=activation,
+            action_chunk=action_chunk,
+        )
 
     def encode_context(self, x: torch.Tensor) -> torch.Tensor:
         """``h_img``, shape ``(B, image_hidden)``."""
@@ -683,6 +887,19 @@ class ResNetEncoder(Encoder):
                 fuse_hidden=fuse_hidden,
             )
         self.trainable_backbone = freeze_backbone(self.backbone, trainable)
+        self.init_kwargs = _recorded(
+            action_dim=action_dim,
+            arch=arch,
+            pretrained=False,  # a rebuilt copy gets its weights from a checkpoint, not a file
+            download=False,
+            feature_dim=feature_dim,
+            trainable=trainable,
+            in_channels=in_channels,
+            image_size=image_size,
+            action_hidden=action_hidden,
+            fuse_hidden=fuse_hidden,
+            action_chunk=action_chunk,
+        )
         self._frozen_bn = [
             m
             for m in self.backbone.modules()
@@ -707,3 +924,7 @@ class ResNetEncoder(Encoder):
 
     def _grow_action(self, extra: int) -> None:
         self.fusion.grow_action(extra)
+
+
+for _cls in (MLPEncoder, TwoTowerEncoder, ConvEncoder, ResNetEncoder):
+    register_encoder(_cls)

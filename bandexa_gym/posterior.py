@@ -12,103 +12,142 @@ full matrix. The equations, with the names of the functions that implement them,
 ``docs/references/blr.md``.
 
 Scoring is left to the caller as one matmul, ``Z.to(w.dtype) @ w`` (see :func:`score`).
+
+:class:`Head` is the interface every head implements (what the exploration rules and the
+agents rely on), and :class:`HeadConfig` holds the hyper-parameters that agents,
+checkpoints and :func:`bandexa_gym.transfer.evolve` share.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from bandexa_gym.numerics import (
+    GAMMA_NORMALS,
+    NumericalWarning,
+    draw_row_length,
+    gamma_from_normals,
+    safe_cholesky,
+    standard_gamma,
+)
+
 __all__ = [
     "BayesianLinearRegression",
+    "Head",
+    "HeadConfig",
     "NumericalWarning",
+    "rebase_head_state",
     "safe_cholesky",
     "score",
 ]
 
-_SQRT1_2 = 1.0 / math.sqrt(2.0)
-# Marsaglia–Tsang candidates drawn up front per gamma variate. The acceptance rate is
-# >= 0.95 for shape >= 1, so all candidates are rejected with probability <= 0.05**8; that
-# rare case draws fresh candidates (the sampler stays exact, it only costs a second draw).
-_MT_CANDIDATES = 8
-_GAMMA_NORMALS = 2 * _MT_CANDIDATES + 1  # the shape < 1 boost + (x, y) per candidate
-# torch's CPU normal sampler fills whole blocks of 16; a draw row that is a multiple of 16
-# long makes ``randn(n, L)`` the same numbers as n calls of ``randn(L)``.
-_BLOCK = 16
+
+_OVERFLOW = (
+    "posterior sample is not finite: the state overflowed (rewards or features too large?); "
+    "reset() or rebuild() the head"
+)
 
 
-def draw_row_length(dim: int, nig: bool) -> int:
-    """Normals one posterior draw consumes: ``d`` (+ the gamma's) rounded up to 16.
+@dataclass(frozen=True)
+class HeadConfig:
+    """Hyper-parameters of a Bayesian linear head, shared by agents, checkpoints and evolve.
 
-    Every draw, single or batched, takes one row of this many normals from the
-    generator, so ``sample(n)`` consumes it exactly as ``n`` calls of ``sample()`` do
-    (on the CPU, where torch fills normals in blocks of 16).
-    """
-    used = dim + (_GAMMA_NORMALS if nig else 0)
-    return max(_BLOCK, -(-used // _BLOCK) * _BLOCK)
-
-
-class NumericalWarning(RuntimeWarning):
-    """Warned when a factorization needed diagonal jitter to succeed."""
-
-
-def safe_cholesky(
-    matrix: Tensor,
-    *,
-    max_tries: int = 8,
-    jitter: float | None = None,
-) -> Tensor:
-    """Lower Cholesky factor of a symmetric positive (semi-)definite matrix, with retries.
-
-    The matrix is symmetrized first. When ``torch.linalg.cholesky_ex`` reports failure, the
-    factorization is retried with ``jitter · I`` added, starting at ``1e-10 ·
-    mean(|diag|)`` (or ``jitter`` if given) and growing ×10 per try, up to ``max_tries``
-    tries; success after jitter emits a :class:`NumericalWarning` naming the jitter used.
-
-    Args:
-        matrix: Symmetric matrix (..., n, n), floating point.
-        max_tries: Jittered attempts after the plain one.
-        jitter: First jitter to try (absolute); default ``1e-10 · mean(|diag|)``.
-
-    Returns:
-        Lower-triangular ``L`` (..., n, n) with ``L Lᵀ ≈ matrix + jitter · I``; finite.
+    Attributes:
+        prior_var: Prior variance of each weight (times σ² under NIG), > 0.
+        noise: ``"nig"`` (unknown noise variance, normal-inverse-gamma prior) or a fixed
+            positive noise variance.
+        a0: Inverse-gamma shape of the noise prior (NIG only), > 0.
+        b0: Inverse-gamma scale of the noise prior (NIG only), > 0.
 
     Raises:
-        ValueError: ``matrix`` is not square or has non-finite entries.
-        torch.linalg.LinAlgError: Still not positive definite after ``max_tries`` tries.
+        ValueError: A value out of range or of the wrong type (named in the message), at
+            construction, so that a bad setting fails before anything runs.
     """
-    if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2]:
-        raise ValueError(f"expected a square matrix (..., n, n), got {tuple(matrix.shape)}")
-    if not bool(torch.isfinite(matrix).all()):
-        raise ValueError("cannot factorize a matrix with non-finite entries")
-    sym = 0.5 * (matrix + matrix.mT)
-    factor, info = torch.linalg.cholesky_ex(sym)
-    if not bool(info.any()):
-        return factor
-    diag = sym.diagonal(dim1=-2, dim2=-1)
-    if jitter is None:
-        scale = float(diag.abs().mean()) if diag.numel() else 1.0
-        jitter = 1e-10 * (scale if scale > 0.0 else 1.0)
-    eye = torch.eye(sym.shape[-1], dtype=sym.dtype, device=sym.device)
-    for _ in range(max_tries):
-        factor, info = torch.linalg.cholesky_ex(sym + jitter * eye)
-        if not bool(info.any()):
-            warnings.warn(
-                f"matrix not positive definite; added jitter {jitter:.1e} to the diagonal",
-                NumericalWarning,
-                stacklevel=2,
-            )
-            return factor
-        jitter *= 10.0
-    raise torch.linalg.LinAlgError(
-        f"matrix not positive definite even with jitter {jitter / 10.0:.1e} after {max_tries} tries"
-    )
+
+    prior_var: float = 1.0
+    noise: str | float = "nig"
+    a0: float = 1.0
+    b0: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("prior_var", "a0", "b0"):
+            _check_positive(name, getattr(self, name))
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if isinstance(self.noise, str):
+            if self.noise != "nig":
+                raise ValueError(f"noise must be 'nig' or a positive number, got {self.noise!r}")
+        else:
+            _check_positive("noise", self.noise)
+            object.__setattr__(self, "noise", float(self.noise))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serializable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> HeadConfig:
+        """Build from :meth:`to_dict` output (unknown keys are a ``ValueError``)."""
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown head settings {sorted(unknown)}")
+        return cls(**values)
+
+
+@runtime_checkable
+class Head(Protocol):
+    """What an exploration rule and an agent need from a Bayesian head over features ``z``.
+
+    Shapes: ``Z`` is (..., K, d), one row per candidate; scores, means and variances are
+    (..., K). :class:`BayesianLinearRegression` is the reference implementation.
+    """
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension d."""
+        ...
+
+    def update(self, z: Tensor, r: float | Tensor) -> None:
+        """Absorb one observation (d,), r."""
+        ...
+
+    def update_batch(self, Z: Tensor, r: Tensor) -> None:
+        """Absorb n observations (n, d), (n,) exactly as n calls of :meth:`update`."""
+        ...
+
+    def sample(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Posterior draws of the weights: (d,) or (n, d)."""
+        ...
+
+    def predict(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of ``zᵀw`` for every row of ``Z``."""
+        ...
+
+    def thompson_scores(self, Z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Scores of the rows of ``Z`` under posterior draws (one draw per leading index)."""
+        ...
+
+    def rebuild(self, chunks: Iterable[tuple[Tensor, Tensor]]) -> None:
+        """Reset to the prior and absorb a stream of ``(Z, r)`` chunks."""
+        ...
+
+    def reset(self) -> None:
+        """Return to the prior."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and scalars that describe the head."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load :meth:`state_dict` output; all-or-nothing."""
+        ...
 
 
 def score(Z: Tensor, w: Tensor) -> Tensor:
@@ -124,77 +163,9 @@ def score(Z: Tensor, w: Tensor) -> Tensor:
     Z = Z.to(dtype=w.dtype, device=w.device)
     if w.ndim == 1:
         return Z @ w
+    if w.shape[0] == 1 and Z.ndim == 3:  # one candidate set: the same matrix-vector product
+        return (Z[0] @ w[0]).unsqueeze(0)
     return (Z @ w.unsqueeze(-1)).squeeze(-1)
-
-
-def _std_normal_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x * _SQRT1_2)
-
-
-def _gamma_from_normals(shape: float, normals: Sequence[float]) -> float | None:
-    """One standard Gamma(shape, 1) variate by Marsaglia–Tsang, from N(0, 1) draws.
-
-    ``normals[0]`` drives the shape < 1 boost; then come the ``x`` of every candidate and
-    then their ``y``, the acceptance uniform ``u = Φ(y)`` (the probability-integral
-    transform keeps all randomness in the caller's generator). The same layout as
-    :func:`_standard_gamma`, evaluated in Python floats (cheaper for one variate). Returns
-    None when every candidate is rejected.
-    """
-    boosted = shape < 1.0
-    alpha = shape + 1.0 if boosted else shape
-    d = alpha - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    m = (len(normals) - 1) // 2
-    for i in range(1, m + 1):
-        x = normals[i]
-        t = 1.0 + c * x
-        if t <= 0.0:
-            continue
-        v = t * t * t
-        u = _std_normal_cdf(normals[m + i])
-        if u <= 0.0 or math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
-            g = d * v
-            if boosted:  # Gamma(a) = Gamma(a + 1) · U^(1/a)
-                g *= max(_std_normal_cdf(normals[0]), 1e-300) ** (1.0 / shape)
-            return g
-    return None
-
-
-def _standard_gamma(
-    shape: float,
-    normals: Tensor,
-    generator: torch.Generator | None,
-) -> Tensor:
-    """Standard Gamma(shape, 1) variates (n,), one per row of ``normals`` (n, 2m + 1).
-
-    Vectorized Marsaglia–Tsang with the layout of :func:`_gamma_from_normals`:
-    ``torch._standard_gamma`` takes no generator, so the variates are built from normals
-    drawn with ``generator`` (uniforms as ``Φ(y)``): exact rejection sampling whose first
-    accepted candidate per row is kept; rows with none accepted are redrawn.
-    """
-    m = (normals.shape[1] - 1) // 2
-    boosted = shape < 1.0
-    alpha = shape + 1.0 if boosted else shape
-    d = alpha - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    x, log_u = normals[:, 1 : m + 1], torch.special.log_ndtr(normals[:, m + 1 :])
-    t = 1.0 + c * x
-    v = t * t * t
-    bound = 0.5 * x * x + d * (1.0 - v + torch.log(v.clamp_min(1e-300)))
-    accepted = (t > 0.0) & (log_u < bound)
-    first = accepted.to(torch.uint8).argmax(dim=1, keepdim=True)
-    g = d * v.gather(1, first).squeeze(1)
-    if boosted:
-        g = g * torch.exp(torch.special.log_ndtr(normals[:, 0]) / shape)
-    missing = ~accepted.any(dim=1)
-    if bool(missing.any()):
-        rows = missing.nonzero().squeeze(1)
-        fresh = torch.randn(
-            rows.numel(), normals.shape[1], generator=generator, dtype=normals.dtype,
-            device=normals.device,
-        )  # fmt: skip
-        g[rows] = _standard_gamma(shape, fresh, generator)
-    return g
 
 
 class BayesianLinearRegression:
@@ -222,10 +193,11 @@ class BayesianLinearRegression:
 
     Args:
         dim: Feature dimension d.
-        prior_var: Prior variance of each weight (times σ² under NIG).
-        noise: ``"nig"`` or a fixed positive noise variance.
-        a0: NIG prior shape (> 0).
-        b0: NIG prior scale (> 0).
+        config: The hyper-parameters (:class:`HeadConfig`); or give them one by one:
+        prior_var: Prior variance of each weight (times σ² under NIG); default 1.
+        noise: ``"nig"`` (default) or a fixed positive noise variance.
+        a0: NIG prior shape (> 0); default 1.
+        b0: NIG prior scale (> 0); default 1.
         dtype: Floating dtype of the state (float64 recommended).
         device: Device of the state; inputs are moved to it.
 
@@ -239,32 +211,33 @@ class BayesianLinearRegression:
     def __init__(
         self,
         dim: int,
+        config: HeadConfig | None = None,
         *,
-        prior_var: float = 1.0,
-        noise: str | float = "nig",
-        a0: float = 1.0,
-        b0: float = 1.0,
+        prior_var: float | None = None,
+        noise: str | float | None = None,
+        a0: float | None = None,
+        b0: float | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         dim = int(dim)
-        _check_positive("prior_var", prior_var)
-        _check_positive("a0", a0)
-        _check_positive("b0", b0)
-        if isinstance(noise, str):
-            if noise != "nig":
-                raise ValueError(f"noise must be 'nig' or a positive float, got {noise!r}")
-            self._noise: str | float = "nig"
-            obs_var = 1.0
-        else:
-            _check_positive("noise", noise)
-            self._noise = obs_var = float(noise)
+        given = {
+            k: v
+            for k, v in (("prior_var", prior_var), ("noise", noise), ("a0", a0), ("b0", b0))
+            if v is not None
+        }
+        if config is not None and given:
+            raise ValueError(f"pass either config= or {sorted(given)}, not both")
+        config = config if config is not None else HeadConfig(**given)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating point, got {dtype}")
-        self._prior_var = float(prior_var)
-        self._a0, self._b0 = float(a0), float(b0)
+        self._config = config
+        self._noise: str | float = config.noise
+        self._prior_var = config.prior_var
+        self._a0, self._b0 = config.a0, config.b0
+        obs_var = 1.0 if config.noise == "nig" else float(config.noise)
         self._obs_var = obs_var  # σ² for fixed noise; 1 under NIG (Σ is σ²-scaled)
         self._obs_sd = math.sqrt(obs_var)
         self._dtype = dtype
@@ -300,6 +273,11 @@ class BayesianLinearRegression:
     def dim(self) -> int:
         """Feature dimension d."""
         return self._dim
+
+    @property
+    def config(self) -> HeadConfig:
+        """The hyper-parameters."""
+        return self._config
 
     @property
     def n_obs(self) -> int:
@@ -565,7 +543,40 @@ class BayesianLinearRegression:
         self._set_state(factor, mean)
         self._logdet += (new_dim - old) * math.log(self._prior_var)
 
-    # -- sampling ---------------------------------------------------------------------
+    # -- prediction and sampling -------------------------------------------------------
+    def noise_scale(self) -> float:
+        """The factor that turns ``Σ`` into the covariance of ``w`` used by :meth:`predict`.
+
+        Fixed noise: 1 (``Σ`` is the covariance). NIG: the posterior mean of the noise
+        variance, ``E[σ²] = b / (a − 1)``; where that mean is infinite (``a <= 1``, only
+        before any data with ``a0 <= 1``), the scale ``b / a`` of the marginal t.
+        """
+        if self._noise != "nig":
+            return 1.0
+        a = self.a
+        return self.b / (a - 1.0) if a > 1.0 else self.b / a
+
+    def predict(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of the expected reward ``zᵀw`` of every row of ``Z``.
+
+        ``mean = Z μ``; ``variance = c · ‖Sᵀ z‖²`` with ``Σ = S Sᵀ`` and ``c`` =
+        :meth:`noise_scale` (1 for fixed noise; ``E[σ²]`` under NIG): the diagonal of
+        ``c · Z Σ Zᵀ``, all K rows at O(K d²), without forming ``Σ``. It is the variance of
+        the mean reward, not of a new observation (add the noise variance for that).
+
+        Args:
+            Z: Features (..., K, d), any real dtype.
+
+        Returns:
+            ``(mean, variance)``, each (..., K) in ``dtype``.
+        """
+        Z = Z.to(dtype=self._dtype, device=self._device)
+        if Z.shape[-1] != self._dim:
+            raise ValueError(f"expected Z of shape (..., K, {self._dim}), got {tuple(Z.shape)}")
+        proj = Z @ self._buf  # (..., K, d + 1) = [Sᵀz ; zᵀμ] per row
+        variance = proj[..., : self._dim].pow(2).sum(-1).mul_(self.noise_scale())
+        return proj[..., self._dim], variance
+
     def sample(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Posterior draws of ``w``: NIG ``σ² ~ InvGamma(a, b)``, ``w = μ + σ S ε``; fixed
         noise ``w = μ + S ε``; ``ε ~ N(0, I)``.
@@ -592,40 +603,51 @@ class BayesianLinearRegression:
         normals = torch.randn(
             rows, draw_row_length(d, nig), generator=generator, dtype=dt, device=dev
         )
-        eps = normals[:, :d]
         if rows == 1:  # one draw: a Python gamma step and one addmv are cheapest
+            row = normals[0]
             scale = 1.0
             if nig:
-                gamma_normals = normals[0, d : d + _GAMMA_NORMALS]
-                g = _gamma_from_normals(self.a, gamma_normals.tolist())
+                gamma_normals = row[d : d + GAMMA_NORMALS]
+                g = gamma_from_normals(self.a, gamma_normals.tolist())
                 if g is None:  # probability <= 0.05**8 per draw
-                    g = float(_standard_gamma(self.a, gamma_normals[None], generator)[0])
+                    g = float(standard_gamma(self.a, gamma_normals[None], generator)[0])
                 scale = math.sqrt(self.b / g) if g > 0.0 else math.inf  # g underflows: a ≪ 1
-            w = torch.addmv(self._mu, self._S, eps[0], alpha=scale).unsqueeze(0)
-        elif nig:
-            g = _standard_gamma(self.a, normals[:, d : d + _GAMMA_NORMALS], generator)
+            w = torch.addmv(self._mu, self._S, row[:d], alpha=scale)
+            if not math.isfinite(float(w.sum())):
+                raise FloatingPointError(_OVERFLOW)
+            return w if n is None else w.unsqueeze(0)
+        eps = normals[:, :d]
+        if nig:
+            g = standard_gamma(self.a, normals[:, d : d + GAMMA_NORMALS], generator)
             w = torch.addcmul(self._mu, (self.b / g).sqrt_().unsqueeze(1), eps @ self._S.T)
         else:
             w = torch.addmm(self._mu, eps, self._S.T)
         if not math.isfinite(float(w.sum())):
-            raise FloatingPointError(
-                "posterior sample is not finite: the state overflowed (rewards or features "
-                "too large?); reset() or rebuild() the head"
-            )
-        return w[0] if n is None else w
+            raise FloatingPointError(_OVERFLOW)
+        return w
 
-    def thompson_scores(self, Z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def thompson_scores(
+        self, Z: Tensor, generator: torch.Generator | None = None, draws: int | None = None
+    ) -> Tensor:
         """Scores of candidates under fresh posterior draws.
 
         Args:
-            Z: Candidates (K, d) scored under one draw, or (n, K, d) under n draws.
+            Z: Candidates (K, d) scored under one draw, or (n, K, d) under n draws (one
+                per leading index, in order, consuming the generator as n single draws).
             generator: Passed to :meth:`sample`.
+            draws: Instead, score every candidate set under this many independent draws
+                (Monte Carlo over the posterior, e.g. for action probabilities).
 
         Returns:
-            (K,) or (n, K) scores in ``dtype``.
+            (K,) or (n, K) scores in ``dtype``; with ``draws=M``, (M, K) or (M, n, K).
         """
-        w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
-        return score(Z, w)
+        if draws is None:
+            w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
+            return score(Z, w)
+        lead = Z.shape[:-2]
+        w = self.sample(draws * math.prod(lead), generator=generator)  # (M · n, d)
+        w = w.reshape(draws, *lead, 1, self._dim)
+        return (Z.to(dtype=w.dtype, device=w.device) * w).sum(-1)
 
     def log_marginal_likelihood(self) -> float:
         """Log evidence ``log p(r₁..rₙ | z₁..zₙ)`` of the data absorbed so far, in O(1).
@@ -728,3 +750,100 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def rebase_head_state(
+    state: Mapping[str, Any],
+    config: HeadConfig | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Re-express a head's posterior under another prior and noise model, same data.
+
+    The posterior of :class:`BayesianLinearRegression` is a function of the data's
+    sufficient statistics, which are recovered from the state (``v`` = σ² for fixed noise,
+    1 under NIG; ``Λ = (S Sᵀ)⁻¹``)::
+
+        ZᵀZ = v (Λ − I / prior_var),   Zᵀr = v Λ μ,   rᵀr = v (quad + μᵀ Λ μ)
+
+    and combined with the new hyper-parameters as in ``rebuild``:
+    ``Λ' = I / prior_var' + ZᵀZ / v'``, ``μ' = Λ'⁻¹ Zᵀr / v'``, ``S' = L'⁻ᵀ``,
+    ``quad' = rᵀr / v' − μ'ᵀ Λ' μ'``; n is kept and ``a``, ``b`` follow from ``a0'``,
+    ``b0'``. O(d³), once.
+
+    Args:
+        state: A ``BayesianLinearRegression.state_dict()`` (mean (d,), sqrt_covariance
+            (d, d), n_obs, quad, logdet and the old hyper-parameters).
+        config: The new hyper-parameters; or give them as keywords (``prior_var=``,
+            ``noise=``, ``a0=``, ``b0=``).
+
+    Returns:
+        A state dict for a head with the new hyper-parameters.
+    """
+    new = config if config is not None else HeadConfig(**fields)
+    mean = torch.as_tensor(state["mean"])
+    factor = torch.as_tensor(state["sqrt_covariance"]).to(mean.dtype)
+    d = mean.shape[0]
+    eye = torch.eye(d, dtype=mean.dtype, device=mean.device)
+    old_v = 1.0 if state["noise"] == "nig" else float(state["noise"])
+    new_v = 1.0 if new.noise == "nig" else float(new.noise)
+    s_inv = torch.linalg.solve(factor, eye)
+    prec = s_inv.T @ s_inv
+    prec = 0.5 * (prec + prec.T)  # Λ (d, d)
+    gram = (prec - eye / float(state["prior_var"])) * old_v  # ZᵀZ
+    zr = (prec @ mean) * old_v  # Zᵀr
+    rr = old_v * (float(state["quad"]) + float(mean @ prec @ mean))  # rᵀr
+    new_prec = gram / new_v + eye / new.prior_var
+    L = safe_cholesky(new_prec)
+    new_mean = torch.cholesky_solve((zr / new_v).unsqueeze(1), L).squeeze(1)
+    new_factor = torch.linalg.solve_triangular(L, eye, upper=False).T  # L⁻ᵀ
+    fit = float((L.T @ new_mean).pow(2).sum())  # μ'ᵀ Λ' μ'
+    return {
+        "dim": d,
+        **new.to_dict(),
+        "mean": new_mean,
+        "sqrt_covariance": new_factor,
+        "n_obs": int(state["n_obs"]),
+        "quad": max(rr / new_v - fit, 0.0),
+        "logdet": float(-2.0 * L.diagonal().log().sum()),
+    }
+
+
+def load_rebased(head: BayesianLinearRegression, state: Mapping[str, Any]) -> bool:
+    """Load ``state`` into ``head``, re-basing it on the head's hyper-parameters if they differ.
+
+    Returns:
+        Whether the state was re-based (with equal hyper-parameters it is copied exactly).
+    """
+    theirs = HeadConfig(**{k: state[k] for k in ("prior_var", "noise", "a0", "b0")})
+    if theirs == head.config:
+        head.load_state_dict(state)
+        return False
+    head.load_state_dict(rebase_head_state(state, head.config))
+    return True
+
+
+def grown_state(
+    head: BayesianLinearRegression, new_dim: int, order: Tensor | None = None
+) -> dict[str, Any]:
+    """State of ``head`` grown to ``new_dim`` by prior blocks, then permuted by ``order``.
+
+    Args:
+        head: Source head (not modified).
+        new_dim: New feature dimension D >= ``head.dim``; features ``head.dim..D-1`` are new.
+        order: Optional permutation (D,): new feature ``j`` is grown feature ``order[j]``.
+
+    Returns:
+        A :meth:`BayesianLinearRegression.state_dict` of dimension D. Permuting the rows of
+        the square-root factor ``S`` (D, D) permutes ``Σ = S Sᵀ`` symmetrically, so the
+        result is a valid factor of the permuted covariance; ``logdet``, n and ``quad``
+        are invariant.
+    """
+    grown = BayesianLinearRegression(head.dim, head.config, dtype=head.dtype, device=head.device)
+    grown.load_state_dict(head.state_dict())
+    grown.expand(new_dim)
+    state = grown.state_dict()
+    if order is not None:
+        order = order.to(state["mean"].device)
+        state["mean"] = state["mean"][order]
+        state["sqrt_covariance"] = state["sqrt_covariance"][order]
+    return state

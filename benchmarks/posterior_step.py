@@ -29,12 +29,8 @@ from collections.abc import Callable
 
 import torch
 
-from bandexa_gym.posterior import (
-    BayesianLinearRegression,
-    _gamma_from_normals,
-    draw_row_length,
-    score,
-)
+from bandexa_gym.numerics import draw_row_length, gamma_from_normals
+from bandexa_gym.posterior import BayesianLinearRegression, score
 
 A0, B0 = 1.0, 1.0
 F64 = torch.float64
@@ -53,9 +49,9 @@ def _cpu_name() -> str:
 
 def _sigma(a: float, b: float, normals: list[float], gen: torch.Generator) -> float:
     """σ = sqrt(b / Gamma(a)) from the same sampler the head uses."""
-    g = _gamma_from_normals(a, normals)
+    g = gamma_from_normals(a, normals)
     while g is None:
-        g = _gamma_from_normals(a, torch.randn(17, generator=gen, dtype=F64).tolist())
+        g = gamma_from_normals(a, torch.randn(17, generator=gen, dtype=F64).tolist())
     return math.sqrt(b / g)
 
 

@@ -44,6 +44,7 @@ import bandexa_gym
 from bandexa_gym.agents import Agent, LinearTS, NeuralLinearTS, NeuralLinearTSConfig
 from bandexa_gym.buffers import DiskReplayBuffer, MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.encoders import RESNET_ARCHS, ConvEncoder, preprocess_mnist_for_resnet
+from bandexa_gym.posterior import HeadConfig
 
 gym.register_envs(bandexa_gym)
 
@@ -172,7 +173,7 @@ def main() -> None:
     print(f"replay buffer: {buffer!r}")
 
     config = NeuralLinearTSConfig(
-        prior_var=args.posterior_prior_var,
+        head=HeadConfig(prior_var=args.posterior_prior_var),
         warmup_random=args.warmup_random,
         train_every=args.train_every,
         optimizer_steps=args.optimizer_steps,

@@ -43,6 +43,7 @@ import bandexa_gym
 from bandexa_gym.agents import Agent, NeuralLinearTS, NeuralLinearTSConfig, make_agent
 from bandexa_gym.buffers import MemoryReplayBuffer
 from bandexa_gym.encoders import TwoTowerEncoder
+from bandexa_gym.posterior import HeadConfig
 
 gym.register_envs(bandexa_gym)
 
@@ -123,8 +124,7 @@ def main() -> None:
         args.ctx_dim, args.action_dim, tower_dim=args.tower_dim, action_chunk=args.action_chunk
     )
     config = NeuralLinearTSConfig(
-        prior_var=args.prior_var,
-        noise=args.obs_noise_var,
+        head=HeadConfig(prior_var=args.prior_var, noise=args.obs_noise_var),
         warmup_random=args.warmup_random,
         train_every=args.train_every,
         optimizer_steps=args.optimizer_steps,

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 import bandexa_gym
-from bandexa_gym.agents import Agent, LinearTS, NeuralLinearTS, make_agent
+from bandexa_gym.agents import Agent, make_agent
 from bandexa_gym.bench import run
 from bandexa_gym.envs.mnist import load_image_split
 from bandexa_gym.transfer import evolve
@@ -100,19 +100,12 @@ def greedy_accuracy(
     """
     if len(labels) == 0:
         return float("nan")
-    if isinstance(agent, LinearTS):
-        means = torch.stack([agent.heads[arm].mean for arm in arms], dim=1)  # (784, K)
-        scores = images.reshape(len(images), -1).to(means) @ means  # (N, K)
-    else:
-        assert isinstance(agent, NeuralLinearTS)
-        encoder, k = agent.encoder.eval(), len(arms)
-        candidates = torch.eye(10)[list(arms)].to(agent.device)  # (K, 10)
-        rows = []
-        for chunk in images.split(256):
-            h = encoder.encode_context(chunk.to(agent.device))  # (n, hidden)
-            z = encoder.combine(h.repeat_interleave(k, 0), candidates.repeat(len(chunk), 1))
-            rows.append((z.double() @ agent.posterior.mean).reshape(len(chunk), k))
-        scores = torch.cat(rows)
+    candidates = torch.eye(10)[list(arms)]  # (K, 10) one-hot labels on offer
+    scores = []
+    for chunk in images.split(256):  # the agent's own posterior-mean scores, batched
+        batch = {"context": chunk.numpy(), "candidates": candidates.expand(len(chunk), -1, -1)}
+        scores.append(torch.from_numpy(agent.predict(batch)[0]))
+    scores = torch.cat(scores)
     predicted = torch.tensor(arms)[scores.argmax(dim=1).cpu()]
     return float((predicted == labels).float().mean())
 

@@ -1,8 +1,18 @@
 """Bandit agents: the ``act``/``observe`` protocol, the registry and the implementations."""
 
-from bandexa_gym.agents.base import AGENTS, Agent, make_agent, observation_space, register_agent
+from bandexa_gym.agents.base import (
+    AGENTS,
+    Agent,
+    Capabilities,
+    Decision,
+    make_agent,
+    observation_space,
+    register_agent,
+)
 from bandexa_gym.agents.baselines import UniformAgent
+from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
+from bandexa_gym.agents.loading import load_agent, load_state
 from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTS,
     NeuralLinearTSConfig,
@@ -12,11 +22,16 @@ from bandexa_gym.agents.neural_linear_ts import (
 __all__ = [
     "AGENTS",
     "Agent",
+    "Capabilities",
+    "Decision",
+    "HeadAgent",
     "LinearTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
     "UniformAgent",
     "default_encoder",
+    "load_agent",
+    "load_state",
     "make_agent",
     "observation_space",
     "register_agent",

@@ -1,17 +1,127 @@
-"""The agent protocol, observation handling shared by every agent, and the agent registry."""
+"""The agent protocol, observation handling shared by every agent, and the agent registry.
+
+Every agent answers the same calls (``act``, ``decide``, ``action_distribution``,
+``observe``, ``feedback``, ``reset``, ``save``) on observations exactly as a ``Bandexa/*``
+env produces them, single or batched (a vector env). Subclasses implement a few hooks on
+tensors: :meth:`Agent._choose` (B decisions with a frozen agent) and :meth:`Agent._learn`
+(B rewards, absorbed as if observed one at a time, all-or-nothing), and state their
+persistence (:meth:`Agent.spec`, :meth:`Agent.state_tensors`, :meth:`Agent.load_state`,
+:meth:`Agent.from_spec`).
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from bandexa_gym import checkpoint
+from bandexa_gym.exploration import select
+
+__all__ = [
+    "AGENTS",
+    "AGENT_CLASSES",
+    "Agent",
+    "Capabilities",
+    "Decision",
+    "Observations",
+    "make_agent",
+    "observation_space",
+    "register_agent",
+]
+
 Observation = Mapping[str, Any]
+MAX_ABS_REWARD = 1e100
+"""Rewards beyond this magnitude are rejected: their squares overflow the heads' statistics."""
+MAX_ABS_INPUT = 1e100
+"""Context and candidate values beyond this magnitude are rejected for the same reason."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an agent decided for one observation (or, batched, arrays of B).
+
+    Attributes:
+        action: Index of the chosen candidate (``int``, or (B,) ``np.ndarray``).
+        propensity: Probability with which the agent chose it (``float`` or (B,)).
+        id: Identifier to pass to :meth:`Agent.feedback` with the reward (``int`` or (B,)).
+    """
+
+    action: int | np.ndarray
+    propensity: float | np.ndarray
+    id: int | np.ndarray
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an agent supports; a missing capability comes with the reason checkers print.
+
+    Attributes:
+        save: Pickle-free ``save``/``load_agent`` round trips.
+        propensities: ``decide`` and ``action_distribution`` report probabilities.
+        batched: Batched ``act``/``observe`` equal the looped single-observation calls.
+        cuda: Runs with ``device="cuda"``.
+        binary_rewards: Learns only from rewards in {0, 1} (others are a ``ValueError``).
+        reasons: Capability name -> why it is missing.
+    """
+
+    save: bool = True
+    propensities: bool = True
+    batched: bool = True
+    cuda: bool = True
+    binary_rewards: bool = False
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+    def reason(self, capability: str) -> str:
+        """Why ``capability`` is missing (``"not supported"`` when no reason was given)."""
+        return self.reasons.get(capability, "not supported")
+
+
+class Observations(NamedTuple):
+    """An observation as tensors on the agent's device, always with a batch dim.
+
+    Attributes:
+        contexts: (B, *context_shape), the env's dtype.
+        candidates: (B, K, d_a) float32.
+        masks: (B, K) bool, True for candidates on offer.
+        batched: Whether the observation came batched (a vector env).
+    """
+
+    contexts: torch.Tensor
+    candidates: torch.Tensor
+    masks: torch.Tensor
+    batched: bool
+
+    @property
+    def size(self) -> int:
+        """Number of rows B."""
+        return int(self.candidates.shape[0])
+
+    def rows(self, index: torch.Tensor | slice) -> Observations:
+        """The observations of the selected rows."""
+        return Observations(
+            self.contexts[index], self.candidates[index], self.masks[index], self.batched
+        )
+
+
+class _Pending(NamedTuple):
+    context: torch.Tensor  # (*context_shape)
+    chosen: torch.Tensor  # (d_a,)
+    index: int
+
+
+AGENT_CLASSES: dict[str, type[Agent]] = {}
+"""Every ``Agent`` subclass by class name (checkpoints find the class to rebuild here)."""
 
 
 class Agent(ABC):
@@ -20,173 +130,551 @@ class Agent(ABC):
     ``act`` and ``observe`` take observations exactly as a ``Bandexa/*`` env produces them:
     a single observation (``candidates`` of shape (K, d_a)) gives an ``int``; a batched one
     from a vector env (``candidates`` of shape (B, K, d_a)) gives an ``np.ndarray`` of B
-    actions, one posterior draw per row. Rows whose ``action_mask`` is 0 are never chosen.
+    actions. Rows whose ``action_mask`` is 0 are never chosen.
 
-    Subclasses implement :meth:`_act_one` and :meth:`_observe_one` on torch tensors, and may
-    override :meth:`_act_batch` / :meth:`_observe_batch` with vectorized versions.
+    Batches: ``act`` on B rows decides all B with the agent as it is (frozen), consuming
+    its generators as B single calls would; ``observe`` on B rows learns as if the rows
+    were observed one at a time, in order (so it equals the loop ``for row: observe(row)``,
+    training bursts included) and is all-or-nothing: a bad row rejects the whole batch
+    before anything is learned.
+
+    Randomness comes from three generators seeded from ``seed``: ``generator`` (exploration
+    draws), ``tie_generator`` (keys that break exact ties uniformly at random) and
+    ``propensity_generator`` (Monte Carlo action probabilities), so that ``act`` and
+    ``decide`` make the same choices.
+
+    Args:
+        seed: Seed of the agent's generators (None: nondeterministic).
+        device: Torch device of the agent's tensors.
+        max_pending: Decisions awaiting :meth:`feedback` that the agent keeps at most.
     """
 
     name: str = "agent"
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self, *, seed: int | None = None, device: str | torch.device = "cpu") -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AGENT_CLASSES[cls.__name__] = cls
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        max_pending: int = 10_000,
+    ) -> None:
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.seed = _check_seed(seed)
+        self.max_pending = _check_count("max_pending", max_pending)
         self.generator = torch.Generator(device=self.device)
-        self.seed = seed
-        self._converted: tuple[Observation, tuple[torch.Tensor, ...]] | None = None
-        self._reseed(seed)
+        self.tie_generator = torch.Generator(device=self.device)
+        self.propensity_generator = torch.Generator(device=self.device)
+        self.rounds = 0
+        self._converted: tuple[tuple, list, Observations] | None = None
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._next_id = 0
+        self._reseed(self.seed)
 
     # -- public protocol --------------------------------------------------------------
     def act(self, obs: Observation) -> int | np.ndarray:
         """Choose one candidate index per observation (see the class docstring)."""
-        contexts, candidates, masks = self._tensors(obs)
-        if candidates.ndim == 2:
-            return self._act_one(contexts, candidates, masks)
-        return np.asarray(self._act_batch(contexts, candidates, masks), dtype=np.int64)
+        batch = self.observations(obs)
+        return _unbatch(self._choose(batch), batch.batched)
+
+    def decide(self, obs: Observation) -> Decision:
+        """Choose like :meth:`act` (the same action) and say with what probability.
+
+        The decision is remembered until its reward comes back through :meth:`feedback`.
+
+        Raises:
+            ValueError: More than ``max_pending`` decisions await feedback.
+        """
+        batch = self.observations(obs)
+        if len(self._pending) + batch.size > self.max_pending:
+            raise ValueError(
+                f"{len(self._pending)} decisions already await feedback and max_pending is "
+                f"{self.max_pending}: feed rewards back with agent.feedback(id, reward) (or "
+                "raise max_pending)"
+            )
+        actions = self._choose(batch)
+        propensities = self._propensities(batch, actions)
+        rows = torch.arange(batch.size, device=actions.device)
+        chosen = batch.candidates[rows, actions]
+        ids = []
+        for b, index in enumerate(actions.tolist()):
+            self._pending[self._next_id] = _Pending(batch.contexts[b], chosen[b], index)
+            ids.append(self._next_id)
+            self._next_id += 1
+        return Decision(
+            _unbatch(actions, batch.batched),
+            _unbatch(propensities, batch.batched),
+            np.asarray(ids, dtype=np.int64) if batch.batched else ids[0],
+        )
+
+    def action_distribution(self, obs: Observation) -> np.ndarray:
+        """Probability of playing each candidate: (K,) (or (B, K)), 0 on masked candidates.
+
+        Exact for deterministic rules (ties split evenly) and ε-greedy; a Monte Carlo
+        estimate for Thompson sampling (see the agent's exploration rule).
+
+        Raises:
+            NotImplementedError: The agent cannot report probabilities (see
+                ``capabilities``).
+        """
+        batch = self.observations(obs)
+        probs = self._distribution(batch).to("cpu", torch.float64).numpy()
+        return probs if batch.batched else probs[0]
 
     def observe(
         self, obs: Observation, action: int | np.ndarray, reward: float | np.ndarray
     ) -> None:
-        """Learn from the reward of ``action`` taken on ``obs`` (single or batched)."""
-        contexts, candidates, masks = self._tensors(obs)
-        if candidates.ndim == 2:
-            index = _check_index(action, candidates.shape[0])
-            self._observe_one(contexts, candidates[index], _check_reward(reward), index)
-            return
-        batch = candidates.shape[0]
-        actions = np.asarray(action).reshape(-1)
-        rewards = np.asarray(reward, dtype=np.float64).reshape(-1)
-        if actions.shape[0] != batch or rewards.shape[0] != batch:
-            raise ValueError(
-                f"batched observe expects {batch} actions and {batch} rewards, "
-                f"got {actions.shape[0]} and {rewards.shape[0]}"
+        """Learn from the reward of ``action`` taken on ``obs`` (single or batched).
+
+        Raises:
+            ValueError: A bad action index or reward (nothing is learned then).
+            TypeError: An action or reward of the wrong type.
+        """
+        batch = self.observations(obs)
+        n_candidates = batch.candidates.shape[1]
+        indices = torch.from_numpy(_check_actions(action, batch.size, n_candidates, batch.batched))
+        rewards = self._check_rewards(reward, batch.size, batch.batched)
+        indices = indices.to(self.device)
+        if batch.size == 1:
+            chosen = batch.candidates[:, int(indices[0])]
+        else:
+            chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
+        self._learn(batch.contexts, chosen, indices, rewards)
+
+    def feedback(self, decision_id: int | np.ndarray, reward: float | np.ndarray) -> None:
+        """Learn from the reward of an earlier :meth:`decide`, in any order.
+
+        Args:
+            decision_id: ``Decision.id`` (or an array of ids, learned in that order).
+            reward: The reward (or one per id).
+
+        Raises:
+            ValueError: An unknown or already used id, or a bad reward; nothing is
+                learned and no pending decision is used up then.
+        """
+        ids = np.asarray(decision_id).reshape(-1)
+        if ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"decision_id must be an int or an array of ints, got {decision_id!r}")
+        batched = np.ndim(decision_id) > 0
+        rewards = self._check_rewards(reward, ids.size, batched)
+        keys = [int(i) for i in ids]
+        unknown = [k for k in keys if k not in self._pending]
+        if unknown or len(set(keys)) != len(keys):
+            what = (
+                f"unknown or already used decision ids {unknown[:5]}"
+                if unknown
+                else ("a decision id repeated in one call")
             )
-        indices = [_check_index(a, candidates.shape[1]) for a in actions]
-        values = [_check_reward(r) for r in rewards]
-        self._observe_batch(contexts, candidates, indices, values)
+            raise ValueError(f"feedback: {what}; each decide() id takes exactly one reward")
+        pending = [self._pending[k] for k in keys]
+        contexts = torch.stack([p.context for p in pending])
+        chosen = torch.stack([p.chosen for p in pending])
+        index = torch.as_tensor([p.index for p in pending], device=self.device)
+        self._learn(contexts, chosen, index, rewards)
+        for k in keys:
+            del self._pending[k]
+
+    @property
+    def pending(self) -> int:
+        """Decisions awaiting :meth:`feedback`."""
+        return len(self._pending)
 
     def reset(self, seed: int | None = None) -> None:
         """Forget everything learned and reseed (``seed=None`` keeps the construction seed)."""
-        self._reseed(self.seed if seed is None else seed)
+        self.seed = self.seed if seed is None else _check_seed(seed)
+        self._reseed(self.seed)
+        self.rounds = 0
+        self._pending.clear()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a pickle-free checkpoint of this agent to ``path`` (atomically).
+
+        Load it back with :func:`bandexa_gym.agents.load_agent` (a new agent) or
+        :func:`bandexa_gym.agents.load_state` (into a matching agent). What it holds is
+        the agent's :meth:`spec`, its :meth:`state_tensors` and scalars, and its random
+        generators, so a reloaded agent acts exactly as this one would.
+
+        Raises:
+            bandexa_gym.checkpoint.CheckpointError: The agent cannot be saved.
+        """
+        if not self.capabilities.save:
+            raise checkpoint.CheckpointError(
+                f"{self.name} cannot be saved: {self.capabilities.reason('save')}"
+            )
+        try:
+            spec = self.spec()
+        except ValueError as err:
+            raise checkpoint.CheckpointError(f"{self.name} cannot be saved: {err}") from err
+        scalars, tensors = self.state_tensors()
+        for gen_name, gen in self._generators().items():
+            tensors[f"rng.{gen_name}"] = gen.get_state()
+        scalars = {
+            **scalars,
+            "seed": self.seed,
+            "rounds": self.rounds,
+            "generator_device": self.device.type,
+        }
+        meta = {"agent": self.name, "class": type(self).__name__, "spec": spec, "state": scalars}
+        return checkpoint.write_checkpoint(path, meta, tensors)
 
     # -- hooks ------------------------------------------------------------------------
     @abstractmethod
-    def _act_one(self, context: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> int:
-        """Choose a row of ``candidates`` (K, d_a) for ``context`` given ``mask`` (K,) bool."""
+    def _choose(self, batch: Observations) -> torch.Tensor:
+        """Decide every row with the agent as it is: (B,) int64 on the device."""
 
     @abstractmethod
-    def _observe_one(
-        self, context: torch.Tensor, action: torch.Tensor, reward: float, index: int
-    ) -> None:
-        """Learn from ``reward`` for the chosen candidate row ``action`` (d_a,) at ``index``."""
-
-    def _act_batch(
-        self, contexts: torch.Tensor, candidates: torch.Tensor, masks: torch.Tensor
-    ) -> list[int]:
-        return [self._act_one(x, c, m) for x, c, m in zip(contexts, candidates, masks, strict=True)]
-
-    def _observe_batch(
+    def _learn(
         self,
         contexts: torch.Tensor,
-        candidates: torch.Tensor,
-        indices: list[int],
-        rewards: list[float],
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
     ) -> None:
-        for x, c, i, r in zip(contexts, candidates, indices, rewards, strict=True):
-            self._observe_one(x, c[i], r, i)
+        """Learn from B validated rows, as if observed one at a time; all-or-nothing.
 
-    def _reseed(self, seed: int | None) -> None:
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
+        Args:
+            contexts: (B, *context_shape).
+            chosen: Features of the chosen candidates (B, d_a), float32.
+            indices: Their indices in the candidate sets (B,) int64.
+            rewards: (B,) float64, finite.
+
+        Implementations validate everything before changing any state and advance
+        ``self.rounds`` by B.
+        """
+
+    def _distribution(self, batch: Observations) -> torch.Tensor:
+        """Probabilities (B, K) float64 of :meth:`_choose`'s choices."""
+        raise NotImplementedError(
+            f"{self.name} does not report action probabilities: "
+            f"{self.capabilities.reason('propensities')}"
+        )
+
+    def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
+        """Probability (B,) with which ``actions`` were chosen (default: from
+        :meth:`_distribution`; NaN where the agent cannot say)."""
+        if not self.capabilities.propensities:
+            return torch.full((batch.size,), math.nan, dtype=torch.float64)
+        probs = self._distribution(batch)
+        return probs.gather(1, actions.unsqueeze(1).to(probs.device)).squeeze(1).cpu()
+
+    # -- persistence hooks ------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        """JSON-serializable description from which :meth:`from_spec` rebuilds this agent
+        (untrained): shapes, hyper-parameters, exploration rule, representation."""
+        raise ValueError(f"{type(self).__name__} does not describe itself for checkpoints")
+
+    def pinned_spec(self) -> dict[str, Any]:
+        """The part of :meth:`spec` a checkpoint must match to be loaded into this agent
+        (default: all of it; agents leave out their schedule)."""
+        return self.spec()
+
+    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Learned state as (JSON scalars, named tensors); generators are added by
+        :meth:`save`."""
+        return {}, {}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+        """Replace the learned state with a checkpoint's (all-or-nothing).
+
+        The default is for agents without learned tensors.
+
+        Raises:
+            ValueError: The state does not fit this agent; nothing is changed then.
+        """
+        self.check_checkpoint(self.spec(), {k: tuple(v.shape) for k, v in tensors.items()})
+
+    @classmethod
+    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+        """Validate a checkpoint's spec against its tensor shapes before anything is built.
+
+        The default is for agents without learned tensors: only generator states.
+
+        Raises:
+            ValueError: Something does not fit.
+        """
+        unexpected = sorted(k for k in shapes if not k.startswith("rng."))
+        if unexpected:
+            raise ValueError(f"unexpected tensors {unexpected[:5]} for a {cls.__name__}")
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> Agent:
+        """An untrained agent described by ``spec``."""
+        raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
 
     # -- helpers ----------------------------------------------------------------------
-    def _tensors(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Convert an observation to (context, candidates float32, mask bool) on the device.
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {
+            "generator": self.generator,
+            "tie_generator": self.tie_generator,
+            "propensity_generator": self.propensity_generator,
+        }
 
-        ``observe`` usually gets the very observation ``act`` just converted; that conversion
-        is reused (the observation object is held, so its identity cannot be recycled).
+    def _reseed(self, seed: int | None) -> None:
+        for offset, gen in enumerate(self._generators().values()):
+            if seed is None:
+                gen.seed()
+            else:
+                gen.manual_seed(derived_seed(seed, offset))
+
+    def generator_states(
+        self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The checkpoint's generator states, validated, for :meth:`set_generator_states`.
+
+        Only states saved on this agent's device type are used (a CPU checkpoint loaded
+        on a GPU keeps the generators seeded from the saved seed).
+
+        Raises:
+            ValueError: An invalid generator state.
         """
-        if self._converted is not None and self._converted[0] is obs:
-            return self._converted[1]  # type: ignore[return-value]
-        tensors = self._convert(obs)
-        self._converted = (obs, tensors)
-        return tensors
+        if scalars.get("generator_device") != self.device.type:
+            return {}
+        states = {}
+        for gen_name, gen in self._generators().items():
+            state = tensors.get(f"rng.{gen_name}")
+            if state is None:
+                continue
+            try:  # validate on a scratch generator
+                torch.Generator(device=gen.device).set_state(state.to(torch.uint8))
+            except RuntimeError as err:
+                raise ValueError(f"invalid random-generator state {gen_name!r}: {err}") from err
+            states[gen_name] = state.to(torch.uint8)
+        return states
 
-    def _convert(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def set_generator_states(self, states: Mapping[str, torch.Tensor]) -> None:
+        """Set generators from :meth:`generator_states` output."""
+        generators = self._generators()
+        for gen_name, state in states.items():
+            generators[gen_name].set_state(state)
+
+    def tie_keys(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        """Uniform tie-break keys from ``tie_generator`` (B rows consume it as B calls)."""
+        return torch.rand(shape, generator=self.tie_generator, device=self.device)
+
+    def uniform_choice(self, masks: torch.Tensor) -> torch.Tensor:
+        """A uniformly random unmasked index per row of ``masks`` (B, K), from ``generator``."""
+        return torch.multinomial(masks.to(torch.float32), 1, generator=self.generator).squeeze(1)
+
+    def select(self, scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Best unmasked score per row (B, K) -> (B,), exact ties broken at random."""
+        return select(scores, masks, self.tie_keys(scores.shape))
+
+    def observations(self, obs: Observation) -> Observations:
+        """Validate ``obs`` and convert it to tensors on the device, with a batch dim.
+
+        The tensors are the agent's own copies (a caller may reuse or mutate its arrays).
+        The last conversion is reused when the same arrays come back with the same
+        content (``observe`` right after ``act``), compared by value, never by identity
+        alone.
+
+        Raises:
+            ValueError: Missing keys, bad shapes, NaN or inf values (or magnitudes beyond
+                ``MAX_ABS_INPUT``), or no candidate on offer in some row.
+            TypeError: Complex or non-numeric values.
+        """
         try:
-            context, candidates = obs["context"], obs["candidates"]
-        except (KeyError, TypeError) as err:
+            parts = (obs["context"], obs["candidates"], obs.get("action_mask"))
+        except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(
                 "observation must be a mapping with 'context' and 'candidates' "
                 "(and optionally 'action_mask'), as produced by a Bandexa env"
             ) from err
-        candidates = torch.as_tensor(np.asarray(candidates), dtype=torch.float32).to(self.device)
+        cached = self._converted
+        if cached is not None and all(
+            _same(new, old_ref, old_copy)
+            for new, old_ref, old_copy in zip(parts, cached[0], cached[1], strict=True)
+        ):
+            return cached[2]
+        context, candidates, mask = (
+            None if p is None else _real_array(p, n) for p, n in zip(parts, _OBS_KEYS, strict=True)
+        )
+        assert context is not None and candidates is not None
         if candidates.ndim not in (2, 3) or candidates.shape[-2] == 0:
             raise ValueError(
                 "candidates must have shape (K, d_a) or (B, K, d_a) with K >= 1, "
                 f"got {tuple(candidates.shape)}"
             )
-        mask = obs.get("action_mask")
-        if mask is None:
-            masks = torch.ones(candidates.shape[:-1], dtype=torch.bool, device=self.device)
-        else:
-            masks = torch.as_tensor(np.asarray(mask)).to(self.device).bool()
-            if masks.shape != candidates.shape[:-1]:
-                raise ValueError(
-                    f"action_mask must have shape {tuple(candidates.shape[:-1])}, "
-                    f"got {tuple(masks.shape)}"
-                )
-        if not bool(masks.any(dim=-1).all()):
+        batched = candidates.ndim == 3
+        if mask is not None and mask.shape != candidates.shape[:-1]:
+            raise ValueError(
+                f"action_mask must have shape {tuple(candidates.shape[:-1])}, got {mask.shape}"
+            )
+        if batched and context.shape[:1] != candidates.shape[:1]:
+            raise ValueError(
+                f"batched context and candidates disagree on B: {context.shape} vs "
+                f"{candidates.shape}"
+            )
+        # One copy of each array, shared by the tensors and the change check.
+        copies = [
+            np.array(context, copy=True),
+            np.array(candidates, dtype=np.float32, copy=True),
+            np.ones(candidates.shape[:-1], bool) if mask is None else np.array(mask != 0),
+        ]
+        if mask is not None and not copies[2].any(axis=-1).all():
             raise ValueError("action_mask leaves no candidate on offer")
-        return torch.as_tensor(np.asarray(context)).to(self.device), candidates, masks
+        for name, values in zip(_OBS_KEYS[:2], copies[:2], strict=True):
+            # NaN fails the comparison, so this one reduction checks finiteness too.
+            if values.size and not float(np.abs(values).max()) <= MAX_ABS_INPUT:
+                raise ValueError(
+                    f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e} in magnitude"
+                )
+        tensors = [torch.from_numpy(a if batched else a[None]) for a in copies]
+        if self.device.type != "cpu":
+            tensors = [t.to(self.device) for t in tensors]
+        batch = Observations(*tensors, batched=batched)
+        kept = [None if p is None else c for p, c in zip(parts, copies, strict=True)]
+        self._converted = (parts, kept, batch)
+        return batch
 
-    def random_index(self, mask: torch.Tensor) -> int:
-        """Draw a uniformly random unmasked index from the agent's generator."""
-        weights = mask.to(torch.float32)
-        return int(torch.multinomial(weights, 1, generator=self.generator).item())
+    def _check_rewards(self, reward: Any, size: int, batched: bool) -> torch.Tensor:
+        """Rewards as (B,) float64 on the device, validated (see :meth:`observe`)."""
+        if type(reward) is float and size == 1 and not batched:  # the common case, fast
+            if not abs(reward) <= MAX_ABS_REWARD or (
+                self.capabilities.binary_rewards and reward not in (0.0, 1.0)
+            ):
+                return self._check_rewards(np.float64(reward), size, batched)  # the error path
+            return torch.tensor([reward], dtype=torch.float64, device=self.device)
+        arr = np.asarray(reward)
+        if arr.dtype == object or arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
+            raise TypeError(
+                f"reward must be a real number (or an array of {size} for a batch), got {reward!r}"
+            )
+        if (arr.ndim > 0) != batched and not (arr.size == 1 and size == 1):
+            raise ValueError(f"expected {size} reward(s), got shape {arr.shape}")
+        values = arr.astype(np.float64).reshape(-1)
+        if values.size != size:
+            raise ValueError(f"expected {size} rewards, got {values.size}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"reward must be a finite number, got {reward!r}")
+        if np.abs(values).max() > MAX_ABS_REWARD:
+            raise ValueError(
+                f"reward {values[np.argmax(np.abs(values))]:.3g} is too large for the agent's "
+                f"head (|reward| must be at most {MAX_ABS_REWARD:.0e}; rescale the rewards)"
+            )
+        if self.capabilities.binary_rewards and not np.isin(values, (0.0, 1.0)).all():
+            raise ValueError(
+                f"{self.name} models rewards in {{0, 1}} (Bernoulli), got {reward!r}; use an "
+                "agent with a Gaussian head for other rewards"
+            )
+        return torch.as_tensor(values, dtype=torch.float64, device=self.device)
 
 
-def masked_argmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Argmax over the last dim of ``scores`` (..., K) ignoring rows where ``mask`` is False."""
-    return torch.where(mask, scores, torch.finfo(scores.dtype).min).argmax(dim=-1)
+def derived_seed(seed: int, stream: int) -> int:
+    """Seed of the agent's ``stream``-th generator: the seed itself for stream 0, else a
+    mix that keeps the streams of nearby seeds apart."""
+    if stream == 0:
+        return int(seed)
+    return (int(seed) * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9) % (2**63)
 
 
-def _check_index(action: Any, n_candidates: int) -> int:
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+_OBS_KEYS = ("context", "candidates", "action_mask")
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a numpy array of real numbers (a view where possible: copied later)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"{name} must be real, got a complex tensor")
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in ("b", "i", "u", "f"):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _same(new: Any, old_ref: Any, old_copy: np.ndarray | None) -> bool:
+    """Whether ``new`` is the object converted last time and still holds the same values."""
+    if new is None or old_ref is None:
+        return new is None and old_ref is None
+    if new is not old_ref or not isinstance(new, np.ndarray):
+        return False
+    return new.shape == old_copy.shape and np.array_equal(new, old_copy)
+
+
+def _check_actions(action: Any, size: int, n_candidates: int, batched: bool) -> np.ndarray:
+    if type(action) is int and size == 1:  # the common case, fast
+        if not 0 <= action < n_candidates:
+            raise ValueError(f"action {action} is outside [0, {n_candidates - 1}]")
+        return np.array([action], dtype=np.int64)
     arr = np.asarray(action)
-    if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"action must be one integer in [0, {n_candidates - 1}], got {action!r}")
-    index = int(arr.reshape(()))
-    if not 0 <= index < n_candidates:
-        raise ValueError(f"action {index} is outside [0, {n_candidates - 1}]")
-    return index
+    if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        raise TypeError(
+            f"action must be an integer in [0, {n_candidates - 1}] (one per row of a batch), "
+            f"got {action!r}"
+        )
+    flat = arr.reshape(-1)
+    if flat.size != size or (arr.ndim > 0) != batched and size != 1:
+        raise ValueError(f"expected {size} action(s), got shape {arr.shape}")
+    bad = flat[(flat < 0) | (flat >= n_candidates)]
+    if bad.size:
+        raise ValueError(f"action {int(bad[0])} is outside [0, {n_candidates - 1}]")
+    return flat.astype(np.int64)
 
 
-def _check_reward(reward: Any) -> float:
-    value = float(np.asarray(reward, dtype=np.float64).reshape(()))
-    if not np.isfinite(value):
-        raise ValueError(f"reward must be a finite number, got {reward!r}")
-    return value
+def _unbatch(values: torch.Tensor, batched: bool) -> Any:
+    if not batched:
+        item = values[0].item()
+        return int(item) if isinstance(item, int) else float(item)
+    return values.detach().cpu().numpy()
 
 
 # -- registry -------------------------------------------------------------------------
 AgentFactory = Callable[..., Agent]
 AGENTS: dict[str, AgentFactory] = {}
+"""Registered agent names -> factories ``(space, *, seed, device, **overrides) -> Agent``."""
 
 
 def register_agent(name: str) -> Callable[[AgentFactory], AgentFactory]:
-    """Register ``factory(env, *, seed, device, **overrides) -> Agent`` under ``name``."""
+    """Register ``factory(space, *, seed, device, **overrides) -> Agent`` under ``name``.
+
+    The agents it builds carry ``name`` (``agent.name``), which checkpoints record.
+    """
 
     def decorator(factory: AgentFactory) -> AgentFactory:
-        AGENTS[name] = factory
-        return factory
+        def named(*args: Any, **kwargs: Any) -> Agent:
+            agent = factory(*args, **kwargs)
+            agent.name = name
+            return agent
+
+        named.__doc__, named.__name__ = factory.__doc__, factory.__name__
+        AGENTS[name] = named
+        return named
 
     return decorator
 
 
 def make_agent(
     name: str,
-    env: gym.Env | gym.vector.VectorEnv,
+    env: gym.Env | gym.vector.VectorEnv | spaces.Dict,
     *,
     seed: int | None = None,
     device: str | torch.device = "cpu",
@@ -194,15 +682,22 @@ def make_agent(
 ) -> Agent:
     """Build a registered agent sized for ``env``'s observation space.
 
+    Settings are validated here, so a bad one fails before the first round. Small models
+    run fastest on one CPU thread: call ``torch.set_num_threads(1)`` (the bench CLI and the
+    examples do) unless the encoder is large.
+
     Args:
-        name: A registered name: ``uniform``, ``linear_ts`` or ``neural_linear_ts``.
-        env: A ``Bandexa/*`` env or a vector env over one.
-        seed: Seed of the agent's own random generator.
+        name: A registered name (``bandexa_gym.agents.AGENTS``): ``uniform``, ``linear_ts``,
+            ``linear_ucb``, ``neural_linear_ts``, ...
+        env: A ``Bandexa/*`` env, a vector env over one, or its observation space.
+        seed: Seed of the agent's own random generators.
         device: Torch device for the agent's tensors.
-        **overrides: Agent-specific settings (e.g. ``feature_map="disjoint"``).
+        **overrides: Agent-specific settings (e.g. ``feature_map="disjoint"``,
+            ``exploration="ucb"``).
 
     Raises:
-        ValueError: Unknown name.
+        ValueError: Unknown name or a bad setting.
+        TypeError: An unknown setting.
     """
     if name not in AGENTS:
         known = ", ".join(sorted(AGENTS))

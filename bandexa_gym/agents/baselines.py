@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Agent, register_agent
+from bandexa_gym.agents.base import Agent, Observations, register_agent
 
 
 class UniformAgent(Agent):
@@ -15,26 +16,44 @@ class UniformAgent(Agent):
 
     name = "uniform"
 
-    def _act_one(self, context: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> int:
-        return self.random_index(mask)
+    def _choose(self, batch: Observations) -> torch.Tensor:
+        return self.uniform_choice(batch.masks)
 
-    def _act_batch(
-        self, contexts: torch.Tensor, candidates: torch.Tensor, masks: torch.Tensor
-    ) -> list[int]:
-        draws = torch.multinomial(masks.to(torch.float32), 1, generator=self.generator)
-        return draws.squeeze(1).tolist()
+    def _distribution(self, batch: Observations) -> torch.Tensor:
+        masks = batch.masks.to(torch.float64)
+        return masks / masks.sum(-1, keepdim=True)
 
-    def _observe_one(
-        self, context: torch.Tensor, action: torch.Tensor, reward: float, index: int
+    def _learn(
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
     ) -> None:
-        return None
+        self.rounds += int(rewards.shape[0])
 
-    def _observe_batch(self, *args: Any) -> None:
-        return None
+    def spec(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> UniformAgent:
+        return cls(seed=seed, device=device, **kwargs)
 
 
 @register_agent("uniform")
 def _make_uniform(
-    space: spaces.Dict, *, seed: int | None = None, device: str | torch.device = "cpu"
+    space: spaces.Dict,
+    *,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+    max_pending: int = 10_000,
 ) -> UniformAgent:
-    return UniformAgent(seed=seed, device=device)
+    """Uniformly random play: the regret baseline every table normalizes by."""
+    return UniformAgent(seed=seed, device=device, max_pending=max_pending)

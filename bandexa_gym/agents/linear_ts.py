@@ -1,17 +1,29 @@
-"""Linear Thompson sampling: the Bayesian linear regression head on fixed features."""
+"""Linear bandits: the Bayesian linear regression head on fixed features.
+
+``linear_ts`` (Thompson sampling) and ``linear_ucb`` (LinUCB, Li et al. 2010) are one
+class, :class:`LinearTS`, with different exploration rules.
+"""
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Agent, masked_argmax, register_agent
-from bandexa_gym.posterior import BayesianLinearRegression
+from bandexa_gym.agents._growth import context_growth, hyper_note
+from bandexa_gym.agents.base import Observations, register_agent
+from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.posterior import (
+    BayesianLinearRegression,
+    HeadConfig,
+    grown_state,
+    load_rebased,
+)
+
+__all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
 
 FeatureMap = Literal["auto", "concat", "disjoint"]
 
@@ -22,29 +34,128 @@ def is_one_hot(candidates: torch.Tensor) -> bool:
     return bool(binary and (candidates.sum(dim=-1) == 1).all())
 
 
-class LinearTS(Agent):
-    """Thompson sampling with a conjugate Bayesian linear head on fixed features.
+class ArmFeatures(NamedTuple):
+    """Features for per-arm heads: the context of each row and the arm of each candidate.
+
+    Attributes:
+        x: Flat contexts (B, d_x), float64.
+        arms: Arm index of every candidate (B, K), int64.
+    """
+
+    x: torch.Tensor
+    arms: torch.Tensor
+
+
+class ConcatFeatures(NamedTuple):
+    """Features φ(x, a) = [x; a] of the ``concat`` map, kept in two parts.
+
+    Attributes:
+        x: Flat contexts (B, d_x), float64.
+        candidates: Candidate features (B, K, d_a), float64.
+    """
+
+    x: torch.Tensor
+    candidates: torch.Tensor
+
+    def dense(self) -> torch.Tensor:
+        """``[x; a]`` for every candidate: (B, K, d_x + d_a)."""
+        k = self.candidates.shape[1]
+        return torch.cat([self.x[:, None, :].expand(-1, k, -1), self.candidates], dim=-1)
+
+
+class ConcatHead:
+    """The ``concat`` head read on :class:`ConcatFeatures`: a Thompson score is
+    ``a·w_a + x·w_x`` (two products, no (B, K, d) feature tensor)."""
+
+    def __init__(self, head: BayesianLinearRegression, context_dim: int) -> None:
+        self.head, self.context_dim = head, context_dim
+
+    def predict(self, features: ConcatFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head.predict(features.dense())
+
+    def thompson_scores(
+        self,
+        features: ConcatFeatures,
+        generator: torch.Generator | None = None,
+        draws: int | None = None,
+    ) -> torch.Tensor:
+        x, cand = features
+        n = x.shape[0] * (1 if draws is None else draws)
+        w = self.head.sample(n, generator=generator)  # (n, d): one row per candidate set
+        dx = self.context_dim
+        if draws is None:
+            if x.shape[0] == 1:
+                w = w[0]
+                return torch.addmv(x[0] @ w[:dx], cand[0], w[dx:]).unsqueeze(0)
+            return torch.einsum("bka,ba->bk", cand, w[:, dx:]) + (x * w[:, :dx]).sum(-1, True)
+        w = w.reshape(draws, x.shape[0], -1)
+        return torch.einsum("bka,mba->mbk", cand, w[..., dx:]) + (x * w[..., :dx]).sum(-1, True)
+
+
+class ArmHeads:
+    """The ``disjoint`` heads (one per arm, over the context) seen as one head.
+
+    Implements what the exploration rules read (``predict``, ``thompson_scores``) on
+    :class:`ArmFeatures`; a Thompson draw samples the arms of a row in ascending order.
+    """
+
+    def __init__(self, heads: list[BayesianLinearRegression]) -> None:
+        self.heads = heads
+
+    def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        x, arms = features
+        mean = torch.empty(arms.shape, dtype=x.dtype, device=x.device)
+        variance = torch.empty_like(mean)
+        for arm in torch.unique(arms).tolist():
+            where = arms == arm
+            m, v = self.heads[arm].predict(x[:, None, :])  # (B, 1)
+            mean = torch.where(where, m, mean)
+            variance = torch.where(where, v, variance)
+        return mean, variance
+
+    def thompson_scores(
+        self,
+        features: ArmFeatures,
+        generator: torch.Generator | None = None,
+        draws: int | None = None,
+    ) -> torch.Tensor:
+        x, arms = features
+        rows = []
+        for b in range(arms.shape[0]):
+            present = sorted(set(arms[b].tolist()))
+            if draws is None:
+                w = {arm: self.heads[arm].sample(generator=generator) for arm in present}
+                rows.append(torch.stack([x[b] @ w[arm] for arm in arms[b].tolist()]))
+            else:
+                w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
+                rows.append(torch.stack([w[arm] @ x[b] for arm in arms[b].tolist()], dim=-1))
+        return torch.stack(rows, dim=0 if draws is None else 1)
+
+
+class LinearTS(HeadAgent):
+    """Exploration on a conjugate Bayesian linear head over fixed features.
 
     Two feature maps:
 
-    * ``"concat"``: one head over φ(x, a) = [x; a] (the classic LinearTS), dim d_x + d_a.
+    * ``"concat"``: one head over φ(x, a) = [x; a] (the classic linear bandit), dim d_x + d_a.
     * ``"disjoint"``: one head per arm over the context, φ = x, for one-hot candidates (the arm
       is the position of the 1, e.g. the label on MNIST). Memory is O(d_a · d_x²); no dense
       (d_a · d_x)² matrix is ever formed.
 
     ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot, else
-    ``"concat"``.
+    ``"concat"``. With ``exploration="ucb"`` this is LinUCB.
 
     Args:
         context_shape: Shape of one context; it is flattened to d_x features.
         action_dim: Width d_a of a candidate row.
         feature_map: ``"auto"``, ``"concat"`` or ``"disjoint"``.
-        prior_var: Prior variance of each weight.
-        noise: ``"nig"`` (unknown noise variance) or a fixed noise variance.
-        a0: Inverse-gamma shape of the noise prior (``"nig"`` only).
-        b0: Inverse-gamma scale of the noise prior (``"nig"`` only).
-        seed: Seed of the agent's generator.
+        head: Hyper-parameters of the head(s) (default :class:`HeadConfig()`); or give
+            ``prior_var``, ``noise``, ``a0``, ``b0`` one by one.
+        exploration: Exploration rule (see :class:`HeadAgent`), default Thompson sampling.
+        seed: Seed of the agent's generators.
         device: Torch device.
+        **kwargs: ``prior_var``, ``noise``, ``a0``, ``b0``, and the :class:`HeadAgent`
+            options (``propensity_draws``, ``max_pending``).
     """
 
     name = "linear_ts"
@@ -55,28 +166,29 @@ class LinearTS(Agent):
         action_dim: int,
         *,
         feature_map: FeatureMap = "auto",
-        prior_var: float = 1.0,
-        noise: str | float = "nig",
-        a0: float = 1.0,
-        b0: float = 1.0,
+        head: HeadConfig | None = None,
+        exploration: Any = "thompson",
         seed: int | None = None,
         device: str | torch.device = "cpu",
+        **kwargs: Any,
     ) -> None:
         if feature_map not in ("auto", "concat", "disjoint"):
             raise ValueError(
                 f"feature_map must be 'auto', 'concat' or 'disjoint', got {feature_map!r}"
             )
-        super().__init__(seed=seed, device=device)
+        head_fields = {k: kwargs.pop(k) for k in ("prior_var", "noise", "a0", "b0") if k in kwargs}
+        if head is not None and head_fields:
+            raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
+        self.head_config = head if head is not None else HeadConfig(**head_fields)
+        super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.context_shape = tuple(int(s) for s in context_shape)
         self.context_dim = math.prod(self.context_shape)
         self.action_dim = int(action_dim)
+        if self.context_dim < 1 or self.action_dim < 1:
+            raise ValueError(
+                f"context_shape {context_shape} and action_dim {action_dim} must be non-empty"
+            )
         self.requested_feature_map: FeatureMap = feature_map
-        self.head_kwargs: dict[str, Any] = {
-            "prior_var": prior_var,
-            "noise": noise,
-            "a0": a0,
-            "b0": b0,
-        }
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []
         if feature_map != "auto":
@@ -85,7 +197,7 @@ class LinearTS(Agent):
     # -- construction -----------------------------------------------------------------
     def new_head(self, dim: int) -> BayesianLinearRegression:
         """A head at this agent's prior, ``dim`` features, on its device."""
-        return BayesianLinearRegression(dim, device=self.device, **self.head_kwargs)
+        return BayesianLinearRegression(dim, self.head_config, device=self.device)
 
     def build_heads(self, feature_map: FeatureMap) -> None:
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
@@ -94,8 +206,14 @@ class LinearTS(Agent):
             self.heads = [self.new_head(self.context_dim + self.action_dim)]
         else:
             self.heads = [self.new_head(self.context_dim) for _ in range(self.action_dim)]
+        self.clear_feature_cache()
 
     def _resolve(self, candidates: torch.Tensor) -> None:
+        if candidates.shape[-1] != self.action_dim:
+            raise ValueError(
+                f"candidates must have {self.action_dim} features per row, "
+                f"got shape {tuple(candidates.shape)}"
+            )
         if self.feature_map == "auto":
             self.build_heads("disjoint" if is_one_hot(candidates) else "concat")
         elif self.feature_map == "disjoint" and not is_one_hot(candidates):
@@ -111,6 +229,12 @@ class LinearTS(Agent):
             raise AttributeError("a disjoint LinearTS has one head per arm: use .heads")
         return self.heads[0]
 
+    @property
+    def head(self) -> ConcatHead | ArmHeads:
+        if self.feature_map == "concat":
+            return ConcatHead(self.heads[0], self.context_dim)
+        return ArmHeads(self.heads)
+
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         self.feature_map = self.requested_feature_map
@@ -118,90 +242,239 @@ class LinearTS(Agent):
         if self.feature_map != "auto":
             self.build_heads(self.feature_map)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write an inference checkpoint to ``path``.
-
-        See :func:`bandexa_gym.checkpoint.save_agent`; load it back with
-        :func:`bandexa_gym.checkpoint.load_agent`.
-        """
-        from bandexa_gym.checkpoint import save_agent  # checkpoint imports this module
-
-        return save_agent(self, path)
-
-    # -- features and scores ----------------------------------------------------------
-    def _flat(self, context: torch.Tensor) -> torch.Tensor:
-        """(*context_shape) or (B, *context_shape) -> (d_x,) or (B, d_x), float64."""
-        lead = context.shape[: context.ndim - len(self.context_shape)]
-        if tuple(context.shape[len(lead) :]) != self.context_shape:
+    # -- features -----------------------------------------------------------------------
+    def _flat(self, contexts: torch.Tensor) -> torch.Tensor:
+        """(B, *context_shape) -> (B, d_x) float64."""
+        if tuple(contexts.shape[1:]) != self.context_shape:
             raise ValueError(
                 f"context must have shape {self.context_shape} (or batched), "
-                f"got {tuple(context.shape)}"
+                f"got {tuple(contexts.shape[1:])}"
             )
-        return context.reshape(*lead, self.context_dim).to(torch.float64)
+        return contexts.reshape(contexts.shape[0], self.context_dim).to(torch.float64)
 
-    def features(self, context: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """φ(x, a) for the ``concat`` map: (d_x + d_a,) float64."""
-        return torch.cat([self._flat(context), action.to(torch.float64)])
-
-    def scores(self, context: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """One Thompson draw of every candidate's reward: (K,) float64."""
-        x = self._flat(context)
+    def compute_features(
+        self, contexts: torch.Tensor, candidates: torch.Tensor
+    ) -> ConcatFeatures | ArmFeatures:
+        x = self._flat(contexts)
         if self.feature_map == "concat":
-            w = self.heads[0].sample(generator=self.generator)
-            return candidates.to(torch.float64) @ w[self.context_dim :] + x @ w[: self.context_dim]
-        arms = candidates.argmax(dim=-1).tolist()
-        draws = {arm: self.heads[arm].sample(generator=self.generator) for arm in set(arms)}
-        return torch.stack([x @ draws[arm] for arm in arms])
+            return ConcatFeatures(x, candidates.to(torch.float64))
+        return ArmFeatures(x, candidates.argmax(dim=-1))
 
-    # -- protocol ---------------------------------------------------------------------
-    def _act_one(self, context: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> int:
-        self._check_candidates(candidates)
-        self._resolve(candidates)
-        return int(masked_argmax(self.scores(context, candidates), mask))
+    def _choose(self, batch: Observations) -> torch.Tensor:
+        self._resolve(batch.candidates)
+        return super()._choose(batch)
 
-    def _act_batch(
-        self, contexts: torch.Tensor, candidates: torch.Tensor, masks: torch.Tensor
-    ) -> list[int]:
-        self._check_candidates(candidates[0])
-        self._resolve(candidates)
-        if self.feature_map != "concat":
-            return super()._act_batch(contexts, candidates, masks)
-        x = self._flat(contexts)  # (B, d_x)
-        w = self.heads[0].sample(x.shape[0], generator=self.generator)  # (B, d)
-        scores = torch.einsum("bka,ba->bk", candidates.to(torch.float64), w[:, self.context_dim :])
-        scores = scores + (x * w[:, : self.context_dim]).sum(dim=-1, keepdim=True)
-        return masked_argmax(scores, masks).tolist()
+    def _distribution(self, batch: Observations) -> torch.Tensor:
+        self._resolve(batch.candidates)
+        return super()._distribution(batch)
 
-    def _observe_one(
-        self, context: torch.Tensor, action: torch.Tensor, reward: float, index: int
-    ) -> None:
-        self._resolve(action[None])
-        if self.feature_map == "concat":
-            self.heads[0].update(self.features(context, action), reward)
-        else:
-            self.heads[int(action.argmax())].update(self._flat(context), reward)
-
-    def _observe_batch(
+    # -- learning ---------------------------------------------------------------------
+    def _learn(
         self,
         contexts: torch.Tensor,
-        candidates: torch.Tensor,
-        indices: list[int],
-        rewards: list[float],
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
     ) -> None:
-        chosen = candidates[torch.arange(len(indices), device=self.device), indices]
         self._resolve(chosen)
-        if self.feature_map != "concat":
-            super()._observe_batch(contexts, candidates, indices, rewards)
-            return
-        z = torch.cat([self._flat(contexts), chosen.to(torch.float64)], dim=1)
-        self.heads[0].update_batch(z, torch.tensor(rewards, dtype=torch.float64))
+        x = self._flat(contexts)  # inputs were checked finite and below MAX_ABS_INPUT
+        if self.feature_map == "concat":
+            z = torch.cat([x, chosen.to(torch.float64)], dim=1)
+            _absorb(self.heads[0], z, rewards)
+        else:
+            arms = chosen.argmax(dim=-1)
+            for arm in torch.unique(arms).tolist():
+                rows = arms == arm
+                _absorb(self.heads[arm], x[rows], rewards[rows])
+        self.rounds += x.shape[0]
 
-    def _check_candidates(self, candidates: torch.Tensor) -> None:
-        if candidates.shape[-1] != self.action_dim:
-            raise ValueError(
-                f"candidates must have {self.action_dim} features per row, "
-                f"got shape {tuple(candidates.shape)}"
-            )
+    # -- persistence ------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "context_shape": list(self.context_shape),
+            "action_dim": self.action_dim,
+            "feature_map": self.feature_map,
+            "requested_feature_map": self.requested_feature_map,
+            "head": self.head_config.to_dict(),
+            "exploration": self.exploration.spec(),
+        }
+
+    def pinned_spec(self) -> dict[str, Any]:
+        spec = self.spec()
+        del spec["requested_feature_map"], spec["exploration"]
+        if spec["feature_map"] == "auto":
+            del spec["feature_map"]  # an unresolved agent accepts either map
+        return spec
+
+    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        tensors, heads = {}, []
+        for i, head in enumerate(self.heads):
+            state = head.state_dict()
+            tensors[f"heads.{i}.mean"] = state["mean"]
+            tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
+            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
+        return {"heads": heads, "feature_map": self.feature_map}, tensors
+
+    def head_dim(self, feature_map: str) -> int:
+        """Feature dimension of each head under ``feature_map``."""
+        return self.context_dim + (self.action_dim if feature_map == "concat" else 0)
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+        feature_map = scalars.get("feature_map", self.feature_map)
+        n_heads = len(scalars["heads"])
+        expected = {"concat": 1, "disjoint": self.action_dim, "auto": 0}[feature_map]
+        if n_heads != expected:
+            raise ValueError(f"{n_heads} heads do not fit feature_map={feature_map!r}")
+        # Load into fresh heads and swap them in at the end, so a state that fails to load
+        # leaves the agent's own heads untouched.
+        fresh = []
+        for i, head_scalars in enumerate(scalars["heads"]):
+            head = self.new_head(self.head_dim(feature_map))
+            state = {
+                "dim": head.dim,
+                **self.head_config.to_dict(),
+                "mean": _take(tensors, f"heads.{i}.mean"),
+                "sqrt_covariance": _take(tensors, f"heads.{i}.sqrt_covariance"),
+                **head_scalars,
+            }
+            head.load_state_dict(state)
+            fresh.append(head)
+        if feature_map != "auto":
+            self.feature_map, self.heads = feature_map, fresh
+        self.clear_feature_cache()
+
+    @classmethod
+    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+        d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
+        dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
+        for name, shape in shapes.items():
+            if name.startswith("heads."):
+                want = (dim,) if name.endswith(".mean") else (dim, dim)
+                if tuple(shape) != want:
+                    raise ValueError(
+                        f"tensor {name} has shape {tuple(shape)}, the spec needs {want}"
+                    )
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> LinearTS:
+        agent = cls(
+            tuple(spec["context_shape"]),
+            int(spec["action_dim"]),
+            feature_map=spec["feature_map"],
+            head=HeadConfig.from_dict(spec["head"]),
+            exploration=spec.get("exploration", "thompson"),
+            seed=seed,
+            device=device,
+            **kwargs,
+        )
+        agent.requested_feature_map = spec["requested_feature_map"]
+        return agent
+
+    def evolve_from(self, trained: LinearTS, **options: Any) -> str:
+        """Fill this cold-start agent with what ``trained`` learned (see
+        :func:`bandexa_gym.transfer.evolve`); returns a one-line summary."""
+        return _evolve_linear(trained, self)
+
+
+def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) -> None:
+    """One observation by a rank-1 update, several by an exact batch update."""
+    if z.shape[0] == 1:
+        head.update(z[0], r[0])
+    else:
+        head.update_batch(z, r)
+
+
+def _take(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    if name not in tensors:
+        raise ValueError(f"checkpoint lacks tensor {name!r}")
+    return tensors[name]
+
+
+# -- evolve ---------------------------------------------------------------------------------
+def _concat_order(dx_old: int, da_old: int, dx_new: int, da_new: int) -> torch.Tensor:
+    """Permutation from the grown layout to φ = [x; a] of the new sizes.
+
+    The grown layout is ``[x_old | a_old | new context features | new action features]``
+    (``expand`` appends); the target is ``[x_old | new context | a_old | new action]``.
+    """
+    d_old, extra_x = dx_old + da_old, dx_new - dx_old
+    parts = (
+        torch.arange(0, dx_old),
+        torch.arange(d_old, d_old + extra_x),
+        torch.arange(dx_old, d_old),
+        torch.arange(d_old + extra_x, dx_new + da_new),
+    )
+    return torch.cat(parts)
+
+
+def _ranges(items: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``; ``"none"`` when empty."""
+    if not items:
+        return "none"
+    out, start = [], items[0]
+    for prev, cur in zip(items, [*items[1:], None], strict=True):
+        if cur != prev + 1:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(out)
+
+
+def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
+    dx_old, dx_new = context_growth(agent.context_shape, template.context_shape, "agent")
+    da_old, da_new = agent.action_dim, template.action_dim
+    fmap = agent.feature_map
+    if fmap == "auto":  # never saw a candidate set: no head yet, nothing learned
+        return "the trained agent has no head yet (feature_map 'auto'): nothing to transfer"
+    if template.feature_map not in ("auto", fmap):
+        raise ValueError(
+            f"feature_map differs: the trained agent uses {fmap!r}, the template "
+            f"{template.feature_map!r}; a {fmap} posterior cannot become a "
+            f"{template.feature_map} one"
+        )
+    if fmap == "concat" and da_new < da_old:
+        raise ValueError(
+            f"action_dim shrinks from {da_old} to {da_new}: a 'concat' head cannot drop action "
+            "features (only 'disjoint' heads can drop arms)"
+        )
+    if template.feature_map == "auto":
+        template.build_heads(fmap)  # the template would resolve the same way on its data
+    template.rounds = agent.rounds
+    note = hyper_note(True, agent.head_config, template.head_config)
+    context = (
+        f"context {dx_old} -> {dx_new} features"
+        if dx_new > dx_old
+        else f"context unchanged ({dx_old} features)"
+    )
+    if fmap == "concat":
+        old_head, new_head = agent.heads[0], template.heads[0]
+        order = _concat_order(dx_old, da_old, dx_new, da_new)
+        rebased = load_rebased(new_head, grown_state(old_head, dx_new + da_new, order))
+        return (
+            f"concat head expanded {old_head.dim} -> {new_head.dim} "
+            f"({context}, action {da_old} -> {da_new} features; new weights at the prior, "
+            f"new context features placed between x and a); kept mean, covariance and "
+            f"n_obs={old_head.n_obs}{note if rebased else ''}"
+        )
+    kept = list(range(min(da_old, da_new)))
+    added = list(range(da_old, da_new))
+    dropped = list(range(da_new, da_old))
+    rebased = False
+    for arm in kept:
+        rebased |= load_rebased(template.heads[arm], grown_state(agent.heads[arm], dx_new))
+    with_data = [arm for arm in kept if agent.heads[arm].n_obs > 0]
+    grown = f"heads grown {dx_old} -> {dx_new} by prior blocks; " if dx_new > dx_old else ""
+    return (
+        f"disjoint heads, {context}; kept arms {_ranges(kept)} ({grown}with data: "
+        f"{_ranges(with_data)}); added arms {_ranges(added)} (at the prior); "
+        f"dropped arms {_ranges(dropped)}{note if rebased and kept else ''}"
+    )
 
 
 @register_agent("linear_ts")
@@ -212,10 +485,22 @@ def _make_linear_ts(
     device: str | torch.device = "cpu",
     **overrides: Any,
 ) -> LinearTS:
+    """Linear Thompson sampling on ``[x; a]`` (or per-arm heads for one-hot arms)."""
     return LinearTS(
-        space["context"].shape,
-        space["candidates"].shape[-1],
-        seed=seed,
-        device=device,
-        **overrides,
+        space["context"].shape, space["candidates"].shape[-1], seed=seed, device=device, **overrides
     )
+
+
+@register_agent("linear_ucb")
+def _make_linear_ucb(
+    space: spaces.Dict,
+    *,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+    alpha: float = 1.0,
+    **overrides: Any,
+) -> LinearTS:
+    """LinUCB (Li et al. 2010): the linear head with an upper-confidence rule of width
+    ``alpha`` posterior standard deviations."""
+    overrides.setdefault("exploration", {"name": "ucb", "alpha": alpha})
+    return _make_linear_ts(space, seed=seed, device=device, **overrides)

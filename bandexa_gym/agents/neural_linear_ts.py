@@ -1,14 +1,16 @@
-"""Neural-Linear Thompson sampling: a learned encoder z = φ(x, a) under a Bayesian linear head."""
+"""Neural-Linear bandits: a learned encoder z = φ(x, a) under a Bayesian linear head.
+
+``neural_linear_ts`` (Thompson sampling, Riquelme et al. 2018), ``neural_linear_ucb``,
+``neural_greedy`` and ``neural_epsilon_greedy`` are one class, :class:`NeuralLinearTS`,
+with different exploration rules on the same representation and head.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,12 +18,26 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from bandexa_gym.agents.base import Agent, masked_argmax, register_agent
+from bandexa_gym.agents._neural_evolve import evolve_neural
+from bandexa_gym.agents.base import Observations, register_agent
+from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
-from bandexa_gym.encoders import ConvEncoder, Encoder, MLPEncoder, ResNetEncoder, TwoTowerEncoder
-from bandexa_gym.posterior import BayesianLinearRegression
+from bandexa_gym.encoders import (
+    ConvEncoder,
+    Encoder,
+    MLPEncoder,
+    ResNetEncoder,
+    TwoTowerEncoder,
+    build_encoder,
+    check_encoder,
+    encoder_spec,
+)
+from bandexa_gym.posterior import BayesianLinearRegression, HeadConfig
+
+__all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_HEAD_FIELDS = ("prior_var", "noise", "a0", "b0")
 
 
 @dataclass
@@ -29,13 +45,10 @@ class NeuralLinearTSConfig:
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
-        prior_var: Prior variance of each head weight.
-        noise: ``"nig"`` (unknown noise variance, normal-inverse-gamma) or a fixed variance.
-        a0: Inverse-gamma shape of the noise prior.
-        b0: Inverse-gamma scale of the noise prior.
-        warmup_random: Rounds of uniform exploration before Thompson sampling starts; the
-            encoder is trained and the head rebuilt once at the end of the warm-up, so the
-            first exploiting decision already uses learned features.
+        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`).
+        warmup_random: Rounds of uniform exploration before the exploration rule takes
+            over; the encoder is trained and the head rebuilt once at the end of the
+            warm-up, so the first rule-driven decision already uses learned features.
         train_every: Train the encoder and rebuild the head every this many rounds (0: never).
         optimizer_steps: Gradient steps per training burst.
         batch_size: Minibatch size of encoder training.
@@ -45,12 +58,12 @@ class NeuralLinearTSConfig:
         weight_decay: Adam weight decay.
         loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
         buffer_capacity: Capacity of the default in-memory replay buffer.
+
+    Raises:
+        ValueError: A setting out of range (named in the message), at construction.
     """
 
-    prior_var: float = 1.0
-    noise: str | float = "nig"
-    a0: float = 1.0
-    b0: float = 1.0
+    head: HeadConfig = field(default_factory=HeadConfig)
     warmup_random: int = 0
     train_every: int = 50
     optimizer_steps: int = 50
@@ -63,31 +76,85 @@ class NeuralLinearTSConfig:
     buffer_capacity: int = 100_000
 
     def __post_init__(self) -> None:
-        for name in ("warmup_random", "train_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("optimizer_steps", "batch_size", "rebuild_chunk", "buffer_capacity"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.head, Mapping):
+            self.head = HeadConfig.from_dict(self.head)
+        if not isinstance(self.head, HeadConfig):
+            raise TypeError(f"head must be a HeadConfig, got {self.head!r}")
+        for name in ("warmup_random", "train_every", "optimizer_steps", "batch_size",
+                     "rebuild_chunk", "buffer_capacity"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            low = 0 if name in ("warmup_random", "train_every") else 1
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.action_chunk is not None and (
+            isinstance(self.action_chunk, bool)
+            or not isinstance(self.action_chunk, int)
+            or self.action_chunk < 1
+        ):
+            raise ValueError(
+                f"action_chunk must be None or an integer >= 1, got {self.action_chunk!r}"
+            )
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
 
+    @classmethod
+    def from_settings(cls, **settings: Any) -> NeuralLinearTSConfig:
+        """A config from flat settings: head fields (``prior_var``, ``noise``, ``a0``,
+        ``b0``) go into ``head``, the rest are config fields.
 
-class NeuralLinearTS(Agent):
-    """Neural-Linear Thompson sampling.
+        Raises:
+            TypeError: An unknown setting.
+        """
+        head = {k: settings.pop(k) for k in _HEAD_FIELDS if k in settings}
+        unknown = set(settings) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings {sorted(unknown)}")
+        if head:
+            base = settings.pop("head", HeadConfig())
+            base = HeadConfig.from_dict(base) if isinstance(base, Mapping) else base
+            settings["head"] = dataclasses.replace(base, **head)
+        return cls(**settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable fields (the head as a dict)."""
+        return dataclasses.asdict(self)
+
+
+_SCHEDULE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(NeuralLinearTSConfig) if f.name != "head"
+)
+
+
+class NeuralLinearTS(HeadAgent):
+    """Neural-Linear bandit: exploration on a Bayesian linear head over learned features.
 
     The encoder maps every (context, candidate) pair to features z (d,). A conjugate Bayesian
-    linear regression over z gives closed-form posterior updates after every round and one
-    weight draw w per decision; the chosen candidate is ``argmax(Z @ w)``. Every
-    ``train_every`` rounds the encoder (with a linear readout) is trained by backprop on the
-    replay buffer and the head is rebuilt from the whole buffer, re-encoded in chunks.
+    linear regression over z gives closed-form posterior updates after every round; the
+    exploration rule (Thompson sampling by default: one weight draw w per decision, the
+    chosen candidate is ``argmax(Z @ w)``) picks the candidate. Every ``train_every``
+    rounds the encoder (with a linear readout) is trained by backprop on the replay buffer
+    and the head is rebuilt from the whole buffer, re-encoded in chunks.
+
+    A batch of B observations (a vector env) is decided in one pass (one encoder call over
+    the B·K candidates, B posterior draws in one call) and learned as if observed one at a
+    time: its rows are absorbed up to a scheduled training round, the encoder is trained,
+    and the rest follow with the new features.
 
     Args:
-        encoder: The representation φ; see :mod:`bandexa_gym.encoders`.
+        encoder: The representation φ; see :mod:`bandexa_gym.encoders` (checked on
+            construction: a clear ``TypeError`` names what a custom module lacks).
         buffer: Replay buffer (default: an in-memory ring of ``config.buffer_capacity``).
         config: Hyper-parameters.
+        exploration: Exploration rule (see :class:`~bandexa_gym.agents.head_agent.HeadAgent`).
         device: Torch device (default: the encoder's).
         seed: Seed of the agent's generators.
+        **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``).
     """
 
     name = "neural_linear_ts"
@@ -98,14 +165,19 @@ class NeuralLinearTS(Agent):
         *,
         buffer: ReplayBuffer | None = None,
         config: NeuralLinearTSConfig | None = None,
+        exploration: Any = "thompson",
         device: str | torch.device | None = None,
         seed: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        check_encoder(encoder)
         if device is None:
             device = next(encoder.parameters()).device
         self.sample_generator = torch.Generator()  # CPU: drives replay sampling
-        super().__init__(seed=seed, device=device)
         self.config = config or NeuralLinearTSConfig()
+        if not isinstance(self.config, NeuralLinearTSConfig):
+            raise TypeError(f"config must be a NeuralLinearTSConfig, got {config!r}")
+        super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.encoder = encoder.to(self.device)
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
         self.buffer = (
@@ -115,14 +187,8 @@ class NeuralLinearTS(Agent):
 
     def new_head(self) -> BayesianLinearRegression:
         """A head at the configured prior over the encoder's features, on the device."""
-        cfg = self.config
         return BayesianLinearRegression(
-            self.encoder.feature_dim,
-            prior_var=cfg.prior_var,
-            noise=cfg.noise,
-            a0=cfg.a0,
-            b0=cfg.b0,
-            device=self.device,
+            self.encoder.feature_dim, self.config.head, device=self.device
         )
 
     def _init_learners(self) -> None:
@@ -141,7 +207,10 @@ class NeuralLinearTS(Agent):
         )
         self.rounds = 0
         self.trainings = 0
-        self._last_decision: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.clear_feature_cache()
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {**super()._generators(), "sample_generator": self.sample_generator}
 
     def _reseed(self, seed: int | None) -> None:
         super()._reseed(seed)
@@ -150,11 +219,15 @@ class NeuralLinearTS(Agent):
         else:
             self.sample_generator.manual_seed(int(seed) + 1)
 
+    @property
+    def head(self) -> BayesianLinearRegression:
+        return self.posterior
+
     # -- the original low-level API ---------------------------------------------------
     def select_action(
         self, x: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor | None = None
     ) -> int:
-        """Thompson-sample a candidate for context ``x``.
+        """Choose a candidate for context ``x`` with the exploration rule (no warm-up).
 
         Args:
             x: One context, shape ``encoder.context_shape``.
@@ -164,18 +237,17 @@ class NeuralLinearTS(Agent):
         Returns:
             The chosen row index.
         """
-        x, candidates = self._as_device(x), self._as_device(candidates)
-        self._check_candidates(candidates)
-        if mask is None:
-            mask = torch.ones(candidates.shape[0], dtype=torch.bool, device=self.device)
-        z = self.embed(x, candidates)  # (K, d)
-        w = self.posterior.sample(generator=self.generator)  # (d,)
-        index = int(masked_argmax(z.to(w.dtype) @ w, mask))
-        self._last_decision = (x, candidates, z)
-        return index
+        obs = {"context": x, "candidates": candidates}
+        if mask is not None:
+            obs["action_mask"] = mask
+        batch = self.observations(obs)
+        self._check_candidates(batch.candidates)
+        return int(HeadAgent._choose(self, batch)[0])
 
     def update(self, x: torch.Tensor, a: torch.Tensor, r: float) -> None:
         """Store the transition and absorb it into the head with a rank-1 update.
+
+        Does not advance the round counter or the training schedule (``observe`` does).
 
         Args:
             x: One context, shape ``encoder.context_shape``.
@@ -187,28 +259,24 @@ class NeuralLinearTS(Agent):
                 replay buffer rejects (another dtype); neither the buffer nor the head
                 changes then.
         """
-        self._update(self._as_device(x), self._as_device(a), r, z=None)
-
-    def _update(self, x: torch.Tensor, a: torch.Tensor, r: float, z: torch.Tensor | None) -> None:
-        self._check_candidates(a[None])
-        if not math.isfinite(float(r)):
-            raise ValueError(f"reward must be a finite number, got {r!r}")
-        if z is None:
-            z = self.embed(x, a[None])[0]
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
-        # The buffer validates its schema before storing anything, and the head only fails
-        # on non-finite input (checked above), so a rejected transition changes neither.
-        self.buffer.add(x.cpu(), a.cpu(), float(r))
-        self.posterior.update(z, r)
-        self._last_decision = None
+        x, a = torch.as_tensor(x).to(self.device), torch.as_tensor(a).to(self.device)
+        self._check_candidates(a[None, None])
+        rewards = self._check_rewards(r, 1, False)
+        self._absorb(x[None], a[None], None, rewards)
 
     def embed(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Features of one context with each candidate: (K, d), no gradient."""
+        x, candidates = torch.as_tensor(x), torch.as_tensor(candidates)
+        return self.compute_features(x.to(self.device)[None], candidates.to(self.device)[None])[0]
+
+    def compute_features(self, contexts: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Features (B, K, d) of B contexts with their candidates, in one encoder pass."""
         if self.encoder.training:
             self.encoder.eval()
         with torch.no_grad():
-            return self.encoder.encode_batch(x, candidates, action_chunk=self.config.action_chunk)
+            return self.encoder.encode_candidates(
+                contexts, candidates, action_chunk=self.config.action_chunk
+            )
 
     def train_encoder(
         self,
@@ -243,7 +311,7 @@ class NeuralLinearTS(Agent):
             self.optimizer.step()
             total += value.detach()  # summed on the device: no host sync per step
         self.encoder.eval()
-        self.clear_decision_cache()  # features cached before training are stale
+        self.clear_feature_cache()  # features cached before training are stale
         self.trainings += 1
         return float(total) / steps
 
@@ -258,16 +326,12 @@ class NeuralLinearTS(Agent):
                     yield self.encoder(x.to(self.device), a.to(self.device)), r.to(self.device)
 
         self.posterior.rebuild(encoded())
-        self.clear_decision_cache()
+        self.clear_feature_cache()
 
     def clear_decision_cache(self) -> None:
-        """Forget the features cached by the last :meth:`select_action`.
-
-        ``observe`` reuses those features for the chosen candidate instead of encoding it
-        again; call this after changing the encoder's weights outside ``train_encoder``
-        (e.g. loading a checkpoint) so that stale features are never used.
-        """
-        self._last_decision = None
+        """Forget cached features; call after changing the encoder's weights outside
+        ``train_encoder`` (e.g. loading a checkpoint). Same as :meth:`clear_feature_cache`."""
+        self.clear_feature_cache()
 
     # -- agent protocol ---------------------------------------------------------------
     @property
@@ -275,23 +339,77 @@ class NeuralLinearTS(Agent):
         """True during the uniform warm-up."""
         return self.rounds < self.config.warmup_random
 
-    def _act_one(self, context: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> int:
+    def _choose(self, batch: Observations) -> torch.Tensor:
+        self._check_candidates(batch.candidates)
         if self.exploring:
-            self._check_candidates(candidates)
-            return self.random_index(mask)
-        return self.select_action(context, candidates, mask)
+            return self.uniform_choice(batch.masks)
+        return super()._choose(batch)
 
-    def _observe_one(
-        self, context: torch.Tensor, action: torch.Tensor, reward: float, index: int
-    ) -> None:
-        self._update(context, action, reward, self._cached_embedding(context, action, index))
-        self.rounds += 1
+    def _distribution(self, batch: Observations) -> torch.Tensor:
+        self._check_candidates(batch.candidates)
+        if self.exploring:
+            masks = batch.masks.to(torch.float64)
+            return masks / masks.sum(-1, keepdim=True)
+        return super()._distribution(batch)
+
+    def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
+        if self.exploring:
+            return self._distribution(batch).gather(1, actions[:, None]).squeeze(1).cpu()
+        return super()._propensities(batch, actions)
+
+    def _training_due(self, rounds: int) -> bool:
+        """Whether a training burst follows the round that brings the count to ``rounds``."""
         cfg = self.config
-        warmup_done = self.rounds == cfg.warmup_random
-        scheduled = cfg.train_every > 0 and self.rounds % cfg.train_every == 0
-        if warmup_done or (scheduled and not self.exploring):
-            self.train_encoder()
-            self.rebuild_posterior()
+        if rounds == cfg.warmup_random:
+            return True
+        return cfg.train_every > 0 and rounds % cfg.train_every == 0 and rounds >= cfg.warmup_random
+
+    def _learn(
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
+    ) -> None:
+        self._check_candidates(chosen[:, None])
+        n = contexts.shape[0]
+        start = 0
+        while start < n:
+            # Rows up to (and including) the next scheduled training round, then train.
+            end = start
+            while end < n and not self._training_due(self.rounds + end - start + 1):
+                end += 1
+            end = min(end + 1, n)
+            z = self.cached_chosen_features(
+                contexts[start:end], chosen[start:end], indices[start:end]
+            )
+            self._absorb(contexts[start:end], chosen[start:end], z, rewards[start:end])
+            self.rounds += end - start
+            if self._training_due(self.rounds):
+                self.train_encoder()
+                self.rebuild_posterior()
+            start = end
+
+    def _absorb(
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        z: torch.Tensor | None,
+        rewards: torch.Tensor,
+    ) -> None:
+        """Store the rows and update the head; all-or-nothing."""
+        if z is None:
+            z = self.compute_features(contexts, chosen[:, None])[:, 0]
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
+        # The buffer validates its schema before storing anything, and the head only fails
+        # on non-finite input (checked above), so a rejected transition changes neither.
+        if contexts.shape[0] == 1:
+            self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
+            self.posterior.update(z[0], rewards[0])
+        else:
+            self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+            self.posterior.update_batch(z, rewards)
 
     def reset(self, seed: int | None = None) -> None:
         """Start over: reseed, restore the initial encoder, a prior head and counters.
@@ -305,37 +423,139 @@ class NeuralLinearTS(Agent):
             self.buffer = MemoryReplayBuffer(self.buffer.capacity)
         self._init_learners()
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write an inference checkpoint to ``path``; the replay buffer is not saved.
+    # -- persistence ------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "context_shape": list(self.encoder.context_shape),
+            "action_dim": self.encoder.action_dim,
+            "feature_dim": self.encoder.feature_dim,
+            "encoder": encoder_spec(self.encoder),
+            "config": self.config.to_dict(),
+            "exploration": self.exploration.spec(),
+        }
 
-        See :func:`bandexa_gym.checkpoint.save_agent`; load it back with
-        :func:`bandexa_gym.checkpoint.load_agent`.
-        """
-        from bandexa_gym.checkpoint import save_agent  # checkpoint imports this module
+    def pinned_spec(self) -> dict[str, Any]:
+        spec = self.spec()
+        del spec["exploration"]
+        spec["config"] = {"head": spec["config"]["head"]}  # the schedule may differ
+        return spec
 
-        return save_agent(self, path)
+    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        tensors.update({f"readout.{k}": v for k, v in self.readout.state_dict().items()})
+        state = self.posterior.state_dict()
+        tensors["posterior.mean"] = state["mean"]
+        tensors["posterior.sqrt_covariance"] = state["sqrt_covariance"]
+        scalars = {
+            "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet")},
+            "trainings": self.trainings,
+        }
+        return scalars, tensors
 
-    # -- helpers ----------------------------------------------------------------------
-    def _as_device(self, t: torch.Tensor | Any) -> torch.Tensor:
-        return torch.as_tensor(t).to(self.device)
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+        encoder_state = _module_state(self.encoder, tensors, "encoder.")
+        readout_state = _module_state(self.readout, tensors, "readout.")
+        for key in ("posterior.mean", "posterior.sqrt_covariance"):
+            if key not in tensors:
+                raise ValueError(f"checkpoint lacks tensor {key!r}")
+        trainings = scalars["trainings"]
+        if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:
+            raise ValueError(f"trainings must be an integer >= 0, got {trainings!r}")
+        posterior = self.new_head()
+        posterior.load_state_dict(
+            {
+                "dim": self.encoder.feature_dim,
+                **self.config.head.to_dict(),
+                "mean": tensors["posterior.mean"],
+                "sqrt_covariance": tensors["posterior.sqrt_covariance"],
+                **scalars["posterior"],
+            }
+        )  # fails here, before the agent is touched
+        self.posterior = posterior
+        self.encoder.load_state_dict(encoder_state)
+        self.readout.load_state_dict(readout_state)
+        self.trainings = trainings
+        self.encoder.eval()
+        self.clear_feature_cache()
 
-    def _check_candidates(self, candidates: torch.Tensor) -> None:
-        expected = self.encoder.action_dim
-        if candidates.ndim != 2 or candidates.shape[0] == 0 or candidates.shape[1] != expected:
+    @classmethod
+    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+        encoder = build_encoder(spec["encoder"], device="meta")  # allocates nothing
+        for key in ("context_shape", "action_dim", "feature_dim"):
+            mine = getattr(encoder, key)
+            mine = list(mine) if isinstance(mine, tuple) else mine
+            if mine != spec[key]:
+                raise ValueError(
+                    f"the encoder spec gives {key}={mine}, the checkpoint says {spec[key]}"
+                )
+        want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
+        d = int(spec["feature_dim"])
+        want.update({"readout.weight": (1, d), "readout.bias": (1,)})
+        want.update({"posterior.mean": (d,), "posterior.sqrt_covariance": (d, d)})
+        have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
+        missing = sorted(set(want) - set(have))
+        unexpected = sorted(set(have) - set(want))
+        wrong = [
+            f"{k}: {have[k]} (spec: {want[k]})" for k in want if k in have and have[k] != want[k]
+        ]
+        if missing or unexpected or wrong:
             raise ValueError(
-                f"candidates must have shape (K, {expected}) with K >= 1, "
-                f"got {tuple(candidates.shape)}"
+                f"tensors do not fit the spec: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}, wrong shapes {wrong[:5]}"
             )
 
-    def _cached_embedding(
-        self, x: torch.Tensor, a: torch.Tensor, index: int
-    ) -> torch.Tensor | None:
-        """The features the last ``select_action`` computed for this (context, row), if any."""
-        if self._last_decision is None:
-            return None
-        x_last, candidates, z = self._last_decision
-        same = x.shape == x_last.shape and index < candidates.shape[0] and torch.equal(x, x_last)
-        return z[index] if same and torch.equal(candidates[index], a) else None
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> NeuralLinearTS:
+        config = NeuralLinearTSConfig(**spec["config"])
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
+            torch.manual_seed(0 if seed is None else int(seed))
+            encoder = build_encoder(spec["encoder"])
+        return cls(
+            encoder,
+            config=config,
+            exploration=spec.get("exploration", "thompson"),
+            device=device,
+            seed=seed,
+            **kwargs,
+        )
+
+    def evolve_from(self, trained: NeuralLinearTS, **options: Any) -> str:
+        """Fill this cold-start agent with what ``trained`` learned (see
+        :func:`bandexa_gym.transfer.evolve`); returns a one-line summary."""
+        return evolve_neural(trained, self, **options)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_candidates(self, candidates: torch.Tensor) -> None:
+        """``candidates`` (B, K, d_a) must have K >= 1 and the encoder's d_a."""
+        expected = self.encoder.action_dim
+        if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != expected:
+            shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
+            raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
+
+
+def _module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
+    """The ``prefix.*`` tensors as a state dict for ``module``, keys and shapes checked."""
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)}, module {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{prefix[:-1]} weights do not fit the module: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}"
+        )
+    return state
 
 
 def _loss_fn(loss: str | LossFn) -> LossFn:
@@ -346,9 +566,6 @@ def _loss_fn(loss: str | LossFn) -> LossFn:
     if loss == "bce":
         return F.binary_cross_entropy_with_logits
     raise ValueError(f"loss must be 'mse', 'bce' or a callable, got {loss!r}")
-
-
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(NeuralLinearTSConfig)}
 
 
 def default_encoder(
@@ -398,8 +615,7 @@ def default_encoder(
     )
 
 
-@register_agent("neural_linear_ts")
-def _make_neural_linear_ts(
+def make_neural_linear(
     space: spaces.Dict,
     *,
     seed: int | None = None,
@@ -408,21 +624,27 @@ def _make_neural_linear_ts(
     encoder_kwargs: dict[str, Any] | None = None,
     feature_dim: int | None = None,
     buffer: ReplayBuffer | None = None,
-    **overrides: Any,
+    exploration: Any = "thompson",
+    propensity_draws: int = 100,
+    max_pending: int = 10_000,
+    **settings: Any,
 ) -> NeuralLinearTS:
-    unknown = set(overrides) - _CONFIG_FIELDS
-    if unknown:
-        raise TypeError(
-            f"unknown neural_linear_ts settings {sorted(unknown)}; valid: "
-            f"encoder, encoder_kwargs, feature_dim, buffer, {', '.join(sorted(_CONFIG_FIELDS))}"
-        )
+    """A :class:`NeuralLinearTS` sized for ``space`` with the default settings for its kind
+    of context (images: ConvNet, 200 uniform warm-up rounds, logistic loss)."""
     images = len(space["context"].shape) == 3
-    settings: dict[str, Any] = (
+    defaults: dict[str, Any] = (
         {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50, "loss": "bce"}
         if images
         else {}
     )
-    settings.update(overrides)
+    try:
+        config = NeuralLinearTSConfig.from_settings(**{**defaults, **settings})
+    except TypeError as err:
+        valid = ", ".join(sorted({*_SCHEDULE_FIELDS, *_HEAD_FIELDS}))
+        raise TypeError(
+            f"{err}; valid: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
+            f"propensity_draws, max_pending, {valid}"
+        ) from None
     if isinstance(encoder, str):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -433,7 +655,51 @@ def _make_neural_linear_ts(
     return NeuralLinearTS(
         encoder,
         buffer=buffer,
-        config=NeuralLinearTSConfig(**settings),
+        config=config,
+        exploration=exploration,
         device=device,
         seed=seed,
+        propensity_draws=propensity_draws,
+        max_pending=max_pending,
     )
+
+
+@register_agent("neural_linear_ts")
+def _make_neural_linear_ts(space: spaces.Dict, **kwargs: Any) -> NeuralLinearTS:
+    """Neural-Linear Thompson sampling (the default encoder for the space)."""
+    return make_neural_linear(space, **kwargs)
+
+
+@register_agent("neural_linear_ucb")
+def _make_neural_linear_ucb(
+    space: spaces.Dict, alpha: float = 1.0, **kwargs: Any
+) -> NeuralLinearTS:
+    """UCB (width ``alpha`` posterior standard deviations) on the neural-linear head."""
+    kwargs.setdefault("exploration", {"name": "ucb", "alpha": alpha})
+    return make_neural_linear(space, **kwargs)
+
+
+@register_agent("neural_greedy")
+def _make_neural_greedy(space: spaces.Dict, **kwargs: Any) -> NeuralLinearTS:
+    """The neural-linear model played greedily (posterior mean): the no-exploration baseline."""
+    kwargs.setdefault("exploration", "greedy")
+    return make_neural_linear(space, **kwargs)
+
+
+@register_agent("neural_epsilon_greedy")
+def _make_neural_epsilon_greedy(
+    space: spaces.Dict,
+    epsilon: float = 0.1,
+    decay: float = 0.0,
+    min_epsilon: float = 0.0,
+    **kwargs: Any,
+) -> NeuralLinearTS:
+    """The neural-linear model played ε-greedily (ε_t = max(min_epsilon, ε / (1 + decay t)))."""
+    rule = {
+        "name": "epsilon_greedy",
+        "epsilon": epsilon,
+        "decay": decay,
+        "min_epsilon": min_epsilon,
+    }
+    kwargs.setdefault("exploration", rule)
+    return make_neural_linear(space, **kwargs)

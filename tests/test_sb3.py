@@ -10,7 +10,9 @@ import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym.agents import make_agent
-from bandexa_gym.agents.sb3 import (
+from bandexa_gym.bench import run
+from bandexa_gym.envs.wrappers import RegretMonitor
+from bandexa_gym.sb3 import (
     SB3_DEFAULTS,
     is_sb3_name,
     make_sb3_model,
@@ -18,8 +20,6 @@ from bandexa_gym.agents.sb3 import (
     sb3_algorithm,
     sb3_hyperparameters,
 )
-from bandexa_gym.bench import run
-from bandexa_gym.envs.wrappers import RegretMonitor
 
 
 class _ResetLog(gym.Wrapper):

@@ -3,8 +3,8 @@
 An SB3 algorithm (PPO, A2C or DQN) is trained online on a ``Bandexa/*`` env for ``horizon``
 rounds with ``model.learn(total_timesteps=horizon)``. Every round it plays is a decision
 on the same round stream the bandit agents see, and is recorded by the same
-:class:`~bandexa_gym.envs.wrappers.RegretMonitor` that :func:`bandexa_gym.bench.run` uses,
-so its :class:`~bandexa_gym.bench.RunResult` is comparable row for row.
+:class:`~bandexa_gym.envs.wrappers.RegretMonitor` that :func:`bandexa_gym.runner.run` uses,
+so its :class:`~bandexa_gym.runner.RunResult` is comparable row for row.
 
 Wrapping, inside out: ``env -> RegretMonitor -> FlattenCandidates -> (SB3's Monitor,
 DummyVecEnv)``. ``FlattenCandidates`` turns the Dict observation into one flat ``Box``, so
@@ -22,7 +22,7 @@ continue the stream, as in ``bench.run``.
 Example:
     >>> import gymnasium as gym
     >>> import bandexa_gym
-    >>> from bandexa_gym.agents.sb3 import run_sb3
+    >>> from bandexa_gym.sb3 import run_sb3
     >>> result = run_sb3("PPO", gym.make("Bandexa/Synthetic-v0"), 256, seed=0)
     >>> result.cumulative_regret[-1]  # doctest: +SKIP
 """
@@ -39,8 +39,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from bandexa_gym.bench import RunResult, check_horizon, measure, monitored
 from bandexa_gym.envs.wrappers import FlattenCandidates
+from bandexa_gym.runner import RunResult, check_horizon, measure, monitored
 
 __all__ = [
     "SB3_ALGORITHMS",
@@ -223,7 +223,7 @@ def run_sb3(
         **overrides: SB3 constructor arguments replacing :data:`SB3_DEFAULTS`.
 
     Returns:
-        A :class:`bandexa_gym.bench.RunResult` with exactly ``horizon`` rounds; ``seconds``
+        A :class:`bandexa_gym.runner.RunResult` with exactly ``horizon`` rounds; ``seconds``
         times ``learn`` (acting, env steps and gradient updates), not model construction.
 
     Raises:

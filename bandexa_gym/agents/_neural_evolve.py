@@ -1,0 +1,258 @@
+"""How a trained :class:`NeuralLinearTS` moves into a template built for a new configuration.
+
+The contract is documented in :mod:`bandexa_gym.transfer`; this module holds the
+neural-specific steps (encoder growth, optimizer state, replay buffer). It is imported by
+``neural_linear_ts`` and so refers to the agents it handles structurally (``NeuralAgent``:
+anything with the encoder, readout, optimizer, head, buffer and counters of one).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bandexa_gym.agents._growth import context_growth, hyper_note
+from bandexa_gym.encoders import Encoder
+from bandexa_gym.posterior import load_rebased
+
+NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
+OldTransitions = Literal["pad", "drop"]
+_COPY_CHUNK = 4096
+
+
+def _structure(module: nn.Module) -> list[tuple[str, str]]:
+    return [(name, type(m).__name__) for name, m in module.named_modules()]
+
+
+def _grow(encoder: Encoder, template: Encoder) -> Encoder:
+    """A copy of ``encoder`` grown to ``template``'s inputs (``encoder`` untouched)."""
+    grown = copy.deepcopy(encoder)
+    context_dim = template.context_shape[0] if len(template.context_shape) == 1 else None
+    grown.grow_input(context_dim=context_dim, action_dim=template.action_dim)
+    return grown
+
+
+def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
+    """Validate that ``old`` can become ``new``; returns ``old`` grown to ``new``'s inputs."""
+    if type(old) is not type(new):
+        raise ValueError(
+            f"encoder class differs: the trained agent has a {type(old).__name__}, the "
+            f"template a {type(new).__name__}; learned weights only transfer within one "
+            "architecture"
+        )
+    if old.feature_dim != new.feature_dim:
+        raise ValueError(
+            f"feature_dim differs: the trained encoder outputs d={old.feature_dim}, the "
+            f"template's d={new.feature_dim}; the Bayesian head and readout live in that "
+            "space, so it must match"
+        )
+    context_growth(tuple(old.context_shape), tuple(new.context_shape), "encoder")
+    if new.action_dim < old.action_dim:
+        raise ValueError(
+            f"action_dim shrinks from {old.action_dim} to {new.action_dim}: the encoder's "
+            "action inputs can only grow"
+        )
+    grown = _grow(old, new)
+    old_structure, new_structure = _structure(grown), _structure(new)
+    if old_structure != new_structure:
+        end = [("<end>", "-")] * abs(len(old_structure) - len(new_structure))
+        padded_old = old_structure + end[: max(0, len(new_structure) - len(old_structure))]
+        padded_new = new_structure + end[: max(0, len(old_structure) - len(new_structure))]
+        pairs = zip(padded_old, padded_new, strict=True)
+        (name_a, kind_a), (name_b, kind_b) = next((a, b) for a, b in pairs if a != b)
+        raise ValueError(
+            "encoder architecture differs (layers or activations): the trained encoder has "
+            f"{name_a!r} ({kind_a}) where the template has {name_b!r} ({kind_b})"
+        )
+    old_state, new_state = grown.state_dict(), new.state_dict()
+    for name in [*old_state, *(k for k in new_state if k not in old_state)]:  # module order
+        a, b = old_state.get(name), new_state.get(name)
+        if a is None or b is None or a.shape != b.shape:
+            shape_a = None if a is None else tuple(a.shape)
+            shape_b = None if b is None else tuple(b.shape)
+            raise ValueError(
+                f"encoder architecture differs: parameter {name!r} has shape {shape_a} in "
+                f"the trained encoder (after growing its inputs) and {shape_b} in the "
+                "template (hidden sizes or channels differ)"
+            )
+    return grown
+
+
+def _new_action_inputs(old: Encoder, new: Encoder) -> dict[str, Tensor]:
+    """Masks of the weights that read the action inputs ``old`` lacks and ``new`` has.
+
+    Found by growing a copy of ``old`` whose weights are all 1: first its context (the
+    new context columns are then set to 1 too), then its actions; the weights still 0
+    are exactly those of the new action inputs. Returns ``{parameter name: bool mask}``
+    for the parameters that have any.
+    """
+    if new.action_dim == old.action_dim:
+        return {}
+    shadow = copy.deepcopy(old)
+    with torch.no_grad():
+        for p in shadow.parameters():
+            p.fill_(1.0)
+        if len(new.context_shape) == 1:
+            shadow.grow_input(context_dim=new.context_shape[0])
+            for p in shadow.parameters():
+                p.fill_(1.0)
+        shadow.grow_input(action_dim=new.action_dim)
+    masks = {name: p.detach() == 0 for name, p in shadow.named_parameters()}
+    return {name: mask for name, mask in masks.items() if bool(mask.any())}
+
+
+def _named_trainables(agent: NeuralAgent) -> dict[str, nn.Parameter]:
+    named = {f"encoder.{n}": p for n, p in agent.encoder.named_parameters()}
+    named.update({f"readout.{n}": p for n, p in agent.readout.named_parameters()})
+    return named
+
+
+def _carry_optimizer_state(agent: NeuralAgent, template: NeuralAgent) -> str:
+    """Give the template's optimizer the trained optimizer's per-parameter state.
+
+    Tensors shaped like a parameter (Adam's moments) are grown like the encoder, so the
+    new input weights get zero moments; other entries (the step count) are copied.
+    """
+    if type(agent.optimizer) is not type(template.optimizer):
+        return "optimizer: fresh (the template uses another optimizer class)"
+    old_named = _named_trainables(agent)
+    old_state = {n: agent.optimizer.state.get(p) for n, p in old_named.items()}
+    if not any(old_state.values()):
+        return "optimizer: fresh (the trained optimizer has taken no step)"
+    # Grow every moment tensor with the encoder's own widening rule (zeros for new inputs).
+    moment_keys = {
+        key
+        for name, entry in old_state.items()
+        if entry and name.startswith("encoder.")
+        for key, value in entry.items()
+        if torch.is_tensor(value) and value.shape == old_named[name].shape
+    }
+    grown_moments: dict[str, dict[str, Tensor]] = {}
+    for key in moment_keys:
+        shadow = copy.deepcopy(agent.encoder)
+        with torch.no_grad():
+            for n, p in shadow.named_parameters():
+                entry = old_state.get(f"encoder.{n}")
+                value = entry.get(key) if entry else None
+                p.copy_(value if value is not None and value.shape == p.shape else 0.0)
+        shadow = _grow(shadow, template.encoder)
+        grown_moments[key] = {f"encoder.{n}": p.detach() for n, p in shadow.named_parameters()}
+    in_optimizer = {id(p) for group in template.optimizer.param_groups for p in group["params"]}
+    carried = 0
+    for name, param in _named_trainables(template).items():
+        source = old_state.get(name)
+        if not source or id(param) not in in_optimizer:
+            continue
+        entry: dict[str, Any] = {}
+        for key, value in source.items():
+            if torch.is_tensor(value):
+                if key in grown_moments and value.shape == old_named[name].shape:
+                    value = grown_moments[key].get(name, value)
+                entry[key] = value.detach().clone().to(param.device)
+            else:
+                entry[key] = copy.deepcopy(value)
+        template.optimizer.state[param] = entry
+        carried += 1
+    return f"optimizer: template's, with the trained state of {carried} tensors carried over"
+
+
+def _pad_fn(
+    context_shape: tuple[int, ...], old_dims: tuple[int, int], new_dims: tuple[int, int]
+) -> Any:
+    """``fn(X, A) -> (X, A)`` zero-padding contexts (vector only) and actions at the end."""
+    (dx_old, da_old), (dx_new, da_new) = old_dims, new_dims
+
+    def pad(X: Tensor, A: Tensor) -> tuple[Tensor, Tensor]:
+        if len(context_shape) == 1 and dx_new > dx_old:
+            X = torch.cat([X, X.new_zeros(X.shape[0], dx_new - dx_old)], dim=1)
+        if da_new > da_old:
+            A = torch.cat([A, A.new_zeros(A.shape[0], da_new - da_old)], dim=1)
+        return X, A
+
+    return pad
+
+
+def _move_buffer(
+    agent: NeuralAgent, template: NeuralAgent, pad: Any, old_transitions: OldTransitions
+) -> str:
+    source, target = agent.buffer, template.buffer
+    if old_transitions == "drop":
+        return f"buffer: {len(source)} old transitions dropped (old_transitions='drop')"
+    if target is source:
+        source.transform(pad)
+        return f"buffer: shared with the trained agent, {len(source)} transitions padded in place"
+    copied, padded = 0, False
+    for X, A, R in source.iter_chunks(_COPY_CHUNK):
+        X_new, A_new = pad(X, A)
+        padded = padded or X_new.shape != X.shape or A_new.shape != A.shape
+        target.add_batch(X_new, A_new, R)
+        copied += X.shape[0]
+    kept = len(target)
+    how = " zero-padded" if padded else ""
+    lost = f" ({copied - kept} oldest beyond its capacity dropped)" if kept < copied else ""
+    return f"buffer: {copied} transitions copied{how} into the template's{lost}"
+
+
+def evolve_neural(
+    agent: NeuralAgent, template: NeuralAgent, old_transitions: OldTransitions = "pad"
+) -> str:
+    """Fill the cold-start ``template`` with what ``agent`` learned (see
+    :func:`bandexa_gym.transfer.evolve` for the contract); returns a one-line summary."""
+    if old_transitions not in ("pad", "drop"):
+        raise ValueError(f"old_transitions must be 'pad' or 'drop', got {old_transitions!r}")
+    old_enc, new_enc = agent.encoder, template.encoder
+    grown = _check_encoders(old_enc, new_enc)
+    if old_transitions == "drop" and template.buffer is agent.buffer:
+        raise ValueError(
+            "old_transitions='drop' needs a template with its own (empty) buffer; this "
+            "template shares the trained agent's buffer"
+        )
+    if template.buffer is not agent.buffer and len(template.buffer) > 0:
+        raise ValueError(
+            f"template.buffer already holds {len(template.buffer)} transitions; evolve expects "
+            "a cold-start template with an empty buffer (or the trained agent's own buffer)"
+        )
+    dx_old = old_enc.context_shape[0] if len(old_enc.context_shape) == 1 else 0
+    dx_new = new_enc.context_shape[0] if len(new_enc.context_shape) == 1 else 0
+    pad = _pad_fn(
+        tuple(old_enc.context_shape), (dx_old, old_enc.action_dim), (dx_new, new_enc.action_dim)
+    )
+
+    state = grown.state_dict()
+    initial = new_enc.state_dict()  # the template's cold-start weights
+    for name, mask in _new_action_inputs(old_enc, new_enc).items():
+        dev = initial[name].device
+        state[name] = torch.where(mask.to(dev), initial[name], state[name].to(dev))
+    with torch.no_grad():
+        new_enc.load_state_dict(state)
+        template.readout.load_state_dict(agent.readout.state_dict())
+    rebased = load_rebased(template.posterior, agent.posterior.state_dict())
+    optimizer_note = _carry_optimizer_state(agent, template)
+    buffer_note = _move_buffer(agent, template, pad, old_transitions)
+    template.rounds = agent.rounds
+    template.trainings = agent.trainings
+    template.encoder.eval()
+    template.clear_feature_cache()  # its encoder weights were replaced
+
+    growth = []
+    if tuple(new_enc.context_shape) != tuple(old_enc.context_shape):
+        growth.append(f"context {dx_old} -> {dx_new} features, new weights zero")
+    if new_enc.action_dim != old_enc.action_dim:
+        growth.append(
+            f"action {old_enc.action_dim} -> {new_enc.action_dim} inputs, new weights from the "
+            "template's initialisation"
+        )
+    encoder_note = (
+        f"encoder {type(new_enc).__name__} inputs expanded ({'; '.join(growth)})"
+        if growth
+        else f"encoder {type(new_enc).__name__} kept (same inputs)"
+    )
+    phase = "still in warm-up" if template.exploring else "past warm-up"
+    return (
+        f"{encoder_note}; head kept (d={agent.posterior.dim}, n_obs={agent.posterior.n_obs})"
+        f"{hyper_note(rebased, agent.config.head, template.config.head)}; readout kept; "
+        f"{optimizer_note}; {buffer_note}; rounds={template.rounds} kept ({phase})"
+    )
