@@ -1,0 +1,49 @@
+"""Replay buffers for contextual-bandit transitions ``(x, a, r)``.
+
+A transition is a context ``x`` of any fixed shape (``(d_x,)``, ``(1, 28, 28)``,
+``(3, 224, 224)``, ...), an action feature vector ``a`` of shape ``(d_a,)`` and a scalar
+reward ``r``. Both buffers implement :class:`ReplayBuffer`, so an agent does not care
+which one it holds:
+
+* :class:`MemoryReplayBuffer` -- a preallocated ring buffer in RAM.
+* :class:`DiskReplayBuffer` -- crash-safe shards on disk (safetensors files plus a JSON
+  index, each written to a temporary name, fsync'd and atomically renamed).
+
+Conventions shared by both:
+
+* Data lives on the CPU and every returned tensor is a CPU copy; the agent moves it.
+* The first insert fixes the schema: ``x_shape`` and ``x_dtype`` (``x`` keeps its dtype),
+  ``action_dim`` (actions are stored as float32) and rewards (float32). A later insert of
+  another shape, or of a dtype that cannot be cast safely, raises ``ValueError`` naming
+  the expected and the received value, and stores nothing. Non-finite rewards are
+  rejected the same way.
+* Transitions have a *logical* order, oldest to newest. :meth:`ReplayBuffer.sample`
+  draws logical indices with ``torch.randint(len(buf), (batch_size,), generator=g)``, so
+  a memory and a disk buffer holding the same transitions return the same samples for
+  the same generator state.
+* Buffers are not thread-safe, and adding or transforming while an
+  :meth:`ReplayBuffer.iter_chunks` iterator is live raises ``RuntimeError``.
+
+The implementation is split by seam: :mod:`bandexa_gym.buffers.base` (the interface,
+validation and sampling), :mod:`bandexa_gym.buffers.memory` and
+:mod:`bandexa_gym.buffers.disk` (with the index format in ``_format``). Import the public
+names from here.
+"""
+
+from bandexa_gym.buffers.base import (
+    Batch,
+    ReplayBuffer,
+    ReplayBufferCorruptError,
+    TransformFn,
+)
+from bandexa_gym.buffers.disk import DiskReplayBuffer
+from bandexa_gym.buffers.memory import MemoryReplayBuffer
+
+__all__ = [
+    "Batch",
+    "DiskReplayBuffer",
+    "MemoryReplayBuffer",
+    "ReplayBuffer",
+    "ReplayBufferCorruptError",
+    "TransformFn",
+]

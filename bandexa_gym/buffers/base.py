@@ -1,0 +1,291 @@
+"""The replay-buffer interface: input validation, steps, sampling and chunked iteration.
+
+Storage lives in the subclasses (:mod:`bandexa_gym.buffers.memory`,
+:mod:`bandexa_gym.buffers.disk`); the conventions are described in
+:mod:`bandexa_gym.buffers`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""``(X, A, R)`` with shapes ``(B, *x_shape)``, ``(B, d_a)`` and ``(B,)``."""
+
+TransformFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``fn(X, A) -> (X_new, A_new)`` applied to stored transitions by ``transform``."""
+
+
+class ReplayBufferCorruptError(RuntimeError):
+    """A file of a :class:`DiskReplayBuffer` is missing, truncated or inconsistent."""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    x_shape: tuple[int, ...]
+    x_dtype: torch.dtype
+    action_dim: int
+
+
+def _as_cpu_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    try:
+        return torch.as_tensor(value).cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a tensor or array-like, got {type(value)!r}") from exc
+
+
+def _check_actions(A: torch.Tensor, batch: int, action_dim: int | None) -> torch.Tensor:
+    if A.is_complex() or A.ndim != 2 or A.shape[0] != batch:
+        want = f"({batch}, {action_dim if action_dim is not None else 'd_a'})"
+        raise ValueError(f"A: expected shape {want} float, got {tuple(A.shape)} {A.dtype}")
+    if action_dim is not None and A.shape[1] != action_dim:
+        raise ValueError(
+            f"A: expected action_dim {action_dim} (shape ({batch}, {action_dim})), "
+            f"got shape {tuple(A.shape)}"
+        )
+    return A.to(torch.float32).contiguous()
+
+
+def _check_contexts(X: torch.Tensor, batch: int, schema: _Schema | None) -> torch.Tensor:
+    if X.ndim < 1 or X.shape[0] != batch:
+        raise ValueError(f"X: expected a batch of {batch} contexts, got shape {tuple(X.shape)}")
+    if schema is None:
+        return X.contiguous()
+    if tuple(X.shape[1:]) != schema.x_shape:
+        raise ValueError(
+            f"x: expected shape {schema.x_shape} (batch {(batch, *schema.x_shape)}), "
+            f"got {tuple(X.shape[1:])} (batch {tuple(X.shape)})"
+        )
+    if X.dtype != schema.x_dtype and not torch.can_cast(X.dtype, schema.x_dtype):
+        raise ValueError(f"x: expected dtype {schema.x_dtype}, got {X.dtype} (unsafe cast)")
+    return X.to(schema.x_dtype).contiguous()
+
+
+def _schema_of(X: torch.Tensor, A: torch.Tensor) -> _Schema:
+    return _Schema(tuple(int(s) for s in X.shape[1:]), X.dtype, int(A.shape[1]))
+
+
+def _empty_batch(schema: _Schema) -> Batch:
+    return (
+        torch.empty((0, *schema.x_shape), dtype=schema.x_dtype),
+        torch.empty((0, schema.action_dim), dtype=torch.float32),
+        torch.empty((0,), dtype=torch.float32),
+    )
+
+
+class _TransformRunner:
+    """Applies a user transform chunk by chunk and checks that the outputs agree."""
+
+    def __init__(self, fn: TransformFn) -> None:
+        self.fn = fn
+        self.schema: _Schema | None = None
+
+    def __call__(self, X: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        X_new, A_new = self.fn(X, A)
+        X_new = _as_cpu_tensor(X_new, "transform output X")
+        A_new = _check_actions(_as_cpu_tensor(A_new, "transform output A"), X.shape[0], None)
+        X_new = _check_contexts(X_new, X.shape[0], self.schema)
+        if self.schema is None:
+            self.schema = _schema_of(X_new, A_new)
+        elif A_new.shape[1] != self.schema.action_dim:
+            raise ValueError(
+                f"transform output A: expected action_dim {self.schema.action_dim} "
+                f"(from the first chunk), got {A_new.shape[1]}"
+            )
+        return X_new, A_new
+
+
+class ReplayBuffer(ABC):
+    """Interface shared by :class:`MemoryReplayBuffer` and :class:`DiskReplayBuffer`.
+
+    Subclasses implement storage (``_append``, ``_gather``, ``transform``, ``__len__``);
+    validation, sampling and chunked iteration live here.
+    """
+
+    def __init__(self, capacity: int | None) -> None:
+        if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f"capacity must be a positive int or None, got {capacity!r}")
+        self._capacity = capacity
+        self._schema: _Schema | None = None
+        self._mutations = 0  # bumped on every change; live iterators check it
+        self._closed = False
+
+    # ---- schema -------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int | None:
+        """Maximum number of stored transitions (``None``: unbounded)."""
+        return self._capacity
+
+    @property
+    def x_shape(self) -> tuple[int, ...] | None:
+        """Shape of one context, fixed by the first insert (``None`` before it)."""
+        return None if self._schema is None else self._schema.x_shape
+
+    @property
+    def x_dtype(self) -> torch.dtype | None:
+        """Dtype of stored contexts (``None`` before the first insert)."""
+        return None if self._schema is None else self._schema.x_dtype
+
+    @property
+    def action_dim(self) -> int | None:
+        """Length ``d_a`` of an action feature vector (``None`` before the first insert)."""
+        return None if self._schema is None else self._schema.action_dim
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    # ---- inserts ------------------------------------------------------------------------
+    def add(self, x: Any, a: Any, r: Any) -> None:
+        """Store one transition.
+
+        Args:
+            x: Context, shape ``x_shape``.
+            a: Action features, shape ``(d_a,)``.
+            r: Finite scalar reward.
+
+        Raises:
+            ValueError: On a shape/dtype mismatch or a non-finite reward (nothing stored).
+        """
+        r_t = _as_cpu_tensor(r, "r")
+        if r_t.numel() != 1:
+            raise ValueError(f"r: expected a scalar reward, got shape {tuple(r_t.shape)}")
+        x_t = _as_cpu_tensor(x, "x")
+        a_t = _as_cpu_tensor(a, "a")
+        if a_t.ndim != 1:
+            raise ValueError(f"a: expected shape (d_a,), got {tuple(a_t.shape)}")
+        self.add_batch(x_t.unsqueeze(0), a_t.unsqueeze(0), r_t.reshape(1))
+
+    def add_batch(self, X: Any, A: Any, R: Any) -> None:
+        """Store a batch of transitions, all or nothing.
+
+        Args:
+            X: Contexts, shape ``(B, *x_shape)``.
+            A: Action features, shape ``(B, d_a)``.
+            R: Finite rewards, shape ``(B,)``.
+
+        Raises:
+            ValueError: On a shape/dtype mismatch or a non-finite reward (nothing stored).
+        """
+        self._check_open()
+        X = _as_cpu_tensor(X, "X")
+        batch = int(X.shape[0]) if X.ndim >= 1 else -1
+        X = _check_contexts(X, batch, self._schema)
+        A = _check_actions(_as_cpu_tensor(A, "A"), batch, self.action_dim)
+        R = _as_cpu_tensor(R, "R")
+        if R.is_complex() or R.shape != (batch,):
+            raise ValueError(f"R: expected shape ({batch},), got {tuple(R.shape)} {R.dtype}")
+        R = R.to(torch.float32).contiguous()
+        if not bool(torch.isfinite(R).all()):
+            raise ValueError("R: rewards must be finite (got NaN or inf); nothing was stored")
+        if batch == 0:
+            return
+        if self._schema is None:
+            self._schema = _schema_of(X, A)
+        self._mutations += 1
+        self._append(X, A, R)
+
+    @abstractmethod
+    def _append(self, X: torch.Tensor, A: torch.Tensor, R: torch.Tensor) -> None:
+        """Store a validated batch (already in the schema's dtypes)."""
+
+    # ---- reads --------------------------------------------------------------------------
+    @abstractmethod
+    def _gather(self, idx: torch.Tensor) -> Batch:
+        """Return the transitions at logical positions ``idx`` (int64, shape ``(m,)``)."""
+
+    def _shuffled_order(self, generator: torch.Generator | None) -> torch.Tensor:
+        """A permutation of ``range(len(self))`` for shuffled iteration."""
+        return torch.randperm(len(self), generator=generator)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Draw ``batch_size`` transitions uniformly with replacement.
+
+        Args:
+            batch_size: Number of transitions ``B``.
+            generator: CPU ``torch.Generator`` driving the draw (global RNG if ``None``).
+
+        Returns:
+            ``(X, A, R)`` of shapes ``(B, *x_shape)``, ``(B, d_a)``, ``(B,)`` on the CPU.
+        """
+        self._check_open()
+        n = len(self)
+        if n == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        idx = torch.randint(n, (batch_size,), generator=generator)
+        return self._gather(idx)
+
+    def iter_chunks(
+        self,
+        chunk_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[Batch]:
+        """Iterate over every stored transition exactly once, in chunks.
+
+        Without ``shuffle`` the order is oldest to newest. With ``shuffle`` the order is a
+        permutation drawn from ``generator`` (the disk buffer permutes shards and shuffles
+        within groups of ``cache_shards`` shards, so each shard is read once).
+
+        Args:
+            chunk_size: Rows per chunk (the last chunk may be shorter).
+            shuffle: Visit the transitions in random order.
+            generator: CPU generator for the shuffle.
+
+        Yields:
+            ``(X, A, R)`` chunks of shapes ``(c, *x_shape)``, ``(c, d_a)``, ``(c,)``.
+
+        Raises:
+            RuntimeError: If the buffer is modified while the iterator is live.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self._check_open()
+        n = len(self)
+        order = self._shuffled_order(generator) if shuffle else torch.arange(n)
+        version = self._mutations
+        for start in range(0, n, chunk_size):
+            if self._mutations != version:
+                raise RuntimeError("replay buffer was modified during iter_chunks")
+            yield self._gather(order[start : start + chunk_size])
+
+    # ---- maintenance --------------------------------------------------------------------
+    @abstractmethod
+    def transform(self, fn: TransformFn, *, chunk_size: int = 1024) -> None:
+        """Rewrite every stored transition as ``fn(X, A) -> (X_new, A_new)``.
+
+        Used to zero-pad old transitions when the model gains context features or
+        actions. ``fn`` receives chunks ``X (c, *x_shape)``, ``A (c, d_a)`` and must return
+        ``X_new (c, *x_shape_new)``, ``A_new (c, d_a_new)`` with the same shapes for every
+        chunk. Rewards are unchanged; ``x_shape``/``x_dtype``/``action_dim`` are updated.
+        All or nothing: if ``fn`` fails, the buffer is left as it was.
+        """
+
+    def flush(self) -> None:
+        """Persist pending data (no-op for in-memory buffers)."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Flush and release resources; further use raises ``RuntimeError``."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+
+    def __enter__(self) -> ReplayBuffer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
