@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,7 +168,7 @@ def test_bad_inputs_store_nothing(kind: str, tmp_path: Path) -> None:
             buf.add(X[0], A[0], float("inf"))
         with pytest.raises(ValueError, match=r"R: expected shape \(2,\)"):
             buf.add_batch(X, A, R[:1])
-        with pytest.raises(ValueError, match="dtype"):
+        with pytest.raises(TypeError, match="x must be real"):
             buf.add(torch.zeros(3, dtype=torch.complex64), A[0], 0.0)
         assert len(buf) == 3
         assert torch.equal(_all(buf)[2], torch.arange(3.0))
@@ -326,3 +327,142 @@ def test_disk_directory_is_single_writer(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="already open"):
             DiskReplayBuffer(tmp_path / "buf")
     DiskReplayBuffer(tmp_path / "buf").close()  # released on close
+
+
+# ---- argument and value types (issue 15, item 10) -----------------------------------------
+
+
+@pytest.mark.parametrize("capacity", [True, False, 2.0, "10", 10.5, None])
+def test_memory_capacity_must_be_an_int(capacity: object) -> None:
+    error = ValueError if capacity is None else TypeError
+    with pytest.raises(error, match="capacity"):
+        MemoryReplayBuffer(capacity)  # type: ignore[arg-type]
+
+
+def test_counts_accept_integer_types_and_reject_out_of_range(tmp_path: Path) -> None:
+    assert MemoryReplayBuffer(np.int64(3)).capacity == 3
+    with pytest.raises(ValueError, match=r"capacity must be an int >= 1, got 0"):
+        MemoryReplayBuffer(0)
+    with pytest.raises(ValueError, match="shard_size must be an int >= 1"):
+        DiskReplayBuffer(tmp_path / "buf", shard_size=0)
+    with DiskReplayBuffer(tmp_path / "buf", shard_size=np.int32(4), capacity=np.int64(9)) as buf:
+        assert buf.shard_size == 4 and buf.capacity == 9 and type(buf.capacity) is int
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"capacity": True}, "capacity"),
+        ({"capacity": 100.0}, "capacity"),
+        ({"shard_size": 2.0}, "shard_size"),
+        ({"shard_size": True}, "shard_size"),
+        ({"cache_shards": "4"}, "cache_shards"),
+        ({"flush_every": False}, "flush_every"),
+        ({"memory_map": "no"}, "memory_map"),
+        ({"memory_map": 0}, "memory_map"),
+    ],
+)
+def test_disk_numeric_arguments_reject_wrong_types(
+    tmp_path: Path, kwargs: dict[str, object], name: str
+) -> None:
+    with pytest.raises(TypeError, match=name):
+        DiskReplayBuffer(tmp_path / "buf", **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "buf").exists()  # checked before anything is created
+
+
+@pytest.mark.parametrize(
+    ("reward", "match"),
+    [
+        ("0.5", r"^r must be a real tensor, array or number, got str"),
+        (b"1", r"^r must be a real tensor"),
+        (True, r"^r: rewards must be real numbers, got bool"),
+        (np.bool_(False), r"^r: rewards must be real numbers, got bool"),
+        (torch.tensor(True), r"^r: rewards must be real numbers, got bool"),
+        (0.5 + 1j, r"^r must be real, got complex"),
+        (np.complex128(1.0), r"^r must be real, got complex"),
+        (None, r"^r must be a real tensor"),
+    ],
+)
+def test_add_rejects_non_numeric_rewards(
+    kind: str, tmp_path: Path, reward: object, match: str
+) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add_batch(*_stream(0, 3))
+        X, A, _ = _stream(3, 1)
+        with pytest.raises(TypeError, match=match):
+            buf.add(X[0], A[0], reward)
+        assert len(buf) == 3
+        assert torch.equal(_all(buf)[2], torch.arange(3.0))
+
+
+@pytest.mark.parametrize(
+    ("R", "match"),
+    [
+        (["0.5", "1.0"], r"^R must be a real tensor"),
+        (torch.tensor([True, False]), r"^R: rewards must be real numbers, got bool"),
+        (np.array([True, False]), r"^R: rewards must be real numbers, got bool"),
+        (torch.tensor([1.0, 2.0], dtype=torch.complex64), r"^R must be real, got complex"),
+    ],
+)
+def test_add_batch_rejects_non_numeric_rewards(
+    kind: str, tmp_path: Path, R: object, match: str
+) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add_batch(*_stream(0, 3))
+        X, A, _ = _stream(3, 2)
+        with pytest.raises(TypeError, match=match):
+            buf.add_batch(X, A, R)
+        assert len(buf) == 3 and torch.equal(_all(buf)[2], torch.arange(3.0))
+
+
+def test_complex_contexts_and_actions_are_rejected(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        X, A, R = _stream(0, 2)
+        with pytest.raises(TypeError, match=r"^x must be real, got complex"):
+            buf.add(X[0] + 1j, A[0], 1.0)  # on an empty buffer: no complex schema either
+        assert buf.x_shape is None and len(buf) == 0
+        buf.add_batch(X, A, R)
+        with pytest.raises(TypeError, match=r"^X must be real"):
+            buf.add_batch(X.to(torch.complex64), A, R)
+        with pytest.raises(TypeError, match=r"^a must be real"):
+            buf.add(X[0], np.array([1 + 2j, 0]), 1.0)
+        with pytest.raises(TypeError, match=r"^A must be real"):
+            buf.add_batch(X, A.to(torch.complex128), R)
+        with pytest.raises(TypeError, match=r"^transform output X must be real"):
+            buf.transform(lambda X, A: (X + 0j, A))
+        assert len(buf) == 2 and buf.x_dtype == torch.float32
+        assert torch.equal(_all(buf)[0], X)
+
+
+def test_values_too_large_for_storage_are_rejected_truthfully(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        X, A, R = _stream(0, 2)
+        buf.add_batch(X, A, R)
+        with pytest.raises(ValueError, match=r"^r: reward 1e\+200 is too large .*float32"):
+            buf.add(X[0], A[0], 1e200)
+        with pytest.raises(ValueError, match=r"^R: reward -1e\+39 is too large"):
+            buf.add_batch(X, A, torch.tensor([0.0, -1e39], dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"^X: values too large for torch.float32"):
+            buf.add_batch(X.double() * 1e300, A, R)
+        with pytest.raises(ValueError, match=r"^a: values too large"):
+            buf.add(X[0], torch.tensor([1e300, 0.0], dtype=torch.float64), 0.0)
+        buf.add(X[0].double(), A[0].double(), np.float64(2.5))  # in range: cast as before
+        buf.add(X[0], A[0], 3)  # integer rewards are fine
+        assert torch.equal(_all(buf)[2], torch.tensor([0.0, 1.0, 2.5, 3.0]))
+
+
+def test_read_arguments_are_checked_when_called(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path) as buf:
+        buf.add_batch(*_stream(0, 5))
+        for bad in (True, 2.0, "3"):
+            with pytest.raises(TypeError, match="batch_size"):
+                buf.sample(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="chunk_size"):
+                buf.iter_chunks(bad)  # type: ignore[arg-type]  # raised on the call itself
+            with pytest.raises(TypeError, match="chunk_size"):
+                buf.transform(lambda X, A: (X, A), chunk_size=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
+            buf.iter_chunks(0)
+        with pytest.raises(TypeError, match="shuffle"):
+            buf.iter_chunks(2, shuffle="yes")  # type: ignore[arg-type]
+        assert buf.sample(np.int64(2))[0].shape == (2, 3)

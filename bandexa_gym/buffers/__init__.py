@@ -15,8 +15,12 @@ Conventions shared by both:
 * The first insert fixes the schema: ``x_shape`` and ``x_dtype`` (``x`` keeps its dtype),
   ``action_dim`` (actions are stored as float32) and rewards (float32). A later insert of
   another shape, or of a dtype that cannot be cast safely, raises ``ValueError`` naming
-  the expected and the received value, and stores nothing. Non-finite rewards are
-  rejected the same way.
+  the expected and the received value, and stores nothing. Non-finite rewards, and
+  values too large for the stored dtype, are rejected the same way.
+* Wrong types are a ``TypeError`` naming the argument: complex contexts, actions or
+  rewards (they would lose their imaginary part), bool or string rewards (``True``,
+  ``"0.5"``), and a bool, float or string where a count is expected
+  (``MemoryReplayBuffer(True)``, ``shard_size=2.0``).
 * Transitions have a *logical* order, oldest to newest. :meth:`ReplayBuffer.sample`
   draws logical indices with ``torch.randint(len(buf), (batch_size,), generator=g)``, so
   a memory and a disk buffer holding the same transitions return the same samples for

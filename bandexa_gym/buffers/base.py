@@ -7,11 +7,14 @@ Storage lives in the subclasses (:mod:`bandexa_gym.buffers.memory`,
 
 from __future__ import annotations
 
+import numbers
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -20,9 +23,98 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 TransformFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``fn(X, A) -> (X_new, A_new)`` applied to stored transitions by ``transform``."""
 
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
 
 class ReplayBufferCorruptError(RuntimeError):
     """A file of a :class:`DiskReplayBuffer` is missing, truncated or inconsistent."""
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(value: Any, name: str, minimum: int, *, or_none: bool = False) -> int:
+    """``value`` as an ``int >= minimum``; a bool, float or string is a ``TypeError``."""
+    expected = f"an int >= {minimum}" + (" or None" if or_none else "")
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {expected}, got the bool {value!r}")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be {expected}, got {type(value).__name__} {_short(value)}"
+        ) from None
+    if result < minimum:
+        raise ValueError(f"{name} must be {expected}, got {result}")
+    return result
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {_short(value)}")
+    return bool(value)
+
+
+def _as_cpu_tensor(value: Any, name: str, *, exact: bool = False) -> torch.Tensor:
+    """``value`` as a real CPU tensor; anything non-numeric or complex is a ``TypeError``.
+
+    Tensors and NumPy values keep their dtype; Python numbers and lists get torch's
+    default dtypes, or NumPy's (float64) with ``exact`` so that a range check sees the
+    value before any float32 rounding.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nesting
+            raise ValueError(f"{name} must be a tensor or a regular array: {exc}") from exc
+        if array.dtype.kind not in "biufc":
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                raise ValueError(f"{name}: {_short(value)} is out of range")  # a huge int
+            raise TypeError(
+                f"{name} must be a real tensor, array or number, "
+                f"got {type(value).__name__} {_short(value)}"
+            )
+        native = exact or isinstance(value, (np.ndarray, np.generic))
+        tensor = torch.as_tensor(array) if native else _with_torch_dtypes(value, array)
+    if tensor.is_complex():
+        raise TypeError(
+            f"{name} must be real, got complex values ({tensor.dtype}); pass the real part, "
+            "or the real and imaginary parts as separate features"
+        )
+    return tensor
+
+
+def _with_torch_dtypes(value: Any, array: np.ndarray) -> torch.Tensor:
+    """``torch.as_tensor(value)`` (float32 for Python floats), else from NumPy's ``array``."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return torch.as_tensor(array)
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype, name: str) -> torch.Tensor:
+    """``t.to(dtype)``, refusing a narrowing float cast that turns finite values into inf."""
+    out = t.to(dtype).contiguous()
+    if (
+        t.is_floating_point()
+        and dtype.is_floating_point
+        and torch.finfo(dtype).max < torch.finfo(t.dtype).max
+        and bool((torch.isinf(out) & torch.isfinite(t)).any())
+    ):
+        raise ValueError(
+            f"{name}: values too large for {dtype} (|v| <= {torch.finfo(dtype).max:.3g}); "
+            "nothing was stored"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -32,40 +124,56 @@ class _Schema:
     action_dim: int
 
 
-def _as_cpu_tensor(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    try:
-        return torch.as_tensor(value).cpu()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{name} must be a tensor or array-like, got {type(value)!r}") from exc
-
-
-def _check_actions(A: torch.Tensor, batch: int, action_dim: int | None) -> torch.Tensor:
-    if A.is_complex() or A.ndim != 2 or A.shape[0] != batch:
+def _check_actions(
+    A: torch.Tensor, batch: int, action_dim: int | None, name: str = "A"
+) -> torch.Tensor:
+    if A.ndim != 2 or A.shape[0] != batch:
         want = f"({batch}, {action_dim if action_dim is not None else 'd_a'})"
-        raise ValueError(f"A: expected shape {want} float, got {tuple(A.shape)} {A.dtype}")
+        raise ValueError(f"{name}: expected shape {want} float, got {tuple(A.shape)} {A.dtype}")
     if action_dim is not None and A.shape[1] != action_dim:
         raise ValueError(
-            f"A: expected action_dim {action_dim} (shape ({batch}, {action_dim})), "
+            f"{name}: expected action_dim {action_dim} (shape ({batch}, {action_dim})), "
             f"got shape {tuple(A.shape)}"
         )
-    return A.to(torch.float32).contiguous()
+    return _cast(A, torch.float32, name)
 
 
-def _check_contexts(X: torch.Tensor, batch: int, schema: _Schema | None) -> torch.Tensor:
+def _check_contexts(
+    X: torch.Tensor, batch: int, schema: _Schema | None, name: str = "X"
+) -> torch.Tensor:
     if X.ndim < 1 or X.shape[0] != batch:
-        raise ValueError(f"X: expected a batch of {batch} contexts, got shape {tuple(X.shape)}")
+        raise ValueError(
+            f"{name}: expected a batch of {batch} contexts, got shape {tuple(X.shape)}"
+        )
     if schema is None:
         return X.contiguous()
     if tuple(X.shape[1:]) != schema.x_shape:
         raise ValueError(
-            f"x: expected shape {schema.x_shape} (batch {(batch, *schema.x_shape)}), "
+            f"{name}: expected shape {schema.x_shape} (batch {(batch, *schema.x_shape)}), "
             f"got {tuple(X.shape[1:])} (batch {tuple(X.shape)})"
         )
     if X.dtype != schema.x_dtype and not torch.can_cast(X.dtype, schema.x_dtype):
-        raise ValueError(f"x: expected dtype {schema.x_dtype}, got {X.dtype} (unsafe cast)")
-    return X.to(schema.x_dtype).contiguous()
+        raise ValueError(f"{name}: expected dtype {schema.x_dtype}, got {X.dtype} (unsafe cast)")
+    return _cast(X, schema.x_dtype, name)
+
+
+def _check_rewards(R: torch.Tensor, batch: int, name: str = "R") -> torch.Tensor:
+    if R.dtype == torch.bool:
+        raise TypeError(
+            f"{name}: rewards must be real numbers, got bool; pass float(r) for a 0/1 reward"
+        )
+    if R.shape != (batch,):
+        raise ValueError(f"{name}: expected shape ({batch},), got {tuple(R.shape)} {R.dtype}")
+    wide = R.to(torch.float64)
+    in_range = wide.abs() <= _F32_MAX  # False for NaN and inf too
+    if not bool(in_range.all()):
+        if not bool(torch.isfinite(wide).all()):
+            raise ValueError(f"{name}: rewards must be finite (got NaN or inf); nothing was stored")
+        raise ValueError(
+            f"{name}: reward {wide[~in_range][0].item():.3g} is too large to store as "
+            f"float32 (|r| <= {_F32_MAX:.3g}); nothing was stored"
+        )
+    return R.to(torch.float32).contiguous()
 
 
 def _schema_of(X: torch.Tensor, A: torch.Tensor) -> _Schema:
@@ -90,8 +198,9 @@ class _TransformRunner:
     def __call__(self, X: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         X_new, A_new = self.fn(X, A)
         X_new = _as_cpu_tensor(X_new, "transform output X")
-        A_new = _check_actions(_as_cpu_tensor(A_new, "transform output A"), X.shape[0], None)
-        X_new = _check_contexts(X_new, X.shape[0], self.schema)
+        A_new = _as_cpu_tensor(A_new, "transform output A")
+        A_new = _check_actions(A_new, X.shape[0], None, "transform output A")
+        X_new = _check_contexts(X_new, X.shape[0], self.schema, "transform output X")
         if self.schema is None:
             self.schema = _schema_of(X_new, A_new)
         elif A_new.shape[1] != self.schema.action_dim:
@@ -110,8 +219,8 @@ class ReplayBuffer(ABC):
     """
 
     def __init__(self, capacity: int | None) -> None:
-        if capacity is not None and (not isinstance(capacity, int) or capacity < 1):
-            raise ValueError(f"capacity must be a positive int or None, got {capacity!r}")
+        if capacity is not None:
+            capacity = _check_int(capacity, "capacity", 1, or_none=True)
         self._capacity = capacity
         self._schema: _Schema | None = None
         self._mutations = 0  # bumped on every change; live iterators check it
@@ -148,19 +257,22 @@ class ReplayBuffer(ABC):
         Args:
             x: Context, shape ``x_shape``.
             a: Action features, shape ``(d_a,)``.
-            r: Finite scalar reward.
+            r: Finite real scalar reward (an int or float, not a bool or a string).
 
         Raises:
-            ValueError: On a shape/dtype mismatch or a non-finite reward (nothing stored).
+            TypeError: If ``x``, ``a`` or ``r`` is complex or not numeric, or ``r`` is a
+                bool (nothing stored).
+            ValueError: On a shape/dtype mismatch, or a non-finite or too large reward
+                (nothing stored).
         """
-        r_t = _as_cpu_tensor(r, "r")
+        r_t = _as_cpu_tensor(r, "r", exact=True)
         if r_t.numel() != 1:
             raise ValueError(f"r: expected a scalar reward, got shape {tuple(r_t.shape)}")
         x_t = _as_cpu_tensor(x, "x")
         a_t = _as_cpu_tensor(a, "a")
         if a_t.ndim != 1:
             raise ValueError(f"a: expected shape (d_a,), got {tuple(a_t.shape)}")
-        self.add_batch(x_t.unsqueeze(0), a_t.unsqueeze(0), r_t.reshape(1))
+        self._add(x_t.unsqueeze(0), a_t.unsqueeze(0), r_t.reshape(-1), ("x", "a", "r"))
 
     def add_batch(self, X: Any, A: Any, R: Any) -> None:
         """Store a batch of transitions, all or nothing.
@@ -168,22 +280,27 @@ class ReplayBuffer(ABC):
         Args:
             X: Contexts, shape ``(B, *x_shape)``.
             A: Action features, shape ``(B, d_a)``.
-            R: Finite rewards, shape ``(B,)``.
+            R: Finite real rewards, shape ``(B,)``.
 
         Raises:
-            ValueError: On a shape/dtype mismatch or a non-finite reward (nothing stored).
+            TypeError: If ``X``, ``A`` or ``R`` is complex or not numeric, or ``R`` is
+                bool (nothing stored).
+            ValueError: On a shape/dtype mismatch, or a non-finite or too large reward
+                (nothing stored).
         """
+        X, A = _as_cpu_tensor(X, "X"), _as_cpu_tensor(A, "A")
+        R = _as_cpu_tensor(R, "R", exact=True)
+        self._add(X, A, R, ("X", "A", "R"))
+
+    def _add(
+        self, X: torch.Tensor, A: torch.Tensor, R: torch.Tensor, names: tuple[str, str, str]
+    ) -> None:
+        """Validate a batch against the schema and store it (all or nothing)."""
         self._check_open()
-        X = _as_cpu_tensor(X, "X")
         batch = int(X.shape[0]) if X.ndim >= 1 else -1
-        X = _check_contexts(X, batch, self._schema)
-        A = _check_actions(_as_cpu_tensor(A, "A"), batch, self.action_dim)
-        R = _as_cpu_tensor(R, "R")
-        if R.is_complex() or R.shape != (batch,):
-            raise ValueError(f"R: expected shape ({batch},), got {tuple(R.shape)} {R.dtype}")
-        R = R.to(torch.float32).contiguous()
-        if not bool(torch.isfinite(R).all()):
-            raise ValueError("R: rewards must be finite (got NaN or inf); nothing was stored")
+        X = _check_contexts(X, batch, self._schema, names[0])
+        A = _check_actions(A, batch, self.action_dim, names[1])
+        R = _check_rewards(R, batch, names[2])
         if batch == 0:
             return
         if self._schema is None:
@@ -213,13 +330,16 @@ class ReplayBuffer(ABC):
 
         Returns:
             ``(X, A, R)`` of shapes ``(B, *x_shape)``, ``(B, d_a)``, ``(B,)`` on the CPU.
+
+        Raises:
+            TypeError: If ``batch_size`` is not an int.
+            ValueError: If the buffer is empty or ``batch_size < 1``.
         """
         self._check_open()
+        batch_size = _check_int(batch_size, "batch_size", 1)
         n = len(self)
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         idx = torch.randint(n, (batch_size,), generator=generator)
         return self._gather(idx)
 
@@ -234,22 +354,31 @@ class ReplayBuffer(ABC):
 
         Without ``shuffle`` the order is oldest to newest. With ``shuffle`` the order is a
         permutation drawn from ``generator`` (the disk buffer permutes shards and shuffles
-        within groups of ``cache_shards`` shards, so each shard is read once).
+        within groups of ``cache_shards`` shards, so each shard is read once) when the
+        iteration starts.
 
         Args:
             chunk_size: Rows per chunk (the last chunk may be shorter).
             shuffle: Visit the transitions in random order.
             generator: CPU generator for the shuffle.
 
-        Yields:
-            ``(X, A, R)`` chunks of shapes ``(c, *x_shape)``, ``(c, d_a)``, ``(c,)``.
+        Returns:
+            An iterator of ``(X, A, R)`` chunks of shapes ``(c, *x_shape)``, ``(c, d_a)``,
+            ``(c,)``.
 
         Raises:
-            RuntimeError: If the buffer is modified while the iterator is live.
+            TypeError: If ``chunk_size`` is not an int, or ``shuffle`` not a bool.
+            ValueError: If ``chunk_size < 1``.
+            RuntimeError: While iterating, if the buffer is modified.
         """
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunk_size = _check_int(chunk_size, "chunk_size", 1)
+        shuffle = _check_flag(shuffle, "shuffle")
         self._check_open()
+        return self._chunks(chunk_size, shuffle, generator)
+
+    def _chunks(
+        self, chunk_size: int, shuffle: bool, generator: torch.Generator | None
+    ) -> Iterator[Batch]:
         n = len(self)
         order = self._shuffled_order(generator) if shuffle else torch.arange(n)
         version = self._mutations
@@ -266,8 +395,8 @@ class ReplayBuffer(ABC):
         Used to zero-pad old transitions when the model gains context features or
         actions. ``fn`` receives chunks ``X (c, *x_shape)``, ``A (c, d_a)`` and must return
         ``X_new (c, *x_shape_new)``, ``A_new (c, d_a_new)`` with the same shapes for every
-        chunk. Rewards are unchanged; ``x_shape``/``x_dtype``/``action_dim`` are updated.
-        All or nothing: if ``fn`` fails, the buffer is left as it was.
+        chunk. Rewards are unchanged; ``x_shape``/``x_dtype``/``action_dim`` are
+        updated. All or nothing: if ``fn`` fails, the buffer is left as it was.
         """
 
     def flush(self) -> None:

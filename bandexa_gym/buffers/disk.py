@@ -30,6 +30,8 @@ from bandexa_gym.buffers.base import (
     ReplayBuffer,
     ReplayBufferCorruptError,
     TransformFn,
+    _check_flag,
+    _check_int,
     _empty_batch,
     _Schema,
     _TransformRunner,
@@ -78,6 +80,9 @@ class DiskReplayBuffer(ReplayBuffer):
         memory_map: Read shards through memory maps instead of loading them whole.
 
     Raises:
+        TypeError: If a count is not an int (a bool, float or string) or ``memory_map``
+            is not a bool.
+        ValueError: If a count is out of range.
         ReplayBufferCorruptError: If the index is unreadable or a listed shard is missing,
             truncated or does not match the index.
     """
@@ -93,15 +98,13 @@ class DiskReplayBuffer(ReplayBuffer):
         memory_map: bool = True,
     ) -> None:
         super().__init__(capacity)
-        if shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-        if cache_shards < 0 or flush_every < 0:
-            raise ValueError("cache_shards and flush_every must be >= 0")
+        if not isinstance(root_dir, (str, os.PathLike)):
+            raise TypeError(f"root_dir must be a path, got {type(root_dir).__name__}")
         self.root = Path(root_dir)
-        self.shard_size = shard_size
-        self.cache_shards = cache_shards
-        self.flush_every = flush_every
-        self.memory_map = memory_map
+        self.shard_size = _check_int(shard_size, "shard_size", 1)
+        self.cache_shards = _check_int(cache_shards, "cache_shards", 0)
+        self.flush_every = _check_int(flush_every, "flush_every", 0)
+        self.memory_map = _check_flag(memory_map, "memory_map")
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
 
@@ -469,6 +472,7 @@ class DiskReplayBuffer(ReplayBuffer):
         crash or an exception before that leaves the old data in place.
         """
         self._check_open()
+        chunk_size = _check_int(chunk_size, "chunk_size", 1)
         if self._schema is None:
             return
         run = _TransformRunner(fn)

@@ -8,6 +8,7 @@ from bandexa_gym.buffers.base import (
     Batch,
     ReplayBuffer,
     TransformFn,
+    _check_int,
     _empty_batch,
     _Schema,
     _TransformRunner,
@@ -22,12 +23,16 @@ class MemoryReplayBuffer(ReplayBuffer):
 
     Args:
         capacity: Maximum number of transitions kept.
+
+    Raises:
+        TypeError: If ``capacity`` is not an int (a bool, float or string).
+        ValueError: If ``capacity`` is ``None`` or below 1.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity is None:
             raise ValueError("MemoryReplayBuffer needs a finite capacity")
-        super().__init__(capacity)
+        super().__init__(_check_int(capacity, "capacity", 1))
         self._X: torch.Tensor | None = None
         self._A: torch.Tensor | None = None
         self._R: torch.Tensor | None = None
@@ -87,6 +92,7 @@ class MemoryReplayBuffer(ReplayBuffer):
     def transform(self, fn: TransformFn, *, chunk_size: int = 1024) -> None:
         """See :meth:`ReplayBuffer.transform`; builds new storage, then swaps it in."""
         self._check_open()
+        chunk_size = _check_int(chunk_size, "chunk_size", 1)
         if self._schema is None:
             return
         run = _TransformRunner(fn)
