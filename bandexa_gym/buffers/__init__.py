@@ -38,6 +38,7 @@ from bandexa_gym.buffers.base import (
     Batch,
     ReplayBuffer,
     ReplayBufferCorruptError,
+    ReplayBufferVersionError,
     TransformFn,
 )
 from bandexa_gym.buffers.disk import DiskReplayBuffer
@@ -49,5 +50,6 @@ __all__ = [
     "MemoryReplayBuffer",
     "ReplayBuffer",
     "ReplayBufferCorruptError",
+    "ReplayBufferVersionError",
     "TransformFn",
 ]

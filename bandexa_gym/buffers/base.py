@@ -30,6 +30,16 @@ class ReplayBufferCorruptError(RuntimeError):
     """A file of a :class:`DiskReplayBuffer` is missing, truncated or inconsistent."""
 
 
+class ReplayBufferVersionError(ReplayBufferCorruptError):
+    """A :class:`DiskReplayBuffer` folder has a format version this library cannot read.
+
+    It was written by a newer bandexa-gym, or by one too old to migrate.
+
+    A subclass of :class:`ReplayBufferCorruptError`, so code that handles unreadable
+    folders catches it too; the message names the folder's version and the readable ones.
+    """
+
+
 # ---------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------

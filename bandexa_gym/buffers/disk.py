@@ -20,10 +20,14 @@ from bandexa_gym.buffers._format import (
     FORMAT_VERSION,
     INDEX_NAME,
     LOCK_NAME,
-    SHARD_RE,
+    OLDEST_READABLE_VERSION,
     ST_DTYPES,
     Shard,
-    dtype_from_name,
+    index_version,
+    parse_index,
+    parse_shard_name,
+    shard_file,
+    version_error,
 )
 from bandexa_gym.buffers.base import (
     Batch,
@@ -59,6 +63,11 @@ class DiskReplayBuffer(ReplayBuffer):
     shard file is deleted once all its rows are dropped, after the index that no longer
     lists it is committed. Disk use may therefore exceed ``capacity`` by up to one shard.
 
+    The index carries a format version (currently 1); another version is a clear error.
+    Entries of the index are validated before anything is read or deleted: shard names
+    must be this buffer's own (``shard-<id>.safetensors``) and resolve inside
+    ``root_dir``.
+
     Shards are opened through an LRU cache of ``cache_shards`` shards, and :meth:`sample`
     groups the drawn indices by shard so each shard is opened at most once per call. With
     ``memory_map=True`` (default) an opened shard is a read-only memory map: a sample reads
@@ -66,7 +75,10 @@ class DiskReplayBuffer(ReplayBuffer):
     O(batch) I/O even with large contexts such as ``(3, 224, 224)`` images. With
     ``memory_map=False`` whole shards are loaded into RAM (``cache_shards`` of them kept).
 
-    One process may open a directory at a time (an advisory ``flock`` on ``.lock``).
+    Files are created with the permissions of an ordinary new file under the process
+    umask (``0o644`` under ``umask 022``; use ``umask 077`` or a private ``root_dir`` for
+    data others must not read). One process may open a directory at a time (an advisory
+    ``flock`` on ``.lock``).
     :meth:`transform` writes all shards under new names and swaps the index once, so it
     is atomic as a whole (it needs room for a second copy of the data while it runs).
 
@@ -83,8 +95,11 @@ class DiskReplayBuffer(ReplayBuffer):
         TypeError: If a count is not an int (a bool, float or string) or ``memory_map``
             is not a bool.
         ValueError: If a count is out of range.
-        ReplayBufferCorruptError: If the index is unreadable or a listed shard is missing,
-            truncated or does not match the index.
+        ReplayBufferCorruptError: If the index is unreadable or names a file that is not
+            one of the buffer's shards, or a listed shard is missing, truncated or does
+            not match the index (nothing in the folder is changed).
+        ReplayBufferVersionError: If the index has a format version this library cannot
+            read (the message names it and the readable ones).
     """
 
     def __init__(
@@ -152,30 +167,26 @@ class DiskReplayBuffer(ReplayBuffer):
             self._lock_file = None
 
     def _open_index(self) -> None:
+        """Read, validate and adopt ``index.json`` (if any); changes nothing on disk."""
         path = self.index_path
         if not path.exists():
             return
         try:
             meta = json.loads(path.read_text())
-            if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-                raise ValueError(
-                    f"format {meta.get('format')!r} v{meta.get('format_version')!r}, "
-                    f"expected {FORMAT!r} v{FORMAT_VERSION}"
-                )
-            schema = _Schema(
-                tuple(int(s) for s in meta["x_shape"]),
-                dtype_from_name(meta["x_dtype"]),
-                int(meta["action_dim"]),
-            )
-            shards = [Shard(str(s["file"]), int(s["count"])) for s in meta["shards"]]
-            head_skip, next_id = int(meta["head_skip"]), int(meta["next_shard_id"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            version = index_version(meta)
+        except (OSError, ValueError) as exc:
             raise ReplayBufferCorruptError(f"cannot read replay index {path}: {exc}") from exc
-        for shard in shards:
-            self._shard_layout(shard, schema)
-        self._schema, self._shards = schema, shards
-        self._shard_rows = sum(s.count for s in shards)
-        self._head_skip, self._next_shard_id = head_skip, next_id
+        if not OLDEST_READABLE_VERSION <= version <= FORMAT_VERSION:
+            raise version_error(path, version)
+        try:
+            index = parse_index(meta, version, self.root)
+        except ValueError as exc:
+            raise ReplayBufferCorruptError(f"replay index {path} is corrupt: {exc}") from exc
+        for shard in index.shards:
+            self._shard_layout(shard, index.schema)
+        self._schema, self._shards = index.schema, index.shards
+        self._shard_rows = sum(s.count for s in index.shards)
+        self._head_skip, self._next_shard_id = index.head_skip, index.next_shard_id
         self._persisted_len = self._stored_len()
 
     def _shard_layout(self, shard: Shard, schema: _Schema) -> dict[str, tuple[int, int]]:
@@ -192,6 +203,7 @@ class DiskReplayBuffer(ReplayBuffer):
             "a": ([shard.count, schema.action_dim], "F32"),
             "r": ([shard.count], "F32"),
         }
+        itemsize = {"x": schema.x_dtype.itemsize, "a": 4, "r": 4}
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
@@ -203,13 +215,13 @@ class DiskReplayBuffer(ReplayBuffer):
             if size != 8 + n + end:
                 raise ValueError(f"file has {size} bytes, header describes {8 + n + end}")
             got = {k: (header[k]["shape"], header[k]["dtype"]) for k in expected}
-            layout = {
-                k: (
-                    8 + n + int(header[k]["data_offsets"][0]),
-                    math.prod(expected[k][0]),
-                )
-                for k in expected
-            }
+            layout = {}
+            for k, (shape, _) in expected.items():
+                begin, stop = (int(v) for v in header[k]["data_offsets"])
+                numel = math.prod(shape)
+                if begin < 0 or stop - begin != numel * itemsize[k]:
+                    raise ValueError(f"tensor {k!r} spans bytes {begin}..{stop} of the data")
+                layout[k] = (8 + n + begin, numel)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
         if any(
@@ -228,7 +240,7 @@ class DiskReplayBuffer(ReplayBuffer):
         for entry in self.root.iterdir():
             name = entry.name
             stray_tmp = name.startswith(".") and name.endswith(".tmp")
-            orphan = SHARD_RE.match(name) is not None and name not in listed
+            orphan = parse_shard_name(name) is not None and name not in listed
             if (stray_tmp or orphan) and entry.is_file():
                 entry.unlink(missing_ok=True)
 
@@ -257,7 +269,7 @@ class DiskReplayBuffer(ReplayBuffer):
         )
 
     def _shard_name(self) -> str:
-        name = f"shard-{self._next_shard_id:09d}.safetensors"
+        name = shard_file(self._next_shard_id)
         self._next_shard_id += 1
         return name
 
