@@ -125,6 +125,8 @@ def _duplicate_shard(meta: dict[str, Any]) -> None:
         (lambda m: m.update(r_dtype="float64"), r"r_dtype must be 'float32'"),
         (lambda m: m.pop("action_dim"), r"missing field 'action_dim'"),
         (lambda m: m.update(shards={}), r"shards must be a list"),
+        (lambda m: m["shards"][1].update(first_step=5), r"shards\[1\]\.first_step is 5"),
+        (lambda m: m.update(total_added=9), r"total_added is 9, but the shards' steps end at 8"),
         (lambda m: m.update(format="something-else"), r"format is 'something-else'"),
     ],
 )
@@ -155,12 +157,59 @@ def test_shard_with_bad_data_offsets_is_corrupt(folder: Path) -> None:
 # ---- format versions (issue 15, item 19) --------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "hint"), [(2, "newer bandexa-gym"), (0, "older")])
+def _downgrade_to_v1(root: Path) -> None:
+    """Rewrite ``index.json`` exactly as bandexa-gym 0.1.0 wrote it (format version 1)."""
+
+    def edit(meta: dict[str, Any]) -> None:
+        meta["format_version"] = 1
+        del meta["total_added"]
+        for shard in meta["shards"]:
+            del shard["first_step"]
+
+    _edit_index(root, edit)
+
+
+def test_index_records_format_version_2_with_steps(folder: Path) -> None:
+    meta = json.loads((folder / "index.json").read_text())
+    assert meta["format"] == "bandexa-gym/replay-buffer" and meta["format_version"] == 2
+    assert meta["total_added"] == 8
+    assert [s["first_step"] for s in meta["shards"]] == [0, 4]
+
+
+def _with_steps(buf: DiskReplayBuffer) -> tuple[torch.Tensor, ...]:
+    chunks = list(buf.iter_chunks(4, with_steps=True))
+    return tuple(torch.cat([c[k] for c in chunks]) for k in range(4))
+
+
+def test_version_1_folder_opens_with_steps_in_stored_order(tmp_path: Path) -> None:
+    root = tmp_path / "v1"
+    with DiskReplayBuffer(root, shard_size=4, capacity=6) as buf:
+        buf.add_batch(*_stream(0, 13))  # shard 0 (rows 0-3) dropped; 4-7 (skip 3), 8-11, 12
+    _downgrade_to_v1(root)
+    before = _snapshot(root)
+    with DiskReplayBuffer(root) as buf:
+        _, _, R, steps = _with_steps(buf)
+        assert torch.equal(R, torch.arange(7.0, 13.0))  # the data, intact
+        # Version 1 kept no steps: row 0 of the oldest listed shard (row 4) is step 0.
+        assert torch.equal(steps, R.long() - 4)
+        assert buf.total_added == 9 and buf.last_step == 8
+    assert _snapshot(root) == before  # opening and closing does not rewrite it
+    with DiskReplayBuffer(root, shard_size=4) as buf:
+        buf.add_batch(*_stream(13, 2))
+    meta = json.loads((root / "index.json").read_text())
+    assert meta["format_version"] == 2 and meta["total_added"] == 11
+    with DiskReplayBuffer(root) as buf:
+        _, _, R, steps = _with_steps(buf)
+        assert torch.equal(R, torch.arange(7.0, 15.0))
+        assert torch.equal(steps, R.long() - 4) and buf.total_added == 11
+
+
+@pytest.mark.parametrize(("version", "hint"), [(3, "newer bandexa-gym"), (0, "older")])
 def test_unknown_format_version_names_both_versions(folder: Path, version: int, hint: str) -> None:
     _edit_index(folder, lambda m: m.update(format_version=version))
     before = _snapshot(folder)
     with pytest.raises(
-        ReplayBufferVersionError, match=rf"format version {version}.*reads version 1 .*{hint}"
+        ReplayBufferVersionError, match=rf"format version {version}.*reads versions 1 to 2.*{hint}"
     ):
         DiskReplayBuffer(folder, capacity=4)
     assert _snapshot(folder) == before

@@ -33,7 +33,7 @@ def _stream(start: int, n: int, x_shape: tuple[int, ...] = (3,)) -> tuple[torch.
 
 def _all(buf: ReplayBuffer, chunk: int = 4, **kw: object) -> tuple[torch.Tensor, ...]:
     chunks = list(buf.iter_chunks(chunk, **kw))
-    return tuple(torch.cat([c[k] for c in chunks]) for k in range(3))
+    return tuple(torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0])))
 
 
 def _make(kind: str, tmp_path: Path, capacity: int | None = 1000, **kw: object) -> ReplayBuffer:
@@ -104,9 +104,10 @@ def test_disk_buffer_survives_sigkill(tmp_path: Path) -> None:
         with DiskReplayBuffer(root) as buf:
             n = len(buf)
             assert n >= reported > 0
-            X, A, R = _all(buf, chunk=64)  # every shard loads: none is corrupt
+            X, A, R, steps = _all(buf, chunk=64, with_steps=True)  # every shard loads
             expected = torch.arange(n, dtype=torch.float32)
             assert torch.equal(R, expected)  # an exact prefix of the stream
+            assert torch.equal(steps, torch.arange(n)) and buf.total_added == n
             assert torch.equal(X, expected[:, None].expand(n, 512))
             assert torch.equal(A, torch.stack([expected, -expected], 1))
         assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
@@ -391,7 +392,7 @@ def test_add_rejects_non_numeric_rewards(
         X, A, _ = _stream(3, 1)
         with pytest.raises(TypeError, match=match):
             buf.add(X[0], A[0], reward)
-        assert len(buf) == 3
+        assert len(buf) == 3 and buf.total_added == 3
         assert torch.equal(_all(buf)[2], torch.arange(3.0))
 
 
@@ -465,4 +466,127 @@ def test_read_arguments_are_checked_when_called(kind: str, tmp_path: Path) -> No
             buf.iter_chunks(0)
         with pytest.raises(TypeError, match="shuffle"):
             buf.iter_chunks(2, shuffle="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="with_steps"):
+            buf.sample(2, with_steps=1)  # type: ignore[call-overload]
         assert buf.sample(np.int64(2))[0].shape == (2, 3)
+
+
+# ---- steps: insertion sequence numbers (issue 13, item 2) ---------------------------------
+
+
+def test_steps_count_every_insert_over_the_lifetime(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path, capacity=8) as buf:
+        assert buf.total_added == 0 and buf.last_step is None
+        buf.add(*(t[0] for t in _stream(0, 1)))
+        assert buf.total_added == 1 and buf.last_step == 0
+        for start in range(1, 23, 3):  # wraps around / trims the oldest shards
+            buf.add_batch(*_stream(start, 3))
+        buf.add_batch(*_stream(25, 20))  # a batch larger than the capacity
+        assert buf.total_added == 45 and buf.last_step == 44 and len(buf) == 8
+        # _stream gives transition i the reward i, and it was the i-th one added.
+        X, A, R, steps = _all(buf, chunk=3, with_steps=True)
+        assert steps.dtype == torch.int64 and torch.equal(steps, torch.arange(37, 45))
+        assert torch.equal(R, steps.float())
+        _, _, R_shuf, steps_shuf = _all(
+            buf, chunk=3, shuffle=True, generator=torch.Generator().manual_seed(0), with_steps=True
+        )
+        assert torch.equal(R_shuf, steps_shuf.float()) and not torch.equal(steps_shuf, steps)
+
+
+def test_sample_with_steps_keeps_the_random_stream(kind: str, tmp_path: Path) -> None:
+    with _make(kind, tmp_path, capacity=30) as buf:
+        buf.add_batch(*_stream(0, 47))
+        plain = buf.sample(64, torch.Generator().manual_seed(5))
+        X, A, R, steps = buf.sample(64, torch.Generator().manual_seed(5), with_steps=True)
+        for a, b in zip(plain, (X, A, R), strict=True):
+            assert torch.equal(a, b)
+        idx = torch.randint(30, (64,), generator=torch.Generator().manual_seed(5))
+        assert torch.equal(R, (17 + idx).float())  # the same stream as before steps existed
+        assert torch.equal(steps, 17 + idx)
+
+
+def test_steps_survive_transform_reopen_and_trimming(tmp_path: Path) -> None:
+    root = tmp_path / "buf"
+    with DiskReplayBuffer(root, capacity=10, shard_size=4) as buf:
+        buf.add_batch(*_stream(0, 13))
+        buf.transform(lambda X, A: (X * 2, A), chunk_size=3)  # pending rows remain pending
+        assert torch.equal(_all(buf, with_steps=True)[3], torch.arange(3, 13))
+    with DiskReplayBuffer(root, capacity=6, shard_size=4) as buf:  # trims 4 on reopen
+        assert buf.total_added == 13
+        X, _, R, steps = _all(buf, with_steps=True)
+        assert torch.equal(steps, torch.arange(7, 13)) and torch.equal(X[:, 0], 2 * R)
+        buf.add_batch(*_stream(13, 3))
+        assert buf.total_added == 16
+    with DiskReplayBuffer(root) as buf:
+        _, _, R, steps = _all(buf, with_steps=True)
+        assert torch.equal(steps, torch.arange(10, 16)) and torch.equal(R, steps.float())
+
+
+def test_unflushed_steps_are_given_again_after_a_crash(tmp_path: Path) -> None:
+    root = tmp_path / "buf"
+    buf = DiskReplayBuffer(root, shard_size=4)
+    buf.add_batch(*_stream(0, 6))  # one shard of 4 committed, 2 pending
+    assert buf.total_added == 6
+    buf._release_lock()  # simulate a crash: the pending rows are never written
+    with DiskReplayBuffer(root) as again:
+        assert again.total_added == 4 and again.last_step == 3
+        again.add(*(t[0] for t in _stream(4, 1)))
+        assert torch.equal(_all(again, with_steps=True)[3], torch.arange(5))
+
+
+# ---- recency-weighted sampling -------------------------------------------------------------
+
+
+def test_recency_sampling_follows_the_half_life(tmp_path: Path) -> None:
+    buf = MemoryReplayBuffer(60)
+    buf.add_batch(*_stream(0, 100))  # steps 40..99
+    n, half_life = 60, 7.5
+    _, _, R, steps = buf.sample(
+        400_000, torch.Generator().manual_seed(0), recency=half_life, with_steps=True
+    )
+    assert torch.equal(R, steps.float()) and steps.min() >= 40 and steps.max() <= 99
+    age = 99 - steps
+    freq = torch.bincount(age, minlength=n).double() / age.numel()
+    weights = 2.0 ** (-torch.arange(n, dtype=torch.float64) / half_life)
+    expected = weights / weights.sum()
+    assert (freq - expected).abs().max() < 0.004
+    assert freq[0] / freq[15] == pytest.approx(4.0, rel=0.05)  # two half-lives
+
+
+def test_recency_sampling_edge_cases_and_agreement(tmp_path: Path) -> None:
+    mem = MemoryReplayBuffer(40)
+    with DiskReplayBuffer(tmp_path / "buf", capacity=40, shard_size=7, cache_shards=1) as disk:
+        for b in (mem, disk):
+            b.add_batch(*_stream(0, 55))
+        for half_life in (0.01, 3, 1e9):
+            got_m = mem.sample(300, torch.Generator().manual_seed(1), recency=half_life)
+            got_d = disk.sample(300, torch.Generator().manual_seed(1), recency=half_life)
+            for a, b in zip(got_m, got_d, strict=True):
+                assert torch.equal(a, b)
+        newest = mem.sample(50, torch.Generator().manual_seed(0), recency=1e-3)[2]
+        assert torch.equal(newest, torch.full((50,), 54.0))  # a tiny half-life: the newest
+        flat = mem.sample(100_000, torch.Generator().manual_seed(0), recency=1e12)[2]
+        assert flat.min() == 15 and flat.max() == 54  # a huge one: uniform
+        assert flat.mean().item() == pytest.approx(34.5, abs=0.1)
+    one = MemoryReplayBuffer(5)
+    one.add(*(t[0] for t in _stream(7, 1)))
+    assert torch.equal(one.sample(3, recency=2.0, with_steps=True)[3], torch.zeros(3).long())
+
+
+@pytest.mark.parametrize(
+    ("recency", "error"),
+    [
+        (0, ValueError),
+        (-2.0, ValueError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        (True, TypeError),
+        ("5", TypeError),
+        (torch.tensor(5.0), TypeError),
+    ],
+)
+def test_recency_must_be_a_positive_half_life(recency: object, error: type) -> None:
+    buf = MemoryReplayBuffer(4)
+    buf.add_batch(*_stream(0, 4))
+    with pytest.raises(error, match="recency must be"):
+        buf.sample(2, recency=recency)  # type: ignore[arg-type]

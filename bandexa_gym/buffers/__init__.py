@@ -25,11 +25,18 @@ Conventions shared by both:
   draws logical indices with ``torch.randint(len(buf), (batch_size,), generator=g)``, so
   a memory and a disk buffer holding the same transitions return the same samples for
   the same generator state.
+* Every transition gets a *step*: its insertion sequence number over the buffer's
+  lifetime, counting from 0 (the ``k``-th transition ever added has step ``k - 1``, a
+  batch takes consecutive steps). Steps survive capacity trimming, :meth:`transform`
+  and (disk) reopening; the stored transitions hold the consecutive steps
+  ``total_added - len(buf)`` to ``total_added - 1``. ``sample(..., with_steps=True)``
+  and ``iter_chunks(..., with_steps=True)`` return them as a fourth tensor, and
+  ``sample(..., recency=h)`` favours recent transitions with a half-life of ``h`` steps.
 * Buffers are not thread-safe, and adding or transforming while an
   :meth:`ReplayBuffer.iter_chunks` iterator is live raises ``RuntimeError``.
 
 The implementation is split by seam: :mod:`bandexa_gym.buffers.base` (the interface,
-validation and sampling), :mod:`bandexa_gym.buffers.memory` and
+validation, steps and sampling), :mod:`bandexa_gym.buffers.memory` and
 :mod:`bandexa_gym.buffers.disk` (with the index format in ``_format``). Import the public
 names from here.
 """
@@ -39,6 +46,7 @@ from bandexa_gym.buffers.base import (
     ReplayBuffer,
     ReplayBufferCorruptError,
     ReplayBufferVersionError,
+    StepBatch,
     TransformFn,
 )
 from bandexa_gym.buffers.disk import DiskReplayBuffer
@@ -51,5 +59,6 @@ __all__ = [
     "ReplayBuffer",
     "ReplayBufferCorruptError",
     "ReplayBufferVersionError",
+    "StepBatch",
     "TransformFn",
 ]

@@ -2,15 +2,19 @@
 
 A buffer folder holds ``index.json`` (the commit point), shard files
 ``shard-<id>.safetensors`` (tensors ``x``, ``a``, ``r``) and a ``.lock`` file. The index
-(format version 1) is a JSON object::
+(format version 2) is a JSON object::
 
-    {"format": "bandexa-gym/replay-buffer", "format_version": 1,
+    {"format": "bandexa-gym/replay-buffer", "format_version": 2,
      "x_shape": [3], "x_dtype": "float32", "action_dim": 2,
      "a_dtype": "float32", "r_dtype": "float32",
      "head_skip": 1,            # rows of the oldest shard dropped by the capacity rule
      "next_shard_id": 7,        # the id the next shard file gets
-     "shards": [{"file": "shard-000000005.safetensors", "count": 512},
-                {"file": "shard-000000006.safetensors", "count": 128}]}
+     "total_added": 640,        # persisted transitions ever added (the next step)
+     "shards": [{"file": "shard-000000005.safetensors", "count": 512, "first_step": 0},
+                {"file": "shard-000000006.safetensors", "count": 128, "first_step": 512}]}
+
+Version 1 (bandexa-gym 0.1.0) had neither ``total_added`` nor ``first_step``; it is read
+with steps numbered in stored order from 0.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from bandexa_gym.buffers.base import ReplayBufferVersionError, _Schema, _short
 INDEX_NAME = "index.json"
 LOCK_NAME = ".lock"
 FORMAT = "bandexa-gym/replay-buffer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: steps (shards[i].first_step, total_added); 1: bandexa-gym 0.1.0
 OLDEST_READABLE_VERSION = 1
 SHARD_RE = re.compile(r"shard-([0-9]{9,})\.safetensors")  # with fullmatch: no "\n" tail
 MAX_SHARD_ID = 10**15
@@ -49,6 +53,7 @@ ST_DTYPES = {  # torch dtype -> safetensors dtype tag (the ones we can memory-ma
 class Shard:
     file: str
     count: int
+    first_step: int  # step of row 0 (the oldest shard's first head_skip rows are dropped)
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Index:
     shards: list[Shard]
     head_skip: int
     next_shard_id: int
+    total_added: int  # persisted transitions ever added: the step after the last shard's
 
 
 def shard_file(shard_id: int) -> str:
@@ -108,7 +114,7 @@ def index_version(meta: Any) -> int:
 
 
 def parse_index(meta: dict[str, Any], version: int, root: Path) -> Index:
-    """Validate an index of a readable ``version``.
+    """Validate an index of a readable ``version``; version 1 gets steps in stored order.
 
     Every shard entry must name a file this buffer writes (``shard-<id>.safetensors``,
     canonical zero-padded id) that resolves directly inside ``root``, with ids increasing
@@ -136,7 +142,7 @@ def parse_index(meta: dict[str, Any], version: int, root: Path) -> Index:
         raise ValueError(f"shards must be a list, got {_short(raw_shards)}")
     real_root = root.resolve()
     shards: list[Shard] = []
-    previous_id = -1
+    step, previous_id = 0, -1
     for i, entry in enumerate(raw_shards):
         where = f"shards[{i}]"
         if not isinstance(entry, dict):
@@ -157,13 +163,27 @@ def parse_index(meta: dict[str, Any], version: int, root: Path) -> Index:
                 f"below next_shard_id {next_id} (previous id {previous_id})"
             )
         count = _index_int(entry.get("count"), f"{where}.count", 1)
-        shards.append(Shard(name, count))
-        previous_id = shard_id
+        if version >= 2:
+            first_step = _index_int(entry.get("first_step"), f"{where}.first_step")
+            if i and first_step != step:
+                raise ValueError(
+                    f"{where}.first_step is {first_step}, but the steps of shards[{i - 1}] "
+                    f"end at {step}"
+                )
+        else:
+            first_step = step  # version 1 kept no steps: number the stored rows from 0
+        shards.append(Shard(name, count, first_step))
+        step, previous_id = first_step + count, shard_id
     if shards and head_skip >= shards[0].count:
         raise ValueError(f"head_skip {head_skip} must be below shards[0].count {shards[0].count}")
     if not shards and head_skip:
         raise ValueError(f"head_skip must be 0 when no shards are listed, got {head_skip}")
-    return Index(schema, shards, head_skip, next_id)
+    total_added = step
+    if version >= 2:
+        total_added = _index_int(_field(meta, "total_added"), "total_added")
+        if shards and total_added != step:
+            raise ValueError(f"total_added is {total_added}, but the shards' steps end at {step}")
+    return Index(schema, shards, head_skip, next_id, total_added)
 
 
 def version_error(path: Path, version: int) -> ReplayBufferVersionError:

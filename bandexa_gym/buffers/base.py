@@ -7,18 +7,22 @@ Storage lives in the subclasses (:mod:`bandexa_gym.buffers.memory`,
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """``(X, A, R)`` with shapes ``(B, *x_shape)``, ``(B, d_a)`` and ``(B,)``."""
+
+StepBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""``(X, A, R, steps)``: a :data:`Batch` plus the transitions' int64 steps, shape ``(B,)``."""
 
 TransformFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``fn(X, A) -> (X_new, A_new)`` applied to stored transitions by ``transform``."""
@@ -70,6 +74,21 @@ def _check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {_short(value)}")
     return bool(value)
+
+
+def _check_half_life(value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            "recency must be a half-life in steps (a positive number) or None, "
+            f"got {type(value).__name__} {_short(value)}"
+        )
+    half_life = float(value)
+    if not (math.isfinite(half_life) and half_life > 0):
+        raise ValueError(
+            f"recency must be a finite half-life > 0 in steps (None samples uniformly), "
+            f"got {value!r}"
+        )
+    return half_life
 
 
 def _as_cpu_tensor(value: Any, name: str, *, exact: bool = False) -> torch.Tensor:
@@ -198,6 +217,24 @@ def _empty_batch(schema: _Schema) -> Batch:
     )
 
 
+def _recency_indices(
+    n: int, batch_size: int, half_life: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Logical indices drawn with ``P(i) ∝ 2^(-(n - 1 - i) / half_life)``, in O(batch).
+
+    The age ``k = n - 1 - i`` follows a geometric law with ratio ``ρ = 2^(-1/h)``
+    truncated to ``[0, n)``, drawn by inverting its CDF ``(1 - ρ^(k+1)) / (1 - ρ^n)``.
+
+    Returns:
+        int64 indices, shape ``(batch_size,)``.
+    """
+    log_rho = -math.log(2.0) / half_life
+    mass = -math.expm1(n * log_rho)  # 1 - ρ^n, in (0, 1]
+    u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+    age = torch.floor(torch.log1p(-u * mass) / log_rho).clamp_(0, n - 1).to(torch.int64)
+    return (n - 1) - age
+
+
 class _TransformRunner:
     """Applies a user transform chunk by chunk and checks that the outputs agree."""
 
@@ -224,8 +261,9 @@ class _TransformRunner:
 class ReplayBuffer(ABC):
     """Interface shared by :class:`MemoryReplayBuffer` and :class:`DiskReplayBuffer`.
 
-    Subclasses implement storage (``_append``, ``_gather``, ``transform``, ``__len__``);
-    validation, sampling and chunked iteration live here.
+    Subclasses implement storage (``_append``, ``_gather``, ``transform``, ``__len__``)
+    and count ``_total_added``; validation, sampling, steps and chunked iteration live
+    here.
     """
 
     def __init__(self, capacity: int | None) -> None:
@@ -233,6 +271,7 @@ class ReplayBuffer(ABC):
             capacity = _check_int(capacity, "capacity", 1, or_none=True)
         self._capacity = capacity
         self._schema: _Schema | None = None
+        self._total_added = 0  # transitions ever added = the step of the next one
         self._mutations = 0  # bumped on every change; live iterators check it
         self._closed = False
 
@@ -260,9 +299,29 @@ class ReplayBuffer(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    # ---- steps --------------------------------------------------------------------------
+    @property
+    def total_added(self) -> int:
+        """Transitions added over the buffer's lifetime, those dropped by capacity included.
+
+        It is also the step the next transition will get. A :class:`DiskReplayBuffer`
+        keeps counting across reopening (from what was flushed: after a crash, the steps
+        of lost pending transitions are given again).
+        """
+        return self._total_added
+
+    @property
+    def last_step(self) -> int | None:
+        """Step of the newest transition (``total_added - 1``); ``None`` if none was added."""
+        return self._total_added - 1 if self._total_added else None
+
+    def _first_step(self) -> int:
+        """Step of the oldest stored transition (stored steps are consecutive)."""
+        return self._total_added - len(self)
+
     # ---- inserts ------------------------------------------------------------------------
     def add(self, x: Any, a: Any, r: Any) -> None:
-        """Store one transition.
+        """Store one transition; it gets step :attr:`total_added`.
 
         Args:
             x: Context, shape ``x_shape``.
@@ -285,7 +344,7 @@ class ReplayBuffer(ABC):
         self._add(x_t.unsqueeze(0), a_t.unsqueeze(0), r_t.reshape(-1), ("x", "a", "r"))
 
     def add_batch(self, X: Any, A: Any, R: Any) -> None:
-        """Store a batch of transitions, all or nothing.
+        """Store a batch of transitions, all or nothing; they get consecutive steps.
 
         Args:
             X: Contexts, shape ``(B, *x_shape)``.
@@ -320,7 +379,7 @@ class ReplayBuffer(ABC):
 
     @abstractmethod
     def _append(self, X: torch.Tensor, A: torch.Tensor, R: torch.Tensor) -> None:
-        """Store a validated batch (already in the schema's dtypes)."""
+        """Store a validated batch (already in the schema's dtypes); count ``_total_added``."""
 
     # ---- reads --------------------------------------------------------------------------
     @abstractmethod
@@ -331,27 +390,92 @@ class ReplayBuffer(ABC):
         """A permutation of ``range(len(self))`` for shuffled iteration."""
         return torch.randperm(len(self), generator=generator)
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
-        """Draw ``batch_size`` transitions uniformly with replacement.
+    @overload
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        *,
+        with_steps: Literal[False] = False,
+        recency: float | None = None,
+    ) -> Batch: ...
+
+    @overload
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        *,
+        with_steps: Literal[True],
+        recency: float | None = None,
+    ) -> StepBatch: ...
+
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        *,
+        with_steps: bool = False,
+        recency: float | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Draw ``batch_size`` transitions with replacement, uniformly or favouring recent ones.
+
+        Uniform draws are ``torch.randint(len(self), (batch_size,), generator=generator)``
+        over the logical order (the stream is the same with or without ``with_steps``).
+        With ``recency=h`` the transition ``k`` steps older than the newest is drawn with
+        probability proportional to ``2 ** (-k / h)``: a transition ``h`` steps older is
+        half as likely. The draw costs O(batch) whatever the buffer's size (inverse CDF
+        of a truncated geometric law, one ``torch.rand`` of ``batch_size`` float64 values
+        from ``generator``).
 
         Args:
             batch_size: Number of transitions ``B``.
             generator: CPU ``torch.Generator`` driving the draw (global RNG if ``None``).
+            with_steps: Also return the drawn transitions' steps.
+            recency: Half-life in steps of recency-weighted sampling (``None``: uniform).
 
         Returns:
-            ``(X, A, R)`` of shapes ``(B, *x_shape)``, ``(B, d_a)``, ``(B,)`` on the CPU.
+            ``(X, A, R)`` of shapes ``(B, *x_shape)``, ``(B, d_a)``, ``(B,)`` on the CPU,
+            followed by ``steps`` (int64, ``(B,)``) when ``with_steps`` is true.
 
         Raises:
-            TypeError: If ``batch_size`` is not an int.
-            ValueError: If the buffer is empty or ``batch_size < 1``.
+            TypeError: If ``batch_size`` is not an int, ``with_steps`` not a bool or
+                ``recency`` not a number.
+            ValueError: If the buffer is empty, ``batch_size < 1`` or ``recency <= 0``.
         """
         self._check_open()
         batch_size = _check_int(batch_size, "batch_size", 1)
+        with_steps = _check_flag(with_steps, "with_steps")
+        half_life = None if recency is None else _check_half_life(recency)
         n = len(self)
         if n == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        idx = torch.randint(n, (batch_size,), generator=generator)
-        return self._gather(idx)
+        if half_life is None:
+            idx = torch.randint(n, (batch_size,), generator=generator)
+        else:
+            idx = _recency_indices(n, batch_size, half_life, generator)
+        batch = self._gather(idx)
+        return (*batch, self._first_step() + idx) if with_steps else batch
+
+    @overload
+    def iter_chunks(
+        self,
+        chunk_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        with_steps: Literal[False] = False,
+    ) -> Iterator[Batch]: ...
+
+    @overload
+    def iter_chunks(
+        self,
+        chunk_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        with_steps: Literal[True],
+    ) -> Iterator[StepBatch]: ...
 
     def iter_chunks(
         self,
@@ -359,7 +483,8 @@ class ReplayBuffer(ABC):
         *,
         shuffle: bool = False,
         generator: torch.Generator | None = None,
-    ) -> Iterator[Batch]:
+        with_steps: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """Iterate over every stored transition exactly once, in chunks.
 
         Without ``shuffle`` the order is oldest to newest. With ``shuffle`` the order is a
@@ -371,31 +496,35 @@ class ReplayBuffer(ABC):
             chunk_size: Rows per chunk (the last chunk may be shorter).
             shuffle: Visit the transitions in random order.
             generator: CPU generator for the shuffle.
+            with_steps: Also yield each transition's step.
 
         Returns:
             An iterator of ``(X, A, R)`` chunks of shapes ``(c, *x_shape)``, ``(c, d_a)``,
-            ``(c,)``.
+            ``(c,)``, followed by ``steps`` (int64, ``(c,)``) when ``with_steps`` is true.
 
         Raises:
-            TypeError: If ``chunk_size`` is not an int, or ``shuffle`` not a bool.
+            TypeError: If ``chunk_size`` is not an int, or a flag is not a bool.
             ValueError: If ``chunk_size < 1``.
             RuntimeError: While iterating, if the buffer is modified.
         """
         chunk_size = _check_int(chunk_size, "chunk_size", 1)
         shuffle = _check_flag(shuffle, "shuffle")
+        with_steps = _check_flag(with_steps, "with_steps")
         self._check_open()
-        return self._chunks(chunk_size, shuffle, generator)
+        return self._chunks(chunk_size, shuffle, generator, with_steps)
 
     def _chunks(
-        self, chunk_size: int, shuffle: bool, generator: torch.Generator | None
-    ) -> Iterator[Batch]:
+        self, chunk_size: int, shuffle: bool, generator: torch.Generator | None, with_steps: bool
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self)
         order = self._shuffled_order(generator) if shuffle else torch.arange(n)
-        version = self._mutations
+        first, version = self._first_step(), self._mutations
         for start in range(0, n, chunk_size):
             if self._mutations != version:
                 raise RuntimeError("replay buffer was modified during iter_chunks")
-            yield self._gather(order[start : start + chunk_size])
+            idx = order[start : start + chunk_size]
+            batch = self._gather(idx)
+            yield (*batch, first + idx) if with_steps else batch
 
     # ---- maintenance --------------------------------------------------------------------
     @abstractmethod
@@ -405,7 +534,7 @@ class ReplayBuffer(ABC):
         Used to zero-pad old transitions when the model gains context features or
         actions. ``fn`` receives chunks ``X (c, *x_shape)``, ``A (c, d_a)`` and must return
         ``X_new (c, *x_shape_new)``, ``A_new (c, d_a_new)`` with the same shapes for every
-        chunk. Rewards are unchanged; ``x_shape``/``x_dtype``/``action_dim`` are
+        chunk. Rewards and steps are unchanged; ``x_shape``/``x_dtype``/``action_dim`` are
         updated. All or nothing: if ``fn`` fails, the buffer is left as it was.
         """
 

@@ -63,9 +63,12 @@ class DiskReplayBuffer(ReplayBuffer):
     shard file is deleted once all its rows are dropped, after the index that no longer
     lists it is committed. Disk use may therefore exceed ``capacity`` by up to one shard.
 
-    The index carries a format version (currently 1); another version is a clear error.
-    Entries of the index are validated before anything is read or deleted: shard names
-    must be this buffer's own (``shard-<id>.safetensors``) and resolve inside
+    Each shard records the step of its first row in the index, with ``total_added``, so
+    steps survive reopening and capacity trimming. The index carries a format version
+    (currently 2); a folder written by bandexa-gym 0.1.0 (version 1, no steps) opens with
+    steps numbered in stored order from 0 and is rewritten as version 2 on its next
+    commit. Entries of the index are validated before anything is read or deleted: shard
+    names must be this buffer's own (``shard-<id>.safetensors``) and resolve inside
     ``root_dir``.
 
     Shards are opened through an LRU cache of ``cache_shards`` shards, and :meth:`sample`
@@ -187,6 +190,7 @@ class DiskReplayBuffer(ReplayBuffer):
         self._schema, self._shards = index.schema, index.shards
         self._shard_rows = sum(s.count for s in index.shards)
         self._head_skip, self._next_shard_id = index.head_skip, index.next_shard_id
+        self._total_added = index.total_added
         self._persisted_len = self._stored_len()
 
     def _shard_layout(self, shard: Shard, schema: _Schema) -> dict[str, tuple[int, int]]:
@@ -273,14 +277,16 @@ class DiskReplayBuffer(ReplayBuffer):
         self._next_shard_id += 1
         return name
 
-    def _write_shard(self, X: torch.Tensor, A: torch.Tensor, R: torch.Tensor) -> Shard:
+    def _write_shard(
+        self, X: torch.Tensor, A: torch.Tensor, R: torch.Tensor, first_step: int
+    ) -> Shard:
         name = self._shard_name()
         data = _st_save(
             {"x": X.contiguous(), "a": A.contiguous(), "r": R.contiguous()},
             metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)},
         )
         atomic_write(self.root / name, data)
-        return Shard(name, int(X.shape[0]))
+        return Shard(name, int(X.shape[0]), first_step)
 
     def _commit_index(self) -> None:
         """Atomically write the index, then delete the shard files it no longer lists."""
@@ -295,7 +301,10 @@ class DiskReplayBuffer(ReplayBuffer):
             "r_dtype": "float32",
             "head_skip": self._head_skip,
             "next_shard_id": self._next_shard_id,
-            "shards": [{"file": s.file, "count": s.count} for s in self._shards],
+            "total_added": self._total_added - self._n_pending,
+            "shards": [
+                {"file": s.file, "count": s.count, "first_step": s.first_step} for s in self._shards
+            ],
         }
         atomic_write(self.index_path, json.dumps(meta, indent=1).encode())
         self._dirty_index = False
@@ -317,6 +326,7 @@ class DiskReplayBuffer(ReplayBuffer):
             for buf, src in zip(self._pending, (X, A, R), strict=True):
                 buf[sl] = src[done : done + n]
             self._n_pending += n
+            self._total_added += n
             done += n
             self._enforce_capacity()
             if self._n_pending == self.shard_size:
@@ -329,7 +339,7 @@ class DiskReplayBuffer(ReplayBuffer):
         assert self._pending is not None
         n = self._n_pending
         X, A, R = (t[:n] for t in self._pending)
-        self._shards.append(self._write_shard(X, A, R))
+        self._shards.append(self._write_shard(X, A, R, self._total_added - n))
         self._shard_rows += n
         self._n_pending = 0
         self._since_flush = 0
@@ -504,7 +514,9 @@ class DiskReplayBuffer(ReplayBuffer):
                 X, A, R = self._load_shard(shard)
                 skip = self._head_skip if i == 0 else 0
                 X_new, A_new = apply(X[skip:], A[skip:])
-                new_shards.append(self._write_shard(X_new, A_new, R[skip:]))
+                new_shards.append(
+                    self._write_shard(X_new, A_new, R[skip:], shard.first_step + skip)
+                )
             n = self._n_pending
             if self._pending is not None:
                 X_p, A_p = apply(self._pending[0][:n], self._pending[1][:n])

@@ -21,6 +21,9 @@ class MemoryReplayBuffer(ReplayBuffer):
     Storage is allocated on the first insert, as ``(capacity, *x_shape)`` contexts,
     ``(capacity, d_a)`` actions and ``(capacity,)`` rewards.
 
+    Steps need no storage here: the ring holds the ``len(self)`` newest transitions, whose
+    steps are the consecutive ``total_added - len(self)`` to ``total_added - 1``.
+
     Args:
         capacity: Maximum number of transitions kept.
 
@@ -65,7 +68,7 @@ class MemoryReplayBuffer(ReplayBuffer):
             assert self._schema is not None
             self._allocate(self._schema)
         assert self._X is not None and self._A is not None and self._R is not None
-        cap = self.capacity
+        cap, added = self.capacity, X.shape[0]
         if X.shape[0] > cap:  # only the newest `cap` survive
             X, A, R = X[-cap:], A[-cap:], R[-cap:]
         batch, done = X.shape[0], 0
@@ -76,6 +79,7 @@ class MemoryReplayBuffer(ReplayBuffer):
             self._next = (self._next + n) % cap
             done += n
         self._size = min(self._size + batch, cap)
+        self._total_added += added
 
     def _slots(self, idx: torch.Tensor) -> torch.Tensor:
         start = (self._next - self._size) % self.capacity
