@@ -439,6 +439,30 @@ class LogBatch:
     def __len__(self) -> int:
         return self.num_rows
 
+    def observation(self, i: int) -> dict[str, np.ndarray]:
+        """Round ``i`` as the environment showed it to the agent.
+
+        Args:
+            i: Row index in this batch.
+
+        Returns:
+            ``{"context": (*context_shape,), "candidates": (K, d_a), "action_mask": (K,)}``,
+            the observation that ``agent.action_distribution(obs)`` takes.
+        """
+        missing = [k for k in ("context", "candidates", "action_mask") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"observation: columns {missing} were not read from the log")
+        return {
+            "context": self.context[i],
+            "candidates": self.candidates[i],
+            "action_mask": self.action_mask[i],
+        }
+
+    def observations(self) -> Iterator[dict[str, np.ndarray]]:
+        """Every round's observation in order (see :meth:`observation`)."""
+        for i in range(self.num_rows):
+            yield self.observation(i)
+
 
 class LogReader:
     """Read a log folder written by :class:`LogWriter`.

@@ -65,6 +65,11 @@ def test_round_trip(tmp_path: Path, context_shape: tuple[int, ...]) -> None:
     np.testing.assert_array_equal(back.extra["round"], np.arange(23))
     assert back.extra["decision_id"].tolist() == [f"d{t}" for t in range(23)]
     assert set(back.extra["agent"]) == {"uniform"}
+    obs = back.observation(3)  # what an agent's action_distribution(obs) takes
+    assert set(obs) == {"context", "candidates", "action_mask"}
+    np.testing.assert_array_equal(obs["context"], rounds[3]["context"])
+    np.testing.assert_array_equal(obs["action_mask"], rounds[3]["action_mask"])
+    assert sum(1 for _ in back.observations()) == 23
 
     reader = LogReader(tmp_path / "log")
     assert reader.metadata == {"env_id": "E", "seed": 3}
@@ -75,6 +80,8 @@ def test_round_trip(tmp_path: Path, context_shape: tuple[int, ...]) -> None:
     assert part.metadata[b"bandexa.log.version"] == str(FORMAT_VERSION).encode()
     sub = reader.read_all(columns=["action", "reward"])
     assert sub.context is None and sub.action.tolist() == back.action.tolist()
+    with pytest.raises(ValueError, match=r"observation: columns \['context', 'candidates'"):
+        sub.observation(0)
 
 
 def test_append_batch_and_no_expected_rewards(tmp_path: Path) -> None:
