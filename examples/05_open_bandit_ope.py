@@ -130,7 +130,9 @@ def evaluate_campaign(campaign: str, args: argparse.Namespace, rng: np.random.Ge
     return {"random": random_log, "bts": bts_log, "truth": truth, "estimates": estimates}
 
 
-def relative_error(est: ope.Estimate, truth: ope.Estimate, confidence: float) -> tuple:
+def relative_error(
+    est: ope.Estimate, truth: ope.Estimate, confidence: float
+) -> tuple[float, float, float]:
     """(point, low, high) of estimate / truth - 1, the interval from both bootstraps."""
     ratio = est.replicates / truth.replicates - 1.0
     ratio = ratio[np.isfinite(ratio)]
