@@ -16,12 +16,15 @@ SCRIPTS = (
     "02_mnist_bandit.py",
     "03_two_tower_synthetic.py",
     "04_evolve_model.py",
+    "05_open_bandit_ope.py",
 )
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)  # BANDEXA_DATA / BANDEXA_CACHE come from tests/conftest.py
-    env.update({"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **extra})
+    # The scripts import the package of this checkout, as the tests do (pytest's pythonpath).
+    path = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.update({"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path, **extra})
     return env
 
 
@@ -55,11 +58,14 @@ def test_help_of_every_example() -> None:
         "02_mnist_bandit.py": ["--encoder", "--buffer-backend", "--disk-shard-size"],
         "03_two_tower_synthetic.py": ["--candidate-size", "--tower-dim", "--obs-noise-var"],
         "04_evolve_model.py": ["--mnist-agent", "--synthetic-rounds-after"],
+        "05_open_bandit_ope.py": ["--campaigns", "--n-bootstrap", "--prior-strength"],
     }
     for script, proc in procs.items():
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        common = ["--seed"] if script.startswith("04") else ["--horizon", "--seed", "--plot"]
+        common = {"04": ["--seed"], "05": ["--seed", "--out"]}.get(
+            script[:2], ["--horizon", "--seed", "--plot"]
+        )
         for flag in [*common, *expected[script]]:
             assert flag in out, f"{script} --help does not mention {flag}"
 
@@ -166,3 +172,41 @@ def test_evolve_example_keeps_old_labels_at_the_switch() -> None:
     after = float(switch.split("just after ")[1].split()[0])
     assert before == after  # evolving to new labels leaves the old heads untouched
     assert "evolved, old rounds padded" in out and "cold start on 10 features" in out
+
+
+def test_open_bandit_example_estimates_bts_from_random_logs(
+    tmp_path: Path, shared_data_dir: Path
+) -> None:
+    if not (shared_data_dir / "open_bandit_dataset" / "random" / "men").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the Open Bandit sample is missing from {shared_data_dir} on CI")
+        pytest.skip("the Open Bandit sample is not in BANDEXA_DATA")
+    import csv
+
+    import numpy as np
+
+    from bandexa_gym.datasets import open_bandit
+
+    out = _run(
+        "05_open_bandit_ope.py",
+        *("--campaigns", "men", "--n-bootstrap", "200", "--out", str(tmp_path)),
+        timeout=60,
+    )
+    assert "truth (BTS on-policy click rate): 0.00690" in out  # 69 clicks in 10,000
+    assert (tmp_path / "05_open_bandit_ope.png").stat().st_size > 0
+    with open(tmp_path / "05_open_bandit_ope.csv") as f:
+        rows = {r["estimator"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["ips", "snips", "dm", "dr", "switch-dr", "dr-os", "replay"]
+    # IPS recomputed here: BTS's item frequencies at each position over 1 / n_items
+    rnd, bts = open_bandit("men", "random"), open_bandit("men", "bts")
+    target = bts.empirical_policy()[rnd.positions, rnd.actions]
+    expected_ips = np.mean(target / rnd.propensities * rnd.rewards)
+    assert float(rows["ips"]["estimate"]) == pytest.approx(expected_ips)
+    for r in rows.values():
+        value, truth = float(r["estimate"]), float(r["truth"])
+        assert truth == pytest.approx(0.0069)
+        assert float(r["relative_error"]) == pytest.approx(value / truth - 1)
+        assert float(r["rel_ci_low"]) <= float(r["relative_error"]) <= float(r["rel_ci_high"])
+        assert float(r["ci_low"]) <= value <= float(r["ci_high"])
+    # with ~46 clicks, IPS's interval is wide but the truth lies within the sampling noise
+    assert float(rows["ips"]["rel_ci_low"]) < 0 < float(rows["ips"]["rel_ci_high"])

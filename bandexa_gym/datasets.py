@@ -1,0 +1,311 @@
+"""Real logged bandit data: the Open Bandit Dataset (ZOZOTOWN fashion recommendations).
+
+Saito, Aihara, Matsutani and Narita, "Open Bandit Dataset and Pipeline: Towards Realistic
+and Reproducible Off-Policy Evaluation", arXiv:2008.07146 (cite it when you use the data).
+
+Each impression shows one item (the action) at one of three positions of a recommendation
+widget; the reward is a click. Two logging policies ran at the same time, a uniform-random
+one (``random``) and Bernoulli Thompson sampling (``bts``), on three campaigns (``all``:
+80 items, ``men``: 34, ``women``: 46), and every row carries the probability with which the
+logging policy showed that item at that position. The small sample (10,000 rows per
+policy and campaign, as in the ``obp`` package and st-tech/zr-obp's ``obd/`` folder) is read
+from::
+
+    <root>/open_bandit_dataset/<behavior_policy>/<campaign>/<campaign>.csv[.gz]
+    <root>/open_bandit_dataset/<behavior_policy>/<campaign>/item_context.csv[.gz]
+
+with ``root`` = the ``root`` argument, else ``$BANDEXA_DATA``, else the per-user cache
+(``$BANDEXA_CACHE``, default ``~/.cache/bandexa_gym``). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from bandexa_gym.envs.mnist import data_cache_dir
+
+__all__ = ["OpenBanditData", "open_bandit"]
+
+Campaign = Literal["all", "men", "women"]
+BehaviorPolicy = Literal["random", "bts"]
+
+CAMPAIGNS = ("all", "men", "women")
+BEHAVIOR_POLICIES = ("random", "bts")
+N_POSITIONS = 3
+FOLDER = "open_bandit_dataset"
+
+#: MD5 of the uncompressed files, where the shared data README publishes one.
+KNOWN_MD5: dict[tuple[str, str], str] = {
+    ("random", "all"): "9429b38982c5f978c876c478d049476e",
+    ("bts", "all"): "10d5566f31d22e251c4088904121bcfc",
+}
+
+_HOW_TO_GET = (
+    "Copy the Open Bandit Dataset sample (the obd/ folder of github.com/st-tech/zr-obp, or "
+    "the one inside the obp package; the full data is at https://research.zozo.com/data.html) "
+    "to <root>/open_bandit_dataset/<behavior_policy>/<campaign>/ (.csv or .csv.gz), and pass "
+    "root= or set BANDEXA_DATA to <root>"
+)
+
+
+@dataclass(frozen=True)
+class OpenBanditData:
+    """One logged campaign of the Open Bandit Dataset, as numpy arrays.
+
+    Attributes:
+        campaign: ``"all"``, ``"men"`` or ``"women"``.
+        behavior_policy: The logging policy, ``"random"`` or ``"bts"``.
+        actions: Item shown per impression (the action), int64 (n,), in [0, n_actions).
+        positions: Where it was shown, int64 (n,), 0-based: 0 left, 1 centre, 2 right
+            (the CSV's 1, 2, 3).
+        rewards: Click indicator, float64 (n,), 0 or 1.
+        propensities: Probability that the logging policy showed that item at that
+            position, float64 (n,).
+        timestamps: Impression times, ``datetime64[us]`` (n,), UTC.
+        user_features: The four hashed user features as integer codes, int64 (n, 4): code j
+            of column c stands for ``user_feature_categories[c][j]``.
+        user_feature_categories: Per column, the distinct hashes of this file, sorted
+            (codes are per file: map through the hashes to compare files).
+        user_item_affinity: Per impression, the user's affinity to every item (from past
+            clicks), float64 (n, n_actions).
+        item_context: Item features, float64 (n_actions, 1 + Σ cardinalities):
+            ``item_feature_0`` (numeric), then one-hot columns of the hashed
+            ``item_feature_1..3``, in the order of ``item_feature_names``.
+        item_feature_names: Names of the ``item_context`` columns (``"item_feature_1=<hash>"``
+            for one-hot columns).
+        n_actions: Number of items in the campaign.
+        n_positions: Number of positions (3).
+    """
+
+    campaign: str
+    behavior_policy: str
+    actions: np.ndarray
+    positions: np.ndarray
+    rewards: np.ndarray
+    propensities: np.ndarray
+    timestamps: np.ndarray
+    user_features: np.ndarray
+    user_feature_categories: tuple[tuple[str, ...], ...]
+    user_item_affinity: np.ndarray
+    item_context: np.ndarray
+    item_feature_names: tuple[str, ...]
+    n_actions: int
+    n_positions: int = N_POSITIONS
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def click_rate(self) -> float:
+        """Mean click per impression: the logging policy's on-policy value."""
+        return float(self.rewards.mean())
+
+    def context(self) -> np.ndarray:
+        """OBP's user context: one-hot user features then the item affinities.
+
+        Returns:
+            float64 (n, Σ cardinalities + n_actions).
+        """
+        blocks = [
+            np.eye(len(cats))[self.user_features[:, c]]
+            for c, cats in enumerate(self.user_feature_categories)
+        ]
+        return np.concatenate([*blocks, self.user_item_affinity], axis=1)
+
+    def empirical_policy(self) -> np.ndarray:
+        """The logging policy's empirical action frequencies given the position.
+
+        Returns:
+            float64 (n_positions, n_actions): row k is the share of the impressions at
+            position k that showed each item (a row of zeros for an unused position).
+        """
+        counts = np.zeros((self.n_positions, self.n_actions))
+        np.add.at(counts, (self.positions, self.actions), 1.0)
+        totals = counts.sum(axis=1, keepdims=True)
+        return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _data_root(root: str | os.PathLike[str] | None) -> list[Path]:
+    roots = [Path(root).expanduser()] if root is not None else []
+    env_root = os.environ.get("BANDEXA_DATA")
+    if env_root:
+        roots.append(Path(env_root).expanduser())
+    roots.append(data_cache_dir())
+    return list(dict.fromkeys(roots))
+
+
+def _find(roots: list[Path], policy: str, campaign: str, name: str) -> Path:
+    tried = []
+    for r in roots:
+        folder = r / FOLDER / policy / campaign
+        for candidate in (folder / f"{name}.gz", folder / name):
+            if candidate.is_file():
+                return candidate
+            tried.append(str(candidate))
+    raise FileNotFoundError(
+        f"Open Bandit Dataset file {policy}/{campaign}/{name} not found (looked for "
+        f"{', '.join(tried)}). {_HOW_TO_GET}"
+    )
+
+
+def _read_text(path: Path, expected_md5: str | None) -> str:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable gzip file ({e}). {_HOW_TO_GET}") from e
+    if expected_md5 is not None:
+        got = hashlib.md5(raw).hexdigest()
+        if got != expected_md5:
+            raise ValueError(
+                f"{path}: md5 of the uncompressed file is {got}, expected {expected_md5}; the "
+                f"file is damaged or another version. {_HOW_TO_GET}, or pass verify=False"
+            )
+    return raw.decode("utf-8")
+
+
+def _rows(path: Path, text: str, required: list[str]) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ValueError(f"{path}: empty file; expected a CSV with a header row") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} missing; the header is {header[:12]}...")
+    rows = [row for row in reader if row]
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    bad = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
+    if bad is not None:
+        raise ValueError(
+            f"{path}: row {bad + 1} has {len(rows[bad])} fields, the header {len(header)}"
+        )
+    return header, rows
+
+
+def _column(header: list[str], rows: list[list[str]], name: str) -> list[str]:
+    j = header.index(name)
+    return [row[j] for row in rows]
+
+
+def _codes(values: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    cats, codes = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64), tuple(str(c) for c in cats)
+
+
+def _timestamp(text: str) -> np.datetime64:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+    return np.datetime64(t, "us")
+
+
+def _item_context(path: Path, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    names = ["item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3"]
+    header, rows = _rows(path, text, names)
+    ids = np.asarray(_column(header, rows, "item_id"), dtype=np.int64)
+    if not np.array_equal(np.sort(ids), np.arange(len(ids))):
+        raise ValueError(f"{path}: item_id must be 0 .. n_items - 1, each once")
+    order = np.argsort(ids)
+    blocks = [np.asarray(_column(header, rows, "item_feature_0"), dtype=np.float64)[:, None]]
+    feature_names = ["item_feature_0"]
+    for c in (1, 2, 3):
+        codes, cats = _codes(_column(header, rows, f"item_feature_{c}"))
+        blocks.append(np.eye(len(cats))[codes])
+        feature_names += [f"item_feature_{c}={h}" for h in cats]
+    return np.concatenate(blocks, axis=1)[order], tuple(feature_names)
+
+
+def open_bandit(
+    campaign: Campaign = "all",
+    behavior_policy: BehaviorPolicy = "random",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    verify: bool = True,
+) -> OpenBanditData:
+    """Read one campaign of the Open Bandit Dataset sample logged by one policy.
+
+    Args:
+        campaign: ``"all"`` (80 items), ``"men"`` (34) or ``"women"`` (46).
+        behavior_policy: ``"random"`` (uniform) or ``"bts"`` (Bernoulli Thompson sampling).
+        root: Folder holding ``open_bandit_dataset/``; default ``$BANDEXA_DATA``, then the
+            per-user cache.
+        verify: Check the MD5 of files whose checksum is published (``KNOWN_MD5``).
+
+    Returns:
+        The :class:`OpenBanditData`.
+
+    Raises:
+        ValueError: An unknown campaign or policy, a checksum mismatch or a malformed file.
+        FileNotFoundError: A file is missing (the message says how to get it).
+    """
+    if campaign not in CAMPAIGNS:
+        raise ValueError(f"campaign: expected one of {CAMPAIGNS}, got {campaign!r}")
+    if behavior_policy not in BEHAVIOR_POLICIES:
+        raise ValueError(
+            f"behavior_policy: expected one of {BEHAVIOR_POLICIES}, got {behavior_policy!r}"
+        )
+    roots = _data_root(root)
+    log_path = _find(roots, behavior_policy, campaign, f"{campaign}.csv")
+    item_path = _find(roots, behavior_policy, campaign, "item_context.csv")
+    md5 = KNOWN_MD5.get((behavior_policy, campaign)) if verify else None
+
+    item_context, item_names = _item_context(item_path, _read_text(item_path, None))
+    n_actions = item_context.shape[0]
+
+    user_cols = [f"user_feature_{c}" for c in range(4)]
+    required = ["timestamp", "item_id", "position", "click", "propensity_score", *user_cols]
+    header, rows = _rows(log_path, _read_text(log_path, md5), required)
+    affinity_cols = [f"user-item_affinity_{i}" for i in range(n_actions)]
+    missing = [c for c in affinity_cols if c not in header]
+    if missing:
+        raise ValueError(
+            f"{log_path}: {len(missing)} of the {n_actions} user-item_affinity_<item> columns "
+            f"are missing (first {missing[0]}); item_context.csv lists {n_actions} items"
+        )
+
+    actions = np.asarray(_column(header, rows, "item_id"), dtype=np.int64)
+    positions = np.asarray(_column(header, rows, "position"), dtype=np.int64) - 1
+    rewards = np.asarray(_column(header, rows, "click"), dtype=np.float64)
+    propensities = np.asarray(_column(header, rows, "propensity_score"), dtype=np.float64)
+    if ((actions < 0) | (actions >= n_actions)).any():
+        raise ValueError(f"{log_path}: item_id outside [0, {n_actions})")
+    if ((positions < 0) | (positions >= N_POSITIONS)).any():
+        raise ValueError(f"{log_path}: position outside 1..{N_POSITIONS}")
+    if not np.isin(rewards, (0.0, 1.0)).all():
+        raise ValueError(f"{log_path}: click must be 0 or 1")
+    if not ((propensities > 0) & (propensities <= 1)).all():
+        raise ValueError(f"{log_path}: propensity_score outside (0, 1]")
+
+    user = [_codes(_column(header, rows, c)) for c in user_cols]
+    idx = [header.index(c) for c in affinity_cols]
+    affinity = np.asarray([[row[j] for j in idx] for row in rows], dtype=np.float64)
+    return OpenBanditData(
+        campaign=campaign,
+        behavior_policy=behavior_policy,
+        actions=actions,
+        positions=positions,
+        rewards=rewards,
+        propensities=propensities,
+        timestamps=np.asarray(
+            [_timestamp(t) for t in _column(header, rows, "timestamp")], dtype="datetime64[us]"
+        ),
+        user_features=np.stack([codes for codes, _ in user], axis=1),
+        user_feature_categories=tuple(cats for _, cats in user),
+        user_item_affinity=affinity,
+        item_context=item_context,
+        item_feature_names=item_names,
+        n_actions=n_actions,
+    )

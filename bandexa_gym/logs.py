@@ -1,0 +1,600 @@
+"""Logs of bandit rounds on disk: a folder of Apache Parquet part files.
+
+Each row is one round: the context, the candidate set, the action mask, the chosen action,
+its propensity, the reward and, when known, every candidate's expected reward (the
+environment's oracle), plus optional scalar columns (decision id, round index, env id,
+agent name, ...). Layout::
+
+    <log>/part-000000-<writer>.parquet
+    <log>/part-000001-<writer>.parquet
+    ...
+
+:class:`LogWriter` buffers rows and writes one part per flush: under a hidden temporary
+name in the folder, fsync'd, then renamed into place (``bandexa_gym._atomic``), so a
+killed process leaves every flushed part complete and readable and never a partial one.
+Part names carry a sequence number (their order) and a random writer token (so two writers
+never collide). :class:`LogReader` reads the parts in order and yields batches that run
+across part boundaries.
+
+Contexts, candidate matrices, masks and expected rewards are stored as Arrow fixed-shape
+tensors (``arrow.fixed_shape_tensor``, a canonical extension type whose storage is a
+fixed-size list), so images keep their shape and nothing is pickled. The format version
+(:data:`FORMAT_VERSION`) and the writer's metadata are in every part's schema metadata.
+
+``pyarrow`` is an optional dependency (``pip install "bandexa-gym[logs]"``), imported only
+when a log is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bandexa_gym._atomic import atomic_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LogBatch",
+    "LogFormatError",
+    "LogReader",
+    "LogWriter",
+    "read_log",
+]
+
+#: Version of the on-disk format, stored in every part; readers refuse other versions.
+FORMAT_VERSION = 1
+_VERSION_KEY = b"bandexa.log.version"
+_META_KEY = b"bandexa.log.metadata"
+_PART_RE = re.compile(r"^part-(\d{6,})-([0-9a-f]+)\.parquet$")
+
+#: The per-round fields, in column order: (name, stored dtype, tensor-valued).
+ROUND_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("context", "", True),  # the dtype of the first context written
+    ("candidates", "float32", True),
+    ("action_mask", "int8", True),
+    ("action", "int64", False),
+    ("propensity", "float64", False),
+    ("reward", "float64", False),
+    ("expected_rewards", "float64", True),
+)
+_REQUIRED = ("context", "candidates", "action_mask", "action", "propensity", "reward")
+_NAMES = tuple(name for name, _, _ in ROUND_FIELDS)
+
+
+class LogFormatError(ValueError):
+    """A part file is unreadable, of another format version, or does not fit the log."""
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    """Import pyarrow lazily, with a one-line error naming the extra when it is missing."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError(
+            f'bandexa_gym.logs needs pyarrow: pip install "bandexa-gym[logs]" ({e})'
+        ) from None
+    return pa, pq
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The part files of a log folder, in write order (sequence number, then writer)."""
+    found = []
+    for p in folder.iterdir():
+        m = _PART_RE.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), m.group(2), p))
+    return [p for _, _, p in sorted(found)]
+
+
+def _describe(schema: Any) -> str:
+    """A one-line summary of a log schema: ``name shape dtype`` per column."""
+    out = []
+    for f in schema:
+        shape = getattr(f.type, "shape", None)
+        value = getattr(f.type, "value_type", f.type)
+        out.append(f"{f.name} {tuple(shape)} {value}" if shape is not None else f"{f.name} {value}")
+    return ", ".join(out)
+
+
+# --------------------------------------------------------------------------------- writer
+
+
+class LogWriter:
+    """Buffer bandit rounds and write them as Parquet parts, one part per flush.
+
+    The columns are fixed by the first round appended: the context's shape and dtype,
+    K and the candidate features' width, whether ``expected_rewards`` is logged and which
+    extra columns exist. Later rounds must match (a ``ValueError`` names the field).
+
+    Example::
+
+        with LogWriter("runs/log", metadata={"env_id": "Bandexa/Synthetic-v0"}) as log:
+            log.append(context=obs["context"], candidates=obs["candidates"],
+                       action_mask=obs["action_mask"], action=a, propensity=p, reward=r,
+                       expected_rewards=info["expected_rewards"], round=t)
+
+    Args:
+        path: The log folder (created if missing).
+        flush_every: Rows buffered before a part is written automatically (>= 1).
+        metadata: JSON-serialisable key-values stored in every part (env id, agent, seed).
+        append: Add parts to a folder that already holds a log (its columns must match);
+            without it such a folder is an error, so two runs never mix by accident.
+        compression: Parquet compression codec.
+
+    Raises:
+        ImportError: pyarrow is not installed (the message names the extra).
+        FileExistsError: ``path`` already holds parts and ``append`` is False.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_every: int = 10_000,
+        metadata: Mapping[str, Any] | None = None,
+        append: bool = False,
+        compression: str = "zstd",
+    ) -> None:
+        self._pa, self._pq = _pyarrow()
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every: expected an integer >= 1, got {flush_every!r}")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        existing = _parts(self.path)
+        if existing and not append:
+            raise FileExistsError(
+                f"{self.path} already holds a log ({len(existing)} parts); pass append=True "
+                "to add to it, or choose a new folder"
+            )
+        try:
+            self._meta = json.dumps(dict(metadata or {}), sort_keys=True)
+        except TypeError as e:
+            raise ValueError(f"metadata: expected JSON-serialisable values ({e})") from None
+        self.flush_every = flush_every
+        self.compression = compression
+        self._token = secrets.token_hex(4)
+        self._next_seq = int(_PART_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
+        self._existing_schema = (
+            self._pq.read_schema(existing[0]).remove_metadata() if existing else None
+        )
+        self._schema: Any = None  # pyarrow.Schema, fixed by the first append
+        self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self._buffer: dict[str, list[np.ndarray]] = {}
+        self._buffered = 0
+        self.rows_written = 0
+        self.parts_written: list[Path] = []
+        self._closed = False
+
+    # -- appending
+
+    def append(
+        self,
+        *,
+        context: Any,
+        candidates: Any,
+        action_mask: Any,
+        action: int,
+        propensity: float,
+        reward: float,
+        expected_rewards: Any | None = None,
+        **extra: Any,
+    ) -> None:
+        """Log one round.
+
+        Args:
+            context: The round's context, any fixed shape (vector or image).
+            candidates: Candidate features, shape (K, d_a).
+            action_mask: 1 for the candidates on offer, shape (K,).
+            action: Index of the chosen candidate.
+            propensity: Probability with which it was chosen, in (0, 1], or NaN if unknown.
+            reward: The observed reward.
+            expected_rewards: Every candidate's expected reward (K,), or None.
+            **extra: Scalar columns (int, float, str or bool), e.g. ``decision_id``,
+                ``round``, ``env_id``, ``agent``.
+        """
+        rows = {
+            "context": np.asarray(context)[None],
+            "candidates": np.asarray(candidates)[None],
+            "action_mask": np.asarray(action_mask)[None],
+            "action": np.asarray([action]),
+            "propensity": np.asarray([propensity], dtype=np.float64),
+            "reward": np.asarray([reward], dtype=np.float64),
+        }
+        if expected_rewards is not None:
+            rows["expected_rewards"] = np.asarray(expected_rewards, dtype=np.float64)[None]
+        for key, value in extra.items():
+            rows[key] = np.asarray([value])
+        self._add(rows, 1)
+
+    def append_batch(
+        self,
+        *,
+        context: Any,
+        candidates: Any,
+        action_mask: Any,
+        action: Any,
+        propensity: Any,
+        reward: Any,
+        expected_rewards: Any | None = None,
+        **extra: Any,
+    ) -> None:
+        """Log B rounds at once (a vector env's step): every argument has a leading B axis.
+
+        Args:
+            context: Contexts, shape (B, ...).
+            candidates: Candidate features, shape (B, K, d_a).
+            action_mask: Masks, shape (B, K).
+            action: Chosen indices, shape (B,).
+            propensity: Their probabilities, shape (B,).
+            reward: Observed rewards, shape (B,).
+            expected_rewards: Expected rewards, shape (B, K), or None.
+            **extra: Scalar columns, each of shape (B,).
+        """
+        rows = {
+            "context": np.asarray(context),
+            "candidates": np.asarray(candidates),
+            "action_mask": np.asarray(action_mask),
+            "action": np.asarray(action),
+            "propensity": np.asarray(propensity, dtype=np.float64),
+            "reward": np.asarray(reward, dtype=np.float64),
+        }
+        if expected_rewards is not None:
+            rows["expected_rewards"] = np.asarray(expected_rewards, dtype=np.float64)
+        for key, value in extra.items():
+            rows[key] = np.asarray(value)
+        b = rows["action"].shape[0] if rows["action"].ndim == 1 else -1
+        for key, arr in rows.items():
+            if arr.ndim == 0 or arr.shape[0] != b:
+                raise ValueError(
+                    f"{key}: expected a leading batch axis of length B = {b} (the length of "
+                    f"action), got shape {arr.shape}"
+                )
+        self._add(rows, b)
+
+    def _add(self, rows: dict[str, np.ndarray], b: int) -> None:
+        if self._closed:
+            raise ValueError(f"LogWriter for {self.path} is closed")
+        if self._schema is None:
+            spec, schema = self._new_schema(rows)
+            self._check(rows, spec)  # a bad first round must not fix the columns
+            self._spec, self._schema = spec, schema
+            self._buffer = {name: [] for name in spec}
+        else:
+            self._check(rows, self._spec)
+        for key, arr in rows.items():
+            self._buffer[key].append(arr.astype(self._spec[key][1], copy=False))
+        self._buffered += b
+        if self._buffered >= self.flush_every:
+            self.flush()
+
+    def _new_schema(
+        self, rows: dict[str, np.ndarray]
+    ) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], Any]:
+        """Every column's per-row shape and dtype, and the Arrow schema, from the first rows."""
+        pa = self._pa
+        spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        fields = []
+        for name, dtype, is_tensor in ROUND_FIELDS:
+            if name not in rows:
+                continue
+            arr = rows[name]
+            shape = tuple(arr.shape[1:])
+            np_dtype = np.dtype(dtype) if dtype else arr.dtype
+            if name == "context" and (np_dtype.kind not in "biuf" or not shape):
+                raise ValueError(
+                    f"context: expected a numeric array of at least one dimension per round "
+                    f"(a vector or an image), got dtype {arr.dtype} and shape {shape}"
+                )
+            if name == "candidates" and len(shape) != 2:
+                raise ValueError(f"candidates: expected shape (K, d_a) per round, got {shape}")
+            spec[name] = (shape, np_dtype)
+            arrow_type = pa.from_numpy_dtype(np_dtype)
+            if is_tensor:
+                arrow_type = pa.fixed_shape_tensor(arrow_type, list(shape))
+            fields.append(pa.field(name, arrow_type, nullable=False))
+        for name, arr in rows.items():
+            if name in _NAMES:
+                continue
+            if arr.ndim != 1:
+                raise ValueError(f"{name}: extra columns hold one scalar per round")
+            kind = arr.dtype.kind
+            if kind in "US":
+                np_dtype, arrow_type = np.dtype(object), pa.string()
+            elif kind in "biuf":
+                np_dtype = arr.dtype if kind != "i" else np.dtype(np.int64)
+                np_dtype = np.dtype(np.float64) if kind == "f" else np_dtype
+                arrow_type = pa.from_numpy_dtype(np_dtype)
+            else:
+                raise ValueError(
+                    f"{name}: extra columns must be int, float, str or bool, got {arr.dtype}"
+                )
+            spec[name] = ((), np_dtype)
+            fields.append(pa.field(name, arrow_type, nullable=False))
+        k = spec["candidates"][0][0]
+        for name in ("action_mask", "expected_rewards"):
+            if name in spec and spec[name][0] != (k,):
+                raise ValueError(
+                    f"{name}: expected shape ({k},) per round (K = {k} candidates), got "
+                    f"{spec[name][0]}"
+                )
+        schema = pa.schema(fields)
+        if self._existing_schema is not None and not schema.equals(self._existing_schema):
+            raise LogFormatError(
+                f"{self.path}: the rounds appended do not fit the log already there (log: "
+                f"{_describe(self._existing_schema)}; appended: {_describe(schema)})"
+            )
+        return spec, schema
+
+    def _check(
+        self, rows: dict[str, np.ndarray], spec: dict[str, tuple[tuple[int, ...], np.dtype]]
+    ) -> None:
+        missing = set(spec) - set(rows)
+        unexpected = set(rows) - set(spec)
+        if missing or unexpected:
+            raise ValueError(
+                f"this log's columns are fixed by its first round: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        for name, arr in rows.items():
+            shape, dtype = spec[name]
+            if tuple(arr.shape[1:]) != shape:
+                raise ValueError(
+                    f"{name}: expected shape {shape} per round like the log's first round, got "
+                    f"{tuple(arr.shape[1:])}"
+                )
+            if dtype.kind == "O" and arr.dtype.kind not in "US":
+                raise ValueError(f"{name}: expected strings, got {arr.dtype}")
+        k = spec["candidates"][0][0]
+        a = rows["action"]
+        if a.dtype.kind not in "iu" or ((a < 0) | (a >= k)).any():
+            raise ValueError(f"action: expected integer indices in [0, {k}), got {a.tolist()}")
+        p = rows["propensity"]
+        if ((p <= 0) | (p > 1)).any():  # NaN (unknown) passes: comparisons are False
+            raise ValueError(
+                f"propensity: expected probabilities in (0, 1] (NaN if unknown), got {p.tolist()}"
+            )
+
+    # -- flushing
+
+    @property
+    def buffered(self) -> int:
+        """Rows appended but not yet written."""
+        return self._buffered
+
+    def flush(self) -> Path | None:
+        """Write the buffered rows as one part (atomically); None when nothing is buffered."""
+        if self._buffered == 0:
+            return None
+        pa = self._pa
+        columns = []
+        for f in self._schema:
+            arr = np.concatenate(self._buffer[f.name])
+            if isinstance(f.type, pa.BaseExtensionType):
+                columns.append(pa.FixedShapeTensorArray.from_numpy_ndarray(arr))
+            else:
+                columns.append(pa.array(arr, type=f.type))
+        meta = {_VERSION_KEY: str(FORMAT_VERSION).encode(), _META_KEY: self._meta.encode()}
+        table = pa.Table.from_arrays(columns, schema=self._schema.with_metadata(meta))
+        target = self.path / f"part-{self._next_seq:06d}-{self._token}.parquet"
+        with atomic_path(target) as tmp:
+            self._pq.write_table(table, tmp, compression=self.compression)
+        self._next_seq += 1
+        self.rows_written += self._buffered
+        self.parts_written.append(target)
+        self._buffer = {name: [] for name in self._spec}
+        self._buffered = 0
+        return target
+
+    def close(self) -> None:
+        """Flush what is buffered; later appends are errors."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------- reader
+
+
+@dataclass
+class LogBatch:
+    """Rounds read from a log, as numpy arrays (None for columns not read).
+
+    Attributes:
+        context: Contexts, shape (B, *context_shape), in their logged dtype.
+        candidates: Candidate features, shape (B, K, d_a), float32.
+        action_mask: Masks, shape (B, K), int8.
+        action: Chosen candidate indices, shape (B,), int64.
+        propensity: Their logging probabilities, shape (B,), float64.
+        reward: Observed rewards, shape (B,), float64.
+        expected_rewards: Every candidate's expected reward, shape (B, K), or None when
+            the log has none.
+        extra: The extra scalar columns by name, each of shape (B,).
+    """
+
+    context: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+    action_mask: np.ndarray | None = None
+    action: np.ndarray | None = None
+    propensity: np.ndarray | None = None
+    reward: np.ndarray | None = None
+    expected_rewards: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    num_rows: int = 0
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def observation(self, i: int) -> dict[str, np.ndarray]:
+        """Round ``i`` as the environment showed it to the agent.
+
+        Args:
+            i: Row index in this batch.
+
+        Returns:
+            ``{"context": (*context_shape,), "candidates": (K, d_a), "action_mask": (K,)}``,
+            the observation that ``agent.action_distribution(obs)`` takes.
+        """
+        missing = [k for k in ("context", "candidates", "action_mask") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"observation: columns {missing} were not read from the log")
+        return {
+            "context": self.context[i],
+            "candidates": self.candidates[i],
+            "action_mask": self.action_mask[i],
+        }
+
+    def observations(self) -> Iterator[dict[str, np.ndarray]]:
+        """Every round's observation in order (see :meth:`observation`)."""
+        for i in range(self.num_rows):
+            yield self.observation(i)
+
+
+class LogReader:
+    """Read a log folder written by :class:`LogWriter`.
+
+    Opening a log reads every part's footer and checks its format version and columns, so
+    a bad part is reported (by name) before any data is returned. Temporary files left by
+    a killed writer are ignored.
+
+    Args:
+        path: The log folder.
+
+    Raises:
+        ImportError: pyarrow is not installed (the message names the extra).
+        FileNotFoundError: ``path`` is not a folder.
+        LogFormatError: A part is unreadable, of another format version, or has other
+            columns than the first part.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._pa, self._pq = _pyarrow()
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"no log folder at {self.path}")
+        self.parts = _parts(self.path)
+        self.schema: Any = None
+        self.metadata: dict[str, Any] = {}
+        self._rows: list[int] = []
+        for part in self.parts:
+            try:
+                meta = self._pq.ParquetFile(part).metadata
+                schema = meta.schema.to_arrow_schema()
+            except Exception as e:  # pyarrow raises several types for a damaged file
+                raise LogFormatError(f"{part}: not a readable Parquet part ({e})") from e
+            version = (schema.metadata or {}).get(_VERSION_KEY)
+            if version is None:
+                raise LogFormatError(f"{part}: not a bandexa-gym log part (no format version)")
+            if version.decode() != str(FORMAT_VERSION):
+                raise LogFormatError(
+                    f"{part}: log format version {version.decode()}, but this bandexa-gym reads "
+                    f"version {FORMAT_VERSION}; read it with the bandexa-gym that wrote it"
+                )
+            plain = schema.remove_metadata()
+            if self.schema is None:
+                self.schema = plain
+                self.metadata = json.loads(schema.metadata.get(_META_KEY, b"{}"))
+            elif not plain.equals(self.schema):
+                raise LogFormatError(
+                    f"{part}: columns differ from the log's first part {self.parts[0].name}"
+                )
+            self._rows.append(meta.num_rows)
+
+    @property
+    def num_rows(self) -> int:
+        """Rounds in the log."""
+        return sum(self._rows)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    @property
+    def columns(self) -> list[str]:
+        """The log's column names (empty for a log with no parts)."""
+        return [] if self.schema is None else list(self.schema.names)
+
+    def _columns(self, columns: Sequence[str] | None) -> list[str]:
+        if columns is None:
+            return self.columns
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise ValueError(f"columns: {unknown} not in this log; it has {self.columns}")
+        return list(columns)
+
+    def iter_batches(
+        self, batch_size: int = 65_536, columns: Sequence[str] | None = None
+    ) -> Iterator[LogBatch]:
+        """Yield the rounds in order, ``batch_size`` at a time across part boundaries.
+
+        Args:
+            batch_size: Rows per batch; the last batch may be shorter.
+            columns: Column names to read (default: all).
+
+        Yields:
+            :class:`LogBatch` objects of ``batch_size`` rows (the last one fewer).
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        cols = self._columns(columns)
+        pending: list[Any] = []
+        count = 0
+        for part in self.parts:
+            try:
+                source = self._pq.ParquetFile(part).iter_batches(
+                    batch_size=batch_size, columns=cols
+                )
+                for rb in source:
+                    pending.append(rb)
+                    count += rb.num_rows
+                    while count >= batch_size:
+                        table = self._pa.Table.from_batches(pending)
+                        yield self._to_batch(table.slice(0, batch_size))
+                        rest = table.slice(batch_size)
+                        pending, count = rest.to_batches(), rest.num_rows
+            except (OSError, self._pa.ArrowException) as e:
+                raise LogFormatError(f"{part}: could not read ({e})") from e
+        if count:
+            yield self._to_batch(self._pa.Table.from_batches(pending))
+
+    def read_all(self, columns: Sequence[str] | None = None) -> LogBatch:
+        """Read the whole log into memory as one :class:`LogBatch`."""
+        cols = self._columns(columns)
+        if not self.parts:
+            return LogBatch()
+        tables = [self._pq.read_table(part, columns=cols) for part in self.parts]
+        return self._to_batch(self._pa.concat_tables(tables))
+
+    def _to_batch(self, table: Any) -> LogBatch:
+        out = LogBatch(num_rows=table.num_rows)
+        for name in table.column_names:
+            col = table.column(name).combine_chunks()
+            if isinstance(col.type, self._pa.BaseExtensionType):
+                arr = col.to_numpy_ndarray()
+            elif self._pa.types.is_string(col.type) or self._pa.types.is_large_string(col.type):
+                arr = np.asarray(col.to_pylist(), dtype=object)
+            else:
+                arr = col.to_numpy(zero_copy_only=False)
+            if name in _NAMES:
+                setattr(out, name, arr)
+            else:
+                out.extra[name] = arr
+        return out
+
+
+def read_log(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> LogBatch:
+    """Read a whole log folder into memory (see :class:`LogReader`)."""
+    return LogReader(path).read_all(columns)
