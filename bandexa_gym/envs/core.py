@@ -48,8 +48,10 @@ class CandidateSetEnv(gym.Env[dict, int]):
     ## Rewards
 
     Defined by the subclass. ``info`` carries the oracle for measurement only:
-    ``expected_reward``, ``best_expected_reward``, ``regret`` (their difference, >= 0)
-    and ``optimal_action``.
+    ``expected_reward`` (of the chosen action), ``best_expected_reward``, ``regret``
+    (their difference, >= 0), ``optimal_action``, and ``expected_rewards``: the expected
+    reward of every candidate of the round just played, shape (K,), float64, a fresh copy
+    (for logs and off-policy evaluation).
 
     ## Episode End
 
@@ -133,6 +135,7 @@ class CandidateSetEnv(gym.Env[dict, int]):
             "best_expected_reward": best,
             "regret": max(best - chosen, 0.0),
             "optimal_action": optimal,
+            "expected_rewards": np.array(expected, dtype=np.float64, copy=True),
         }
         self._round = self._draw_round()
         return self._observation(), reward, False, False, info

@@ -101,6 +101,26 @@ def test_sync_vector_env(env_id: str, make_env: MakeEnv) -> None:
     vec.close()
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_info_carries_every_candidates_expected_reward(env_id: str, make_env: MakeEnv) -> None:
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=0)
+    k = env.action_space.n
+    previous = None
+    for t in range(10):
+        action = (3 * t) % k
+        obs, _, _, _, info = env.step(action)
+        expected = info["expected_rewards"]
+        assert expected.shape == (k,) and expected.dtype == np.float64
+        assert expected[action] == info["expected_reward"]
+        assert expected.max() == info["best_expected_reward"]
+        assert int(np.argmax(expected)) == info["optimal_action"]
+        # A copy of its own: writable, and not shared with the env or an earlier info.
+        assert expected.flags.writeable and expected is not previous
+        assert not np.shares_memory(expected, env.unwrapped._round.expected_rewards)
+        previous = expected
+
+
 def test_ppo_runs_on_synthetic_and_is_monitored() -> None:
     env = RegretMonitor(gym.make("Bandexa/Synthetic-v0"))
     model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=2, seed=0)
