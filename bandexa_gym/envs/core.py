@@ -175,8 +175,42 @@ def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> i
     return int(value)
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """``value`` as a finite ``float`` >= 0, else a ``ValueError``."""
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; anything but ``True``/``False`` is a ``TypeError``.
+
+    Strings such as ``"no"`` are truthy, so accepting them would silently mean ``True``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a ``float``; a non-number (``"0.1"``, ``None``, ``True``) is a ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` >= 0: ``TypeError`` for a non-number, else ``ValueError``."""
+    number = check_real(name, value)
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def check_unit_interval(name: str, value: Any, high: float = 1.0) -> float:
+    """``value`` as a ``float`` in [0, high]: ``TypeError`` for a non-number, else ``ValueError``.
+
+    Args:
+        name: The argument named in the error.
+        value: The value to check.
+        high: Upper bound (inclusive).
+    """
+    number = check_real(name, value)
+    if not 0.0 <= number <= high:
+        raise ValueError(f"{name} must be in [0, {high:g}], got {value!r}")
+    return number
