@@ -3,19 +3,24 @@
 ``import bandexa_gym`` registers the ids below (idempotently); so does
 ``gym.make("bandexa_gym:Bandexa/<Name>-v0")`` with no import at all.
 
-=========================  =====================================================
-id                         entry point
-=========================  =====================================================
-``Bandexa/Synthetic-v0``     :class:`SyntheticBanditEnv`
-``Bandexa/MNIST-v0``         :class:`MNISTBanditEnv`
-``Bandexa/FashionMNIST-v0``  :class:`FashionMNISTBanditEnv`
-``Bandexa/Retrieval-v0``     :class:`RetrievalBanditEnv`
-=========================  =====================================================
+============================  =====================================================
+id                            entry point
+============================  =====================================================
+``Bandexa/Synthetic-v0``       :class:`SyntheticBanditEnv`
+``Bandexa/MNIST-v0``           :class:`MNISTBanditEnv`
+``Bandexa/FashionMNIST-v0``    :class:`FashionMNISTBanditEnv`
+``Bandexa/Retrieval-v0``       :class:`RetrievalBanditEnv`
+============================  =====================================================
 
 No id sets ``max_episode_steps``: a bandit is one unending stream of rounds, and an
 episode boundary would only make RL loops call ``reset()``. Pass
 ``gym.make(id, max_episode_steps=N)`` when episodes are wanted (unseeded resets keep the
 same problem, so truncation only splits the stream).
+
+Ids whose problem is drawn at random (Synthetic, Retrieval) have a ``vector_entry_point``
+(:data:`VECTOR_ENTRY_POINTS`): ``gym.make_vec(id, num_envs=N)`` gives N round streams of
+one problem, ``problem="per_env"`` one problem per sub-env (see :func:`make_vector_env`).
+The image ids share their dataset across sub-envs with any vectorizer.
 """
 
 from __future__ import annotations
@@ -23,14 +28,20 @@ from __future__ import annotations
 import gymnasium as gym
 
 from bandexa_gym.envs.core import CandidateSetEnv, Round
+from bandexa_gym.envs.datafiles import CorruptDataError
+from bandexa_gym.envs.drift import Drift
 from bandexa_gym.envs.mnist import FashionMNISTBanditEnv, MNISTBanditEnv
 from bandexa_gym.envs.retrieval import RetrievalBanditEnv
 from bandexa_gym.envs.synthetic import SyntheticBanditEnv
+from bandexa_gym.envs.vector import make_vector_env
 from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor
 
 __all__ = [
     "ENV_IDS",
+    "VECTOR_ENTRY_POINTS",
     "CandidateSetEnv",
+    "CorruptDataError",
+    "Drift",
     "FashionMNISTBanditEnv",
     "FlattenCandidates",
     "MNISTBanditEnv",
@@ -38,6 +49,7 @@ __all__ = [
     "RetrievalBanditEnv",
     "Round",
     "SyntheticBanditEnv",
+    "make_vector_env",
     "register_envs",
 ]
 
@@ -49,6 +61,12 @@ ENV_IDS: dict[str, str] = {
     "Bandexa/Retrieval-v0": "bandexa_gym.envs.retrieval:RetrievalBanditEnv",
 }
 
+#: Vector entry points: ``gym.make_vec`` shares one problem across the sub-envs.
+VECTOR_ENTRY_POINTS: dict[str, str] = {
+    "Bandexa/Synthetic-v0": "bandexa_gym.envs.vector:synthetic_vector_env",
+    "Bandexa/Retrieval-v0": "bandexa_gym.envs.vector:retrieval_vector_env",
+}
+
 
 def register_envs() -> None:
     """Register the ``Bandexa/*`` ids with Gymnasium; a no-op for ids already registered.
@@ -57,4 +75,8 @@ def register_envs() -> None:
     """
     for env_id, entry_point in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=VECTOR_ENTRY_POINTS.get(env_id),
+            )

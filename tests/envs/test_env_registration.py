@@ -24,19 +24,29 @@ ENTRY_POINTS = {
     "Bandexa/Retrieval-v0": "bandexa_gym.envs.retrieval:RetrievalBanditEnv",
 }
 
+VECTOR_ENTRY_POINTS = {
+    "Bandexa/Synthetic-v0": "bandexa_gym.envs.vector:synthetic_vector_env",
+    "Bandexa/Retrieval-v0": "bandexa_gym.envs.vector:retrieval_vector_env",
+}
+
 
 def test_ids_registered_with_string_entry_points_and_no_time_limit() -> None:
     for env_id, entry_point in ENTRY_POINTS.items():
         spec = gym.spec(env_id)
         assert spec.entry_point == entry_point
         assert spec.max_episode_steps is None
+        assert spec.vector_entry_point == VECTOR_ENTRY_POINTS.get(env_id)
     assert set(envs.ENV_IDS) == set(ENTRY_POINTS)
 
 
 def test_registering_again_gives_no_warning() -> None:
     # Without the guard, gym.register on a known id warns; prove the check would see it.
     with pytest.warns(UserWarning, match="Overriding environment"):
-        gym.register(id="Bandexa/Synthetic-v0", entry_point=ENTRY_POINTS["Bandexa/Synthetic-v0"])
+        gym.register(
+            id="Bandexa/Synthetic-v0",
+            entry_point=ENTRY_POINTS["Bandexa/Synthetic-v0"],
+            vector_entry_point=VECTOR_ENTRY_POINTS["Bandexa/Synthetic-v0"],  # as it was
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         envs.register_envs()
@@ -56,6 +66,9 @@ def test_exports() -> None:
         "FlattenCandidates",
         "CandidateSetEnv",
         "Round",
+        "Drift",
+        "CorruptDataError",
+        "make_vector_env",
         "register_envs",
     ):
         assert name in envs.__all__ and hasattr(envs, name)

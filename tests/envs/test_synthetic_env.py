@@ -218,3 +218,21 @@ def test_problem_seed_shares_the_bandit_across_vector_sub_envs() -> None:
     np.testing.assert_array_equal(b0["candidates"], a0["candidates"])  # still reproducible
     with pytest.raises(ValueError, match="problem_seed"):
         SyntheticBanditEnv(problem_seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"resample_actions": "no"}, "resample_actions must be True or False"),
+        ({"resample_actions": 0}, "resample_actions must be True or False"),
+        ({"noise_std": "0.1"}, "noise_std must be a real number"),
+        ({"noise_std": None}, "noise_std must be a real number"),
+        ({"interaction_scale": "1.5"}, "interaction_scale must be a real number"),
+    ],
+)
+def test_wrong_types_are_type_errors_naming_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        gym.make("Bandexa/Synthetic-v0", **kwargs)
+    # numpy scalars are numbers and bools
+    env = SyntheticBanditEnv(noise_std=np.float32(0.2), resample_actions=np.bool_(True))
+    assert env.noise_std == pytest.approx(0.2) and env.resample_actions is True
