@@ -34,7 +34,7 @@ from bandexa_gym.envs.mnist import FashionMNISTBanditEnv, MNISTBanditEnv
 from bandexa_gym.envs.retrieval import RetrievalBanditEnv
 from bandexa_gym.envs.synthetic import SyntheticBanditEnv
 from bandexa_gym.envs.vector import make_vector_env
-from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor
+from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor, RewardAffine
 
 __all__ = [
     "ENV_IDS",
@@ -47,6 +47,7 @@ __all__ = [
     "MNISTBanditEnv",
     "RegretMonitor",
     "RetrievalBanditEnv",
+    "RewardAffine",
     "Round",
     "SyntheticBanditEnv",
     "make_vector_env",

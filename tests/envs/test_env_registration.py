@@ -64,6 +64,7 @@ def test_exports() -> None:
         "RetrievalBanditEnv",
         "RegretMonitor",
         "FlattenCandidates",
+        "RewardAffine",
         "CandidateSetEnv",
         "Round",
         "Drift",
