@@ -13,6 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from bandexa_gym.envs import ENV_IDS, FlattenCandidates, RegretMonitor
+from tests.envs.env_ids import ENV_KWARGS
 
 IDS = list(ENV_IDS)
 MakeEnv = Callable[..., gym.Env]
@@ -78,7 +79,8 @@ def test_same_seed_same_stream_other_seed_differs(env_id: str, make_env: MakeEnv
 @pytest.mark.parametrize("env_id", IDS)
 def test_sync_vector_env(env_id: str, make_env: MakeEnv) -> None:
     make_env(env_id)  # skips when the data is absent
-    vec = gym.vector.SyncVectorEnv([lambda: RegretMonitor(gym.make(env_id))] * 3)
+    kwargs = ENV_KWARGS.get(env_id, {})
+    vec = gym.vector.SyncVectorEnv([lambda: RegretMonitor(gym.make(env_id, **kwargs))] * 3)
     single = vec.single_observation_space
     obs, _ = vec.reset(seed=0)
     k = single["candidates"].shape[0]

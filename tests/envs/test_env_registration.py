@@ -22,6 +22,11 @@ ENTRY_POINTS = {
     "Bandexa/MNIST-v0": "bandexa_gym.envs.mnist:MNISTBanditEnv",
     "Bandexa/FashionMNIST-v0": "bandexa_gym.envs.mnist:FashionMNISTBanditEnv",
     "Bandexa/Retrieval-v0": "bandexa_gym.envs.retrieval:RetrievalBanditEnv",
+    "Bandexa/Classification-v0": "bandexa_gym.envs.classification:ClassificationBanditEnv",
+    "Bandexa/Adult-v0": "bandexa_gym.envs.uci:AdultBanditEnv",
+    "Bandexa/Letter-v0": "bandexa_gym.envs.uci:LetterBanditEnv",
+    "Bandexa/Satimage-v0": "bandexa_gym.envs.uci:SatimageBanditEnv",
+    "Bandexa/Pendigits-v0": "bandexa_gym.envs.uci:PendigitsBanditEnv",
 }
 
 VECTOR_ENTRY_POINTS = {
@@ -62,6 +67,11 @@ def test_exports() -> None:
         "MNISTBanditEnv",
         "FashionMNISTBanditEnv",
         "RetrievalBanditEnv",
+        "ClassificationBanditEnv",
+        "AdultBanditEnv",
+        "LetterBanditEnv",
+        "SatimageBanditEnv",
+        "PendigitsBanditEnv",
         "RegretMonitor",
         "FlattenCandidates",
         "RewardAffine",
