@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 
 
 @dataclass
@@ -48,12 +49,22 @@ class CandidateSetEnv(gym.Env[dict, int]):
     ## Rewards
 
     Defined by the subclass. ``info`` carries the oracle for measurement only:
-    ``expected_reward``, ``best_expected_reward``, ``regret`` (their difference, >= 0)
-    and ``optimal_action``.
+    ``expected_reward`` (of the chosen action), ``best_expected_reward``, ``regret``
+    (their difference, >= 0), ``optimal_action``, and ``expected_rewards``: the expected
+    reward of every candidate of the round just played, shape (K,), float64, a fresh copy
+    (for logs and off-policy evaluation).
 
     ## Episode End
 
     Rounds never terminate; ``truncated`` comes from ``max_episode_steps``.
+
+    ## Shared problems in vector envs
+
+    :attr:`shared_problem_index` is 0 for a standalone env. The vector envs of
+    :func:`bandexa_gym.envs.make_vector_env` set it to ``i`` on sub-env ``i``, which is
+    reset with seed ``s + i``: subclasses that draw a problem take it from
+    :meth:`_problem_rng`, which then gives sub-env ``i`` the generator sub-env 0 drew its
+    problem from (seeded ``s``), so all sub-envs play one problem on their own rounds.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -83,6 +94,9 @@ class CandidateSetEnv(gym.Env[dict, int]):
         )
         self.action_space = spaces.Discrete(self.n_candidates)
         self._round: Round | None = None
+        #: Index of this env among vector sub-envs that share one problem (0: standalone).
+        self.shared_problem_index = 0
+        self._reset_seed: int | None = None
 
     # -- subclass hooks ---------------------------------------------------------------
     def _draw_round(self) -> Round:
@@ -111,6 +125,7 @@ class CandidateSetEnv(gym.Env[dict, int]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
+        self._reset_seed = seed
         self._on_reset(seed is not None)
         self._round = self._draw_round()
         return self._observation(), {}
@@ -133,11 +148,35 @@ class CandidateSetEnv(gym.Env[dict, int]):
             "best_expected_reward": best,
             "regret": max(best - chosen, 0.0),
             "optimal_action": optimal,
+            "expected_rewards": np.array(expected, dtype=np.float64, copy=True),
         }
         self._round = self._draw_round()
         return self._observation(), reward, False, False, info
 
     # -- helpers ----------------------------------------------------------------------
+    def _problem_rng(self) -> np.random.Generator:
+        """The generator to draw the problem from at a seeded reset (no fixed problem seed).
+
+        ``self.np_random`` for a standalone env (and sub-env 0). For sub-env ``i > 0`` of a
+        vector env that shares one problem, a fresh generator seeded as sub-env 0's
+        ``np_random`` was (seed ``s = seed - i``), so the subclass draws the very problem
+        sub-env 0 draws. A subclass that draws from ``np_random`` before its problem must
+        make the same draws from this generator first.
+
+        Raises:
+            ValueError: A shared sub-env ``i`` was reset with a seed below ``i``.
+        """
+        index = self.shared_problem_index
+        if index == 0 or self._reset_seed is None:
+            return self.np_random
+        base = self._reset_seed - index
+        if base < 0:
+            raise ValueError(
+                f"sub-env {index} of a vector env sharing one problem is reset with seed "
+                f"{self._reset_seed}: expected the vector env's seed + {index} (>= {index})"
+            )
+        return seeding.np_random(base)[0]
+
     def _check_action(self, action: int | np.integer | np.ndarray) -> int:
         arr = np.asarray(action)
         if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
@@ -172,8 +211,42 @@ def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> i
     return int(value)
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """``value`` as a finite ``float`` >= 0, else a ``ValueError``."""
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; anything but ``True``/``False`` is a ``TypeError``.
+
+    Strings such as ``"no"`` are truthy, so accepting them would silently mean ``True``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a ``float``; a non-number (``"0.1"``, ``None``, ``True``) is a ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` >= 0: ``TypeError`` for a non-number, else ``ValueError``."""
+    number = check_real(name, value)
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def check_unit_interval(name: str, value: Any, high: float = 1.0) -> float:
+    """``value`` as a ``float`` in [0, high]: ``TypeError`` for a non-number, else ``ValueError``.
+
+    Args:
+        name: The argument named in the error.
+        value: The value to check.
+        high: Upper bound (inclusive).
+    """
+    number = check_real(name, value)
+    if not 0.0 <= number <= high:
+        raise ValueError(f"{name} must be in [0, {high:g}], got {value!r}")
+    return number

@@ -4,21 +4,22 @@ Data lookup (first match wins, for each split the images and labels must sit in 
 folder, uncompressed or ``.gz``):
 
 1. ``root`` argument, then 2. the ``BANDEXA_DATA`` environment variable, then 3. the
-per-user cache (``BANDEXA_CACHE``, else ``$XDG_CACHE_HOME/bandexa_gym``, else
-``~/.cache/bandexa_gym``), each in torchvision's layout ``<dir>/MNIST/raw/`` or
-``<dir>/FashionMNIST/raw/``; then system folders (Fashion-MNIST: Debian's
-``/usr/share/datasets/fashion-mnist/``).
+per-user cache (``BANDEXA_CACHE``, else the platform's user cache folder, see
+:func:`bandexa_gym.envs.datafiles.data_cache_dir`), each in torchvision's layout
+``<dir>/MNIST/raw/`` or ``<dir>/FashionMNIST/raw/``; then system folders (Fashion-MNIST:
+Debian's ``/usr/share/datasets/fashion-mnist/``).
 
-Files are read with torchvision's IDX readers. A ``.gz``-only folder is decompressed
-into the cache (never next to the source, which may be read-only). Each split is read
-once per process and shared by all environments.
+Files are read with torchvision's IDX readers. A ``.gz`` file is decompressed with
+:mod:`gzip` into the cache (never next to the source, which may be read-only), under a name
+keyed on the source's path, size and modification time. Each split is read once per
+process per file version and shared by all environments. A truncated or damaged file
+raises :class:`~bandexa_gym.envs.datafiles.CorruptDataError` naming it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -26,17 +27,26 @@ from typing import Literal
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym.envs.core import CandidateSetEnv, Round
+from bandexa_gym.envs.core import CandidateSetEnv, Round, check_bool
+from bandexa_gym.envs.datafiles import (
+    CACHE_ENV_VAR,
+    DATA_ENV_VAR,
+    CorruptDataError,
+    data_cache_dir,
+    data_roots,
+    decompressed_copy,
+    file_key,
+    find_file,
+)
 
 __all__ = [
+    "CACHE_ENV_VAR",
+    "DATA_ENV_VAR",
     "FashionMNISTBanditEnv",
     "MNISTBanditEnv",
     "data_cache_dir",
     "load_image_split",
 ]
-
-DATA_ENV_VAR = "BANDEXA_DATA"
-CACHE_ENV_VAR = "BANDEXA_CACHE"
 
 #: Extra read-only folders searched after the data roots, per dataset (flat .gz layout).
 SYSTEM_DATA_DIRS: dict[str, tuple[Path, ...]] = {
@@ -49,70 +59,15 @@ _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 Split = Literal["train", "test"]
 
 
-def data_cache_dir() -> Path:
-    """The per-user folder for downloaded and decompressed data.
-
-    Returns:
-        ``$BANDEXA_CACHE`` if set, else ``$XDG_CACHE_HOME/bandexa_gym``, else
-        ``~/.cache/bandexa_gym``.
-    """
-    explicit = os.environ.get(CACHE_ENV_VAR)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "bandexa_gym"
-
-
-def _data_roots(root: str | os.PathLike[str] | None) -> list[Path]:
-    roots = []
-    if root is not None:
-        roots.append(Path(root).expanduser())
-    env_root = os.environ.get(DATA_ENV_VAR)
-    if env_root:
-        roots.append(Path(env_root).expanduser())
-    roots.append(data_cache_dir())
-    return roots
-
-
 def _split_files(split: Split) -> tuple[str, str]:
     prefix = _SPLIT_PREFIX[split]
     return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
 
-def _find_in(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _search_dirs(dataset: str, root: str | os.PathLike[str] | None) -> list[Path]:
-    dirs = [r / dataset / "raw" for r in _data_roots(root)]
+    dirs = [r / dataset / "raw" for r in data_roots(root)]
     dirs += SYSTEM_DATA_DIRS.get(dataset, ())
     return list(dict.fromkeys(dirs))  # drop repeats (root == BANDEXA_DATA), keep order
-
-
-def _uncompressed(path: Path, dataset: str) -> Path:
-    """Return an uncompressed copy of ``path``, decompressing ``.gz`` into the cache."""
-    if path.suffix != ".gz":
-        return path
-    from torchvision.datasets.utils import _decompress
-
-    target_dir = data_cache_dir() / dataset / "raw"
-    target = target_dir / path.stem
-    if not target.is_file():
-        target_dir.mkdir(parents=True, exist_ok=True)
-        # Decompress to a temporary name and rename, so a crash never leaves a torn file.
-        fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{path.stem}.", suffix=".part")
-        os.close(fd)
-        try:
-            _decompress(path, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return target
 
 
 def _download_split(dataset: str, split: Split, raw_dir: Path) -> None:
@@ -141,20 +96,58 @@ def _download_split(dataset: str, split: Split, raw_dir: Path) -> None:
             raise RuntimeError(f"Could not download {filename}:\n" + "\n".join(errors))
 
 
-@functools.lru_cache(maxsize=8)
-def _read_split(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    from torchvision.datasets.mnist import read_image_file, read_label_file
+def _read_idx(path: Path, source: Path, reader_name: str) -> np.ndarray:
+    """One IDX file read with torchvision's reader; damage becomes a CorruptDataError."""
+    from torchvision.datasets import mnist as tv_mnist
 
-    images = read_image_file(images_path).numpy()
-    labels = read_label_file(labels_path).numpy().astype(np.int64)
-    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-        raise ValueError(
-            f"{images_path} and {labels_path} do not form a 28x28 image split: "
-            f"images {images.shape}, labels {labels.shape}"
+    reader = getattr(tv_mnist, reader_name)
+    try:
+        return reader(str(path)).numpy()
+    except (AssertionError, RuntimeError, ValueError, KeyError, IndexError, TypeError) as err:
+        where = "" if path == source else f" (decompressed to {path})"
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise CorruptDataError(
+            source,
+            f"not a valid IDX file{where} ({detail})",
+            f"delete {source} and fetch it again (download=True fetches it with torchvision)",
+        ) from err
+
+
+@functools.lru_cache(maxsize=8)
+def _read_split_cached(
+    images_key: tuple[str, int, int],
+    labels_key: tuple[str, int, int],
+    images_source: str,
+    labels_source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    # Keyed on (path, size, mtime) of the files read, so a changed file is read again.
+    images = _read_idx(Path(images_key[0]), Path(images_source), "read_image_file")
+    labels = _read_idx(Path(labels_key[0]), Path(labels_source), "read_label_file")
+    labels = labels.astype(np.int64)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise CorruptDataError(
+            images_source,
+            f"holds images of shape {images.shape[1:]}, expected 28x28",
+            f"replace {images_source} with the original file",
+        )
+    if images.shape[0] != labels.shape[0] or labels.ndim != 1:
+        raise CorruptDataError(
+            images_source,
+            f"{images.shape[0]} images but {labels_source} holds labels of shape "
+            f"{labels.shape}: the two files do not form one split",
+            "put the images and labels files of the same split side by side",
         )
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
+
+
+def _read_split(images: Path, labels: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path = decompressed_copy(images, dataset)
+    labels_path = decompressed_copy(labels, dataset)
+    return _read_split_cached(
+        file_key(images_path), file_key(labels_path), str(images), str(labels)
+    )
 
 
 def load_image_split(
@@ -178,23 +171,23 @@ def load_image_split(
 
     Raises:
         FileNotFoundError: The split is not found and ``download`` is False.
+        CorruptDataError: A file of the split is truncated or damaged.
     """
     if dataset not in SYSTEM_DATA_DIRS:
         raise ValueError(f'dataset must be "MNIST" or "FashionMNIST", got {dataset!r}')
     if split not in _SPLIT_PREFIX:
         raise ValueError(f'split must be "train" or "test", got {split!r}')
+    download = check_bool("download", download)
     names = _split_files(split)
     searched = _search_dirs(dataset, root)
     for folder in searched:
-        found = [_find_in(folder, name) for name in names]
-        if all(p is not None for p in found):
-            images, labels = (_uncompressed(p, dataset) for p in found if p is not None)
-            return _read_split(str(images), str(labels))
+        found = [find_file(folder, name) for name in names]
+        if found[0] is not None and found[1] is not None:
+            return _read_split(found[0], found[1], dataset)
     if download:
-        raw_dir = _data_roots(root)[0] / dataset / "raw"
+        raw_dir = data_roots(root)[0] / dataset / "raw"
         _download_split(dataset, split, raw_dir)
-        images, labels = (raw_dir / name for name in names)
-        return _read_split(str(images), str(labels))
+        return _read_split(raw_dir / names[0], raw_dir / names[1], dataset)
     hints = [
         "pass download=True to fetch it with torchvision",
         f"set {DATA_ENV_VAR} (or root=) to a folder holding {dataset}/raw/ in torchvision's layout",
@@ -243,10 +236,12 @@ class MNISTBanditEnv(CandidateSetEnv):
     regret is 0. Images are walked in a fresh random permutation of the (filtered) split
     on every pass, drawn from ``np_random``.
 
-    Data lookup: ``root`` > ``BANDEXA_DATA`` > per-user cache (``BANDEXA_CACHE``, default
-    ``~/.cache/bandexa_gym``), torchvision's layout under each (``<dir>/MNIST/raw/``);
-    ``download=True`` fetches a missing split with torchvision. A missing split raises a
-    ``FileNotFoundError`` listing the folders searched and how to get the data.
+    Data lookup: ``root`` > ``BANDEXA_DATA`` > per-user cache (``BANDEXA_CACHE``, else
+    the platform's user cache folder, ``~/.cache/bandexa_gym`` on Linux), torchvision's
+    layout under each (``<dir>/MNIST/raw/``); ``download=True`` fetches a missing split with
+    torchvision. A missing split raises a ``FileNotFoundError`` listing the folders searched
+    and how to get the data; a truncated or damaged file raises a ``CorruptDataError`` (a
+    ``ValueError``) naming it.
 
     ## Observation Space
 
@@ -262,7 +257,8 @@ class MNISTBanditEnv(CandidateSetEnv):
 
     1 if ``labels[action]`` is the image's true label, else 0. The reward is
     deterministic, so the expected reward equals it and the regret is
-    ``1 - reward``.
+    ``1 - reward``. ``info`` holds the oracle (``expected_reward``,
+    ``best_expected_reward``, ``regret``, ``optimal_action``, ``expected_rewards``).
 
     ## Starting State and Episode End
 
@@ -283,9 +279,18 @@ class MNISTBanditEnv(CandidateSetEnv):
     - ``labels``: the labels on offer, distinct integers in 0..9 in arm order
       (``None``: all 10). ``labels=range(8)`` gives 8 arms and never shows an 8 or a 9.
 
+    ## Vector Environments
+
+    The problem is the dataset, so the sub-envs of any vector env
+    (``gym.make_vec(id, num_envs=N)``) already share it; sub-env ``i``, seeded ``s + i``,
+    walks its own permutation of the images.
+
     ## Version History
 
     - v0: Initial version.
+    - v0 (unreleased): ``info["expected_rewards"]``; the decompressed-data cache is keyed on
+      the source file's path, size and modification time; damaged files raise
+      ``CorruptDataError``; ``download`` must be a bool. The round stream is unchanged.
     """
 
     #: torchvision's folder name for the dataset.
@@ -391,6 +396,7 @@ class FashionMNISTBanditEnv(MNISTBanditEnv):
     ## Version History
 
     - v0: Initial version.
+    - v0 (unreleased): as for ``Bandexa/MNIST-v0``.
     """
 
     dataset_name = "FashionMNIST"

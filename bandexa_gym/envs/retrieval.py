@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym.envs.core import CandidateSetEnv, Round, check_int, check_nonnegative
+from bandexa_gym.envs.core import (
+    CandidateSetEnv,
+    Round,
+    check_int,
+    check_nonnegative,
+    check_unit_interval,
+)
+from bandexa_gym.envs.drift import Drift, DriftClock, drift_seed_sequence, parse_drift, walk
 from bandexa_gym.envs.synthetic import _check_problem_seed
 
 __all__ = ["RetrievalBanditEnv", "RetrievalRewardModel"]
@@ -61,6 +70,20 @@ class RetrievalRewardModel:
         return 1.0 / (1.0 + np.exp(-logit))
 
 
+@dataclass(frozen=True)
+class _Latent:
+    """The Gaussian draws behind a :class:`RetrievalRewardModel`, before scaling.
+
+    Drift moves these; the model scales ``affinity`` and normalizes the unit-norm rows.
+    """
+
+    affinity: np.ndarray  # (d_x, d_a), N(0, 1)
+    taste_context: np.ndarray  # (r, d_x)
+    taste_action: np.ndarray  # (r, d_a)
+    taste_mix: np.ndarray  # (r,), +-1
+    popularity: np.ndarray  # (1, d_a)
+
+
 class RetrievalBanditEnv(CandidateSetEnv):
     """Recommend one of a few hundred items retrieved from a large pool for each user.
 
@@ -86,10 +109,25 @@ class RetrievalBanditEnv(CandidateSetEnv):
     mean candidate about 0.4.
 
     The model and pool are drawn at a seeded reset from ``np_random``, or once from
-    ``problem_seed`` when given (then the sub-envs of a vector env share one pool and
-    model; without it each sub-env is a different problem). Items come from their own
-    stream, row by row, so for one seed a larger ``n_actions`` extends the same pool and
-    meets the same users.
+    ``problem_seed`` when given. Items come from their own stream, row by row, so for one
+    seed a larger ``n_actions`` extends the same pool and meets the same users.
+    ``gym.make_vec(id, num_envs=N)`` gives N streams of one problem: sub-env ``i`` is seeded
+    ``s + i`` and plays the model and pool that ``reset(seed=s)`` draws (sub-env 0 is
+    exactly ``gym.make(id)`` reset with ``s``); ``problem="per_env"`` gives each sub-env its
+    own problem. See :func:`bandexa_gym.envs.make_vector_env`.
+
+    With ``drift`` (see :mod:`bandexa_gym.envs.drift`) the user tastes move: the reward
+    parameters ``W, U, V, c, p`` change, the item pool does not. Abrupt drift redraws them
+    from their prior at the change points; gradual drift moves the Gaussian draws behind
+    ``W, U, V, p`` by a mean-reverting random-walk step before every round and keeps the
+    signs ``c``. The retrieval stage is refit on the current affinity whenever it moves
+    (as a production retrieval model retrained on fresh data; its perturbation is redrawn
+    at abrupt changes and kept under gradual drift), so retrieval stays as good as in the
+    stationary problem and the reranker must track the change. The moves come from the
+    problem's own stream: a seed reproduces them, sub-envs sharing a problem drift
+    together, and users and noise are those of the stationary env with the same seed. The
+    oracle in ``info`` uses the parameters of the round played (regret against a moving
+    optimum, see ``docs/nonstationary.md``).
 
     ## Observation Space
 
@@ -107,19 +145,22 @@ class RetrievalBanditEnv(CandidateSetEnv):
 
     ``mu(x, a) + N(0, noise_std^2)`` (Gaussian, not clipped, so that Bayesian linear
     regression heads see their own noise model). ``info`` holds the oracle within the
-    candidate set.
+    candidate set (``expected_reward``, ``best_expected_reward``, ``regret``,
+    ``optimal_action``, and ``expected_rewards`` of every candidate).
 
     ## Starting State and Episode End
 
     ``reset(seed=s)`` redraws the model and the pool from ``s`` (unless ``problem_seed``
-    fixes them); ``reset()`` without a seed keeps them. Rounds never terminate; the id is
+    fixes them; then a seeded reset restores the initial model and restarts the drift);
+    ``reset()`` without a seed keeps them and the drift. Rounds never terminate; the id is
     registered without ``max_episode_steps``.
 
     ## Arguments
 
     ```python
     gym.make("Bandexa/Retrieval-v0", n_actions=10_000, context_dim=16, action_dim=16,
-             candidate_size=512, random_fraction=0.25, noise_std=0.1, problem_seed=None)
+             candidate_size=512, random_fraction=0.25, noise_std=0.1, problem_seed=None,
+             drift=None)
     ```
 
     - ``n_actions``: pool size (>= 1).
@@ -131,10 +172,18 @@ class RetrievalBanditEnv(CandidateSetEnv):
     - ``noise_std``: standard deviation of the Gaussian reward noise (>= 0).
     - ``problem_seed``: draw the reward model and pool from this seed instead of the reset
       seed (``None``: from the reset seed).
+    - ``drift``: ``None`` (stationary), or when the tastes move:
+      ``{"kind": "abrupt", "every": N}``, ``{"kind": "abrupt", "at": [t1, t2, ...]}``,
+      ``{"kind": "gradual", "rate": r}`` or a :class:`~bandexa_gym.envs.Drift`.
 
     ## Version History
 
     - v0: Initial version.
+    - v0 (unreleased): ``gym.make_vec`` shares one problem across sub-envs by default
+      (``problem="per_env"`` for the former behaviour); ``drift=``;
+      ``info["expected_rewards"]``; ``noise_std`` and ``random_fraction`` must be numbers
+      (``TypeError`` otherwise). Without drift the round stream of a single env is
+      unchanged.
     """
 
     def __init__(
@@ -146,6 +195,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
         random_fraction: float = 0.25,
         noise_std: float = 0.1,
         problem_seed: int | None = None,
+        drift: Drift | Mapping[str, Any] | None = None,
     ) -> None:
         for name, value in (
             ("n_actions", n_actions),
@@ -163,8 +213,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
                 f"candidate_size must be at most n_actions={n_actions} (or <= 0 for the whole "
                 f"pool), got {candidate_size}"
             )
-        if not 0.0 <= random_fraction <= 1.0:
-            raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction!r}")
+        check_unit_interval("random_fraction", random_fraction)
         check_nonnegative("noise_std", noise_std)
 
         self.n_actions = int(n_actions)
@@ -174,6 +223,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
         self.random_fraction = float(random_fraction)
         self.noise_std = float(noise_std)
         self.problem_seed = _check_problem_seed(problem_seed)
+        self.drift = parse_drift(drift)
         self._n_random = 0 if self.full_pool else round(self.random_fraction * self.candidate_size)
         self._n_top = self.candidate_size - self._n_random
         super().__init__(
@@ -182,8 +232,13 @@ class RetrievalBanditEnv(CandidateSetEnv):
             action_dim=int(action_dim),
         )
         self.reward_model: RetrievalRewardModel | None = None
+        self._latent: _Latent | None = None
+        self._retrieval_error: np.ndarray | None = None  # (d_x, d_a), N(0, 1)
+        self._initial: tuple[_Latent, RetrievalRewardModel, np.ndarray] | None = None
+        self._clock: DriftClock | None = None
         self.items: np.ndarray | None = None
         self._retrieval_query: np.ndarray | None = None  # (rank, d_x)
+        self._retrieval_basis: np.ndarray | None = None  # (d_a, rank)
         self._retrieval_items: np.ndarray | None = None  # (n_actions, rank)
         self._all_ids = np.arange(self.n_actions)
         self._mask = np.ones(self.candidate_size, dtype=np.int8)
@@ -196,46 +251,124 @@ class RetrievalBanditEnv(CandidateSetEnv):
         return np.array(self._round.payload, copy=True)
 
     def _on_reset(self, seeded: bool) -> None:
-        if self.reward_model is not None and (not seeded or self.problem_seed is not None):
-            return  # keep the problem: unseeded reset, or a problem fixed by problem_seed
+        if self.reward_model is not None and not seeded:
+            return  # unseeded reset: keep the problem and its drift, continue the rounds
+        if self.problem_seed is not None and self._initial is not None:
+            # A problem fixed by problem_seed is kept; its drift starts over.
+            latent, model, error = self._initial
+            if model is not self.reward_model:
+                self._set_parameters(latent, error)
+            if self._clock is not None:
+                self._clock.restart()
+            return
         if self.problem_seed is None:
-            rng = self.np_random
+            rng = self._problem_rng()
         else:
             rng = np.random.default_rng(self.problem_seed)
-        d_x, d_a = self.context_dim, self.action_dim
-        rank = min(_TASTE_RANK, d_x, d_a)
-        scale = 1.0 / np.sqrt(d_x * d_a)
-        self.reward_model = RetrievalRewardModel(
-            affinity=rng.standard_normal((d_x, d_a)) * scale,
-            taste_context=_unit_rows(rng.standard_normal((rank, d_x))),
-            taste_action=_unit_rows(rng.standard_normal((rank, d_a))),
-            taste_mix=rng.choice(np.array([-1.0, 1.0]), size=rank),
-            popularity=_unit_rows(rng.standard_normal((1, d_a)))[0],
-        )
-        # The retrieval stage: a low-rank, perturbed copy of the affinity, factored so that
-        # a round costs one (n_actions x rank) matrix-vector product.
-        noisy = self.reward_model.affinity + _RETRIEVAL_ERROR * scale * rng.standard_normal(
-            (d_x, d_a)
-        )
-        u, s, vt = np.linalg.svd(noisy, full_matrices=False)
-        r = min(_RETRIEVAL_RANK, s.size)
-        self._retrieval_query = (u[:, :r] * s[:r]).T.astype(np.float32)
+        latent = self._draw_latent(rng)
+        error = rng.standard_normal((self.context_dim, self.action_dim))
+        self._set_parameters(latent, error)
+        assert self.reward_model is not None
+        self._initial = (latent, self.reward_model, error)
         # Items from their own stream, row by row: a larger pool extends the same items and
         # leaves the users unchanged.
         item_rng = np.random.default_rng(int(rng.integers(2**63)))
-        items = item_rng.standard_normal((self.n_actions, d_a)).astype(np.float32)
+        items = item_rng.standard_normal((self.n_actions, self.action_dim)).astype(np.float32)
         items.setflags(write=False)
         self.items = items
-        self._retrieval_items = np.ascontiguousarray(items @ vt[:r].T.astype(np.float32))
+        self._fit_retrieval_items()
+        self._clock = None
+        if self.drift is not None:
+            self._clock = DriftClock(self.drift, drift_seed_sequence(rng))
+
+    def _draw_latent(self, rng: np.random.Generator) -> _Latent:
+        d_x, d_a = self.context_dim, self.action_dim
+        rank = min(_TASTE_RANK, d_x, d_a)
+        return _Latent(
+            affinity=rng.standard_normal((d_x, d_a)),
+            taste_context=rng.standard_normal((rank, d_x)),
+            taste_action=rng.standard_normal((rank, d_a)),
+            taste_mix=rng.choice(np.array([-1.0, 1.0]), size=rank),
+            popularity=rng.standard_normal((1, d_a)),
+        )
+
+    def _set_parameters(self, latent: _Latent, retrieval_error: np.ndarray) -> None:
+        """Install the reward model of ``latent`` and refit the retrieval stage on it."""
+        scale = 1.0 / np.sqrt(self.context_dim * self.action_dim)
+        self._latent = latent
+        self._retrieval_error = retrieval_error
+        self.reward_model = RetrievalRewardModel(
+            affinity=latent.affinity * scale,
+            taste_context=_unit_rows(latent.taste_context),
+            taste_action=_unit_rows(latent.taste_action),
+            taste_mix=latent.taste_mix,
+            popularity=_unit_rows(latent.popularity)[0],
+        )
+        # The retrieval stage: a low-rank, perturbed copy of the affinity, factored so that
+        # a round costs one (n_actions x rank) matrix-vector product.
+        noisy = self.reward_model.affinity + _RETRIEVAL_ERROR * scale * retrieval_error
+        u, s, vt = np.linalg.svd(noisy, full_matrices=False)
+        r = min(_RETRIEVAL_RANK, s.size)
+        self._retrieval_query = (u[:, :r] * s[:r]).T.astype(np.float32)
+        self._retrieval_basis = vt[:r].T.astype(np.float32)  # (d_a, rank)
+        if self.items is not None:
+            self._fit_retrieval_items()
+
+    def _fit_retrieval_items(self) -> None:
+        """Project the pool on the retrieval basis, or leave it for per-round scoring.
+
+        Under gradual drift the basis changes every round: projecting the whole pool
+        (n_actions x d_a x rank) each time would cost more than scoring it unprojected.
+        """
+        assert self.items is not None and self._retrieval_basis is not None
+        if self.drift is not None and self.drift.kind == "gradual":
+            self._retrieval_items = None
+        else:
+            self._retrieval_items = np.ascontiguousarray(self.items @ self._retrieval_basis)
+
+    def retrieval_scores(self, context: np.ndarray) -> np.ndarray:
+        """The retrieval stage's approximate affinity of every pool item for a user.
+
+        Args:
+            context: User vector, shape (d_x,).
+
+        Returns:
+            Scores, shape (n_actions,), float32; the top ``candidate_size`` share of the
+            candidates are the highest.
+        """
+        assert self.items is not None
+        assert self._retrieval_query is not None and self._retrieval_basis is not None
+        query = self._retrieval_query @ np.asarray(context, dtype=np.float32)  # (rank,)
+        if self._retrieval_items is None:
+            return self.items @ (self._retrieval_basis @ query)
+        return self._retrieval_items @ query
+
+    def _move_parameters(self, clock: DriftClock) -> None:
+        """Apply one drift event to the tastes (not to the item pool)."""
+        assert self._latent is not None and self._retrieval_error is not None
+        assert self.drift is not None
+        if self.drift.kind == "abrupt":
+            latent = self._draw_latent(clock.rng)
+            error = clock.rng.standard_normal(self._retrieval_error.shape)
+        else:
+            rate = float(self.drift.rate)  # type: ignore[arg-type]
+            latent = _Latent(
+                affinity=walk(self._latent.affinity, rate, clock.rng),
+                taste_context=walk(self._latent.taste_context, rate, clock.rng),
+                taste_action=walk(self._latent.taste_action, rate, clock.rng),
+                taste_mix=self._latent.taste_mix,
+                popularity=walk(self._latent.popularity, rate, clock.rng),
+            )
+            error = self._retrieval_error
+        self._set_parameters(latent, error)
 
     def _retrieve(self, context: np.ndarray) -> np.ndarray:
         if self.full_pool:
             return self._all_ids
-        assert self._retrieval_items is not None and self._retrieval_query is not None
         rng = self.np_random
         if self._n_top == 0:
             return rng.choice(self.n_actions, self.candidate_size, replace=False)
-        scores = self._retrieval_items @ (self._retrieval_query @ context)
+        scores = self.retrieval_scores(context)
         # Not full pool, so n_top <= candidate_size < n_actions.
         order = np.argpartition(-scores, self._n_top - 1)
         ids = order[: self._n_top]
@@ -247,6 +380,8 @@ class RetrievalBanditEnv(CandidateSetEnv):
 
     def _draw_round(self) -> Round:
         assert self.reward_model is not None and self.items is not None
+        if self._clock is not None and self._clock.tick():
+            self._move_parameters(self._clock)
         context = self.np_random.standard_normal(self.context_dim).astype(np.float32)
         ids = self._retrieve(context)
         candidates = self.items if self.full_pool else self.items[ids]

@@ -1,4 +1,5 @@
-"""Wrappers for candidate-set bandits: regret recording and a flat observation for RL."""
+"""Wrappers for candidate-set bandits: regret recording, a flat observation for RL, and an
+affine transform of the rewards."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["FlattenCandidates", "RegretMonitor"]
+from bandexa_gym.envs.core import check_real
+
+__all__ = ["FlattenCandidates", "RegretMonitor", "RewardAffine"]
 
 _ORACLE_KEYS = ("regret", "expected_reward", "best_expected_reward")
 _OBS_KEYS = ("context", "candidates", "action_mask")
@@ -21,8 +24,9 @@ class RegretMonitor(gym.Wrapper):
     on each ``step``. Records survive ``reset()`` (RL libraries reset between episodes),
     so after any loop, a bandit agent's or SB3's ``learn()``, the monitor holds one entry
     per round played; :meth:`reset_records` clears them. In a vector env wrap each
-    sub-env (``SyncVectorEnv([lambda: RegretMonitor(gym.make(...)), ...])``) and read the
-    records with ``vec_env.envs[i].regrets`` or ``vec_env.get_attr("regrets")``.
+    sub-env (``make_vector_env(id, N, wrappers=[RegretMonitor])``, whose sub-envs share one
+    problem, or ``SyncVectorEnv([lambda: RegretMonitor(gym.make(...)), ...])``) and read
+    the records with ``vec_env.envs[i].regrets`` or ``vec_env.get_attr("regrets")``.
 
     Example:
         >>> env = RegretMonitor(gym.make("Bandexa/Synthetic-v0"))
@@ -152,3 +156,58 @@ class FlattenCandidates(gym.ObservationWrapper):
                 for part, key in zip(self._parts, _OBS_KEYS, strict=True)
             ]
         )
+
+
+class RewardAffine(gym.Wrapper):
+    """Rewards ``scale * r + shift``, with the oracle in ``info`` transformed to match.
+
+    For testing that an agent is invariant to the units of the reward. Per step:
+
+    - ``reward`` -> ``scale * reward + shift``;
+    - ``info["expected_reward"]``, ``info["best_expected_reward"]`` and
+      ``info["expected_rewards"]`` (K,) -> ``scale * value + shift``;
+    - ``info["regret"]`` -> ``scale * regret`` (a difference of expected rewards);
+    - ``info["optimal_action"]`` and any other key unchanged (``scale > 0`` keeps the
+      ranking of the candidates).
+
+    ``info`` is a new dict; the wrapped env's arrays are not modified. Regret measured
+    through the wrapper, divided by ``scale``, is the regret of the plain env.
+
+    Example:
+        >>> env = RewardAffine(gym.make("Bandexa/Synthetic-v0"), scale=100.0, shift=5.0)
+    """
+
+    def __init__(self, env: gym.Env, scale: float = 1.0, shift: float = 0.0) -> None:
+        """Wrap ``env``.
+
+        Args:
+            env: Any env; the oracle keys are transformed when present.
+            scale: Multiplier, a finite number > 0.
+            shift: Offset added after scaling, a finite number.
+
+        Raises:
+            TypeError: ``scale`` or ``shift`` is not a real number.
+            ValueError: ``scale`` is not finite and > 0, or ``shift`` is not finite.
+        """
+        super().__init__(env)
+        scale_value = check_real("scale", scale)
+        shift_value = check_real("shift", shift)
+        if not np.isfinite(scale_value) or scale_value <= 0:
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        if not np.isfinite(shift_value):
+            raise ValueError(f"shift must be a finite number, got {shift!r}")
+        self.scale = scale_value
+        self.shift = shift_value
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info)
+        for key in ("expected_reward", "best_expected_reward"):
+            if key in info:
+                info[key] = self.scale * float(info[key]) + self.shift
+        if "expected_rewards" in info:
+            values = np.asarray(info["expected_rewards"], dtype=np.float64)
+            info["expected_rewards"] = self.scale * values + self.shift
+        if "regret" in info:
+            info["regret"] = self.scale * float(info["regret"])
+        return obs, self.scale * float(reward) + self.shift, terminated, truncated, info

@@ -13,6 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from bandexa_gym.envs import ENV_IDS, FlattenCandidates, RegretMonitor
+from tests.envs.env_ids import ENV_KWARGS
 
 IDS = list(ENV_IDS)
 MakeEnv = Callable[..., gym.Env]
@@ -78,7 +79,8 @@ def test_same_seed_same_stream_other_seed_differs(env_id: str, make_env: MakeEnv
 @pytest.mark.parametrize("env_id", IDS)
 def test_sync_vector_env(env_id: str, make_env: MakeEnv) -> None:
     make_env(env_id)  # skips when the data is absent
-    vec = gym.vector.SyncVectorEnv([lambda: RegretMonitor(gym.make(env_id))] * 3)
+    kwargs = ENV_KWARGS.get(env_id, {})
+    vec = gym.vector.SyncVectorEnv([lambda: RegretMonitor(gym.make(env_id, **kwargs))] * 3)
     single = vec.single_observation_space
     obs, _ = vec.reset(seed=0)
     k = single["candidates"].shape[0]
@@ -99,6 +101,26 @@ def test_sync_vector_env(env_id: str, make_env: MakeEnv) -> None:
     recorded = np.stack(vec.get_attr("regrets"), axis=1)
     np.testing.assert_array_equal(recorded, np.stack(regrets))
     vec.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_info_carries_every_candidates_expected_reward(env_id: str, make_env: MakeEnv) -> None:
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=0)
+    k = env.action_space.n
+    previous = None
+    for t in range(10):
+        action = (3 * t) % k
+        obs, _, _, _, info = env.step(action)
+        expected = info["expected_rewards"]
+        assert expected.shape == (k,) and expected.dtype == np.float64
+        assert expected[action] == info["expected_reward"]
+        assert expected.max() == info["best_expected_reward"]
+        assert int(np.argmax(expected)) == info["optimal_action"]
+        # A copy of its own: writable, and not shared with the env or an earlier info.
+        assert expected.flags.writeable and expected is not previous
+        assert not np.shares_memory(expected, env.unwrapped._round.expected_rewards)
+        previous = expected
 
 
 def test_ppo_runs_on_synthetic_and_is_monitored() -> None:

@@ -22,6 +22,16 @@ ENTRY_POINTS = {
     "Bandexa/MNIST-v0": "bandexa_gym.envs.mnist:MNISTBanditEnv",
     "Bandexa/FashionMNIST-v0": "bandexa_gym.envs.mnist:FashionMNISTBanditEnv",
     "Bandexa/Retrieval-v0": "bandexa_gym.envs.retrieval:RetrievalBanditEnv",
+    "Bandexa/Classification-v0": "bandexa_gym.envs.classification:ClassificationBanditEnv",
+    "Bandexa/Adult-v0": "bandexa_gym.envs.uci:AdultBanditEnv",
+    "Bandexa/Letter-v0": "bandexa_gym.envs.uci:LetterBanditEnv",
+    "Bandexa/Satimage-v0": "bandexa_gym.envs.uci:SatimageBanditEnv",
+    "Bandexa/Pendigits-v0": "bandexa_gym.envs.uci:PendigitsBanditEnv",
+}
+
+VECTOR_ENTRY_POINTS = {
+    "Bandexa/Synthetic-v0": "bandexa_gym.envs.vector:synthetic_vector_env",
+    "Bandexa/Retrieval-v0": "bandexa_gym.envs.vector:retrieval_vector_env",
 }
 
 
@@ -30,13 +40,18 @@ def test_ids_registered_with_string_entry_points_and_no_time_limit() -> None:
         spec = gym.spec(env_id)
         assert spec.entry_point == entry_point
         assert spec.max_episode_steps is None
+        assert spec.vector_entry_point == VECTOR_ENTRY_POINTS.get(env_id)
     assert set(envs.ENV_IDS) == set(ENTRY_POINTS)
 
 
 def test_registering_again_gives_no_warning() -> None:
     # Without the guard, gym.register on a known id warns; prove the check would see it.
     with pytest.warns(UserWarning, match="Overriding environment"):
-        gym.register(id="Bandexa/Synthetic-v0", entry_point=ENTRY_POINTS["Bandexa/Synthetic-v0"])
+        gym.register(
+            id="Bandexa/Synthetic-v0",
+            entry_point=ENTRY_POINTS["Bandexa/Synthetic-v0"],
+            vector_entry_point=VECTOR_ENTRY_POINTS["Bandexa/Synthetic-v0"],  # as it was
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         envs.register_envs()
@@ -52,10 +67,19 @@ def test_exports() -> None:
         "MNISTBanditEnv",
         "FashionMNISTBanditEnv",
         "RetrievalBanditEnv",
+        "ClassificationBanditEnv",
+        "AdultBanditEnv",
+        "LetterBanditEnv",
+        "SatimageBanditEnv",
+        "PendigitsBanditEnv",
         "RegretMonitor",
         "FlattenCandidates",
+        "RewardAffine",
         "CandidateSetEnv",
         "Round",
+        "Drift",
+        "CorruptDataError",
+        "make_vector_env",
         "register_envs",
     ):
         assert name in envs.__all__ and hasattr(envs, name)

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from bandexa_gym.envs import FlattenCandidates, RegretMonitor
+from bandexa_gym.envs import FlattenCandidates, RegretMonitor, RewardAffine
 
 
 def test_regret_monitor_matches_infos_and_survives_resets() -> None:
@@ -94,3 +94,72 @@ def test_flatten_candidates_bounds_for_images() -> None:
 def test_flatten_candidates_rejects_other_spaces() -> None:
     with pytest.raises(ValueError, match="context"):
         FlattenCandidates(gym.make("CartPole-v1"))
+
+
+# -- RewardAffine --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(0.01, 0.0), (100.0, 0.0), (1.0, 100.0), (2.5, -3.0)])
+def test_reward_affine_transforms_reward_and_oracle(scale: float, shift: float) -> None:
+    kwargs = {"n_actions": 200, "candidate_size": 16}
+    plain = gym.make("Bandexa/Retrieval-v0", **kwargs)
+    wrapped = RewardAffine(gym.make("Bandexa/Retrieval-v0", **kwargs), scale=scale, shift=shift)
+    obs_p, _ = plain.reset(seed=0)
+    obs_w, _ = wrapped.reset(seed=0)
+    for t in range(30):
+        np.testing.assert_array_equal(obs_p["context"], obs_w["context"])
+        _, r_p, _, _, i_p = plain.step(t % 16)
+        _, r_w, _, _, i_w = wrapped.step(t % 16)
+        assert r_w == pytest.approx(scale * r_p + shift, rel=1e-12, abs=1e-12)
+        for key in ("expected_reward", "best_expected_reward"):
+            assert i_w[key] == pytest.approx(scale * i_p[key] + shift, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(i_w["expected_rewards"], scale * i_p["expected_rewards"] + shift)
+        assert i_w["regret"] == pytest.approx(scale * i_p["regret"], rel=1e-12, abs=1e-15)
+        assert i_w["regret"] == pytest.approx(
+            i_w["best_expected_reward"] - i_w["expected_reward"], abs=1e-9 * max(1, scale, shift)
+        )
+        assert i_w["optimal_action"] == i_p["optimal_action"]
+
+
+def test_reward_affine_leaves_the_inner_info_alone_and_regret_over_scale_is_the_plain_regret() -> (
+    None
+):
+    inner_infos = []
+
+    class Spy(gym.Wrapper):
+        def step(self, action):  # type: ignore[no-untyped-def]
+            out = self.env.step(action)
+            inner_infos.append((out[4], dict(out[4]), out[4]["expected_rewards"].copy()))
+            return out
+
+    monitored = RegretMonitor(RewardAffine(Spy(gym.make("Bandexa/Synthetic-v0")), 100.0, 7.0))
+    plain = RegretMonitor(gym.make("Bandexa/Synthetic-v0"))
+    monitored.reset(seed=2)
+    plain.reset(seed=2)
+    for t in range(40):
+        monitored.step(t % 10)
+        plain.step(t % 10)
+    for info, snapshot, expected in inner_infos:
+        assert info["regret"] == snapshot["regret"]
+        np.testing.assert_array_equal(info["expected_rewards"], expected)
+    np.testing.assert_allclose(monitored.regrets / 100.0, plain.regrets, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose((monitored.rewards - 7.0) / 100.0, plain.rewards, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"scale": 0.0}, ValueError, "scale must be a finite number > 0"),
+        ({"scale": -2.0}, ValueError, "scale must be a finite number > 0"),
+        ({"scale": float("inf")}, ValueError, "scale must be a finite number > 0"),
+        ({"scale": float("nan")}, ValueError, "scale must be a finite number > 0"),
+        ({"scale": "2"}, TypeError, "scale must be a real number"),
+        ({"shift": float("inf")}, ValueError, "shift must be a finite number"),
+        ({"shift": None}, TypeError, "shift must be a real number"),
+    ],
+)
+def test_reward_affine_rejects_bad_arguments(
+    kwargs: dict, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        RewardAffine(gym.make("Bandexa/Synthetic-v0"), **kwargs)

@@ -169,7 +169,11 @@ def test_gz_only_root_is_decompressed_into_cache(
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
     ]
-    assert (cache / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    copies = sorted(p.name for p in (cache / "decompressed" / "MNIST").iterdir())
+    assert [name.rsplit("-", 1)[0] for name in copies] == [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
     np.testing.assert_array_equal(env._images, truth[0])
     np.testing.assert_array_equal(env._image_labels, truth[1])
 
@@ -185,7 +189,7 @@ def test_system_folder_for_fashion_mnist(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("BANDEXA_CACHE", str(cache))
     env = gym.make("Bandexa/FashionMNIST-v0").unwrapped
     assert env.num_images == 10_000
-    assert (cache / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert list((cache / "decompressed" / "FashionMNIST").glob("t10k-images-idx3-ubyte-*"))
 
 
 def test_download_uses_torchvision_for_the_requested_split_only(
@@ -227,6 +231,11 @@ def test_download_uses_torchvision_for_the_requested_split_only(
 def test_bad_labels(labels: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         gym.make("Bandexa/MNIST-v0", labels=labels)
+
+
+def test_download_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="download must be True or False"):
+        gym.make("Bandexa/MNIST-v0", download="no")
 
 
 def test_bad_split_and_action() -> None:

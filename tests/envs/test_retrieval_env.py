@@ -147,3 +147,16 @@ def test_problem_seed_fixes_pool_across_reset_seeds() -> None:
     pool0 = free.items
     free.reset(seed=1)
     assert not np.array_equal(free.items, pool0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"noise_std": "0.1"}, "noise_std must be a real number"),
+        ({"random_fraction": "0.5"}, "random_fraction must be a real number"),
+        ({"random_fraction": None}, "random_fraction must be a real number"),
+    ],
+)
+def test_wrong_types_are_type_errors_naming_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        gym.make("Bandexa/Retrieval-v0", **kwargs)
