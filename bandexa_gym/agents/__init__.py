@@ -18,6 +18,7 @@ from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTSConfig,
     default_encoder,
 )
+from bandexa_gym.agents.neural_ts import NeuralTS, NeuralTSConfig
 
 __all__ = [
     "AGENTS",
@@ -28,6 +29,8 @@ __all__ = [
     "LinearTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
+    "NeuralTS",
+    "NeuralTSConfig",
     "UniformAgent",
     "default_encoder",
     "load_agent",

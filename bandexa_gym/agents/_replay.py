@@ -1,0 +1,306 @@
+"""What the neural agents that train on their replay buffer share: the schedule settings,
+the uniform warm-up, and learning a batch of rounds as if one at a time around the
+training bursts that fall inside it.
+
+:class:`ReplaySchedule` holds the same knobs as ``neural_linear_ts``
+(``warmup_random``, ``train_every``, ``optimizer_steps``, ``batch_size``, ...) with the same
+meaning, and :class:`ReplayAgent` drives them; subclasses say what a round stores
+(:meth:`ReplayAgent._absorb`) and what a training step minimizes
+(:meth:`ReplayAgent.training_loss`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bandexa_gym.agents.base import Observations
+from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+
+__all__ = ["ReplayAgent", "ReplaySchedule", "check_counter", "check_shapes", "compare_shapes"]
+
+_COUNTS = ("warmup_random", "train_every", "optimizer_steps", "batch_size", "buffer_capacity")
+
+
+@dataclass
+class ReplaySchedule:
+    """Training schedule and optimizer of a network trained on the replay buffer.
+
+    Attributes:
+        warmup_random: Rounds of uniform play before the exploration rule takes over; the
+            network is trained once at the end of the warm-up.
+        train_every: Train every this many rounds (0: never).
+        optimizer_steps: Adam steps per training burst.
+        batch_size: Minibatch size (per network).
+        action_chunk: Candidates per pass when scoring (None: all at once).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        loss: ``"mse"`` on the reward, or ``"bce"`` on a {0, 1} reward (logit readout).
+        buffer_capacity: Capacity of the default in-memory replay buffer.
+
+    Raises:
+        TypeError, ValueError: A setting of the wrong type or out of range (named).
+    """
+
+    warmup_random: int = 0
+    train_every: int = 50
+    optimizer_steps: int = 50
+    batch_size: int = 64
+    action_chunk: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    buffer_capacity: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            low = 0 if name in ("warmup_random", "train_every") else 1
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        chunk = self.action_chunk
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
+        ):
+            raise ValueError(f"action_chunk must be None or an integer >= 1, got {chunk!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> Any:
+        """A config from flat settings.
+
+        Raises:
+            TypeError: An unknown setting (the message lists the valid ones).
+        """
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(settings) - fields
+        if unknown:
+            raise TypeError(
+                f"unknown settings {sorted(unknown)}; valid: {', '.join(sorted(fields))}"
+            )
+        return cls(**settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serializable dict."""
+        return dataclasses.asdict(self)
+
+    def training_due(self, rounds: int) -> bool:
+        """Whether a training burst follows the round that brings the count to ``rounds``."""
+        if rounds == self.warmup_random:
+            return True
+        return (
+            self.train_every > 0 and rounds % self.train_every == 0 and rounds >= self.warmup_random
+        )
+
+
+class ReplayAgent(HeadAgent):
+    """A head agent whose network trains on its replay buffer on a :class:`ReplaySchedule`.
+
+    Rounds before ``warmup_random`` play uniformly at random (exact propensities). A batch
+    of B rounds is learned as if observed one at a time: its rows are absorbed up to a
+    scheduled training round, the network trains, and the remaining rows follow with the
+    new network.
+
+    Subclasses set ``self.config`` (a :class:`ReplaySchedule`), ``self.optimizer`` and the
+    head, and implement :meth:`_absorb`, :meth:`training_loss` and
+    :meth:`_check_inputs`.
+
+    Args:
+        buffer: Replay buffer (default: an in-memory ring of ``config.buffer_capacity``).
+        **kwargs: :class:`HeadAgent` options (``exploration``, ``seed``, ``device``, ...).
+    """
+
+    config: ReplaySchedule
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self, *, buffer: ReplayBuffer | None = None, **kwargs: Any) -> None:
+        self.sample_generator = torch.Generator()  # CPU: drives replay sampling
+        super().__init__(**kwargs)
+        self.buffer = (
+            buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
+        )
+        self.trainings = 0
+
+    # -- what subclasses provide ----------------------------------------------------------
+    def _check_inputs(self, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless contexts (B, ...) and candidates (B, K, d_a) fit."""
+        raise NotImplementedError
+
+    def _absorb(
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
+    ) -> None:
+        """Store the rows and update the head; all-or-nothing."""
+        raise NotImplementedError
+
+    def training_loss(
+        self, x: torch.Tensor, a: torch.Tensor, r: torch.Tensor, steps: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss of one optimizer step on a replay minibatch (on the device)."""
+        raise NotImplementedError
+
+    @property
+    def replay_batch(self) -> int:
+        """Transitions drawn from the buffer per optimizer step."""
+        return self.config.batch_size
+
+    # -- schedule ---------------------------------------------------------------------------
+    @property
+    def exploring(self) -> bool:
+        """True during the uniform warm-up."""
+        return self.rounds < self.config.warmup_random
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {**super()._generators(), "sample_generator": self.sample_generator}
+
+    def _reseed(self, seed: int | None) -> None:
+        super()._reseed(seed)
+        if seed is None:
+            self.sample_generator.seed()
+        else:
+            self.sample_generator.manual_seed(int(seed) + 1)
+
+    def train_network(self, optimizer_steps: int | None = None) -> float:
+        """Run a training burst on minibatches from the replay buffer.
+
+        Args:
+            optimizer_steps: Steps (default ``config.optimizer_steps``).
+
+        Returns:
+            The mean loss over the steps (``nan`` when the buffer is empty).
+        """
+        steps = self.config.optimizer_steps if optimizer_steps is None else optimizer_steps
+        if len(self.buffer) == 0 or steps <= 0:
+            return float("nan")
+        total = torch.zeros((), device=self.device)
+        for _ in range(steps):
+            x, a, r, step = (
+                t.to(self.device)
+                for t in self.buffer.sample(
+                    self.replay_batch, self.sample_generator, with_steps=True
+                )
+            )
+            value = self.training_loss(x, a, r, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            self.optimizer.step()
+            total += value.detach()
+        self.trainings += 1
+        self.clear_feature_cache()  # features computed before training are stale
+        return float(total) / steps
+
+    # -- agent protocol -----------------------------------------------------------------------
+    def _choose(self, batch: Observations) -> torch.Tensor:
+        self._check_inputs(batch.contexts, batch.candidates)
+        if self.exploring:
+            return self.uniform_choice(batch.masks)
+        return super()._choose(batch)
+
+    def _distribution(self, batch: Observations) -> torch.Tensor:
+        self._check_inputs(batch.contexts, batch.candidates)
+        if self.exploring:
+            masks = batch.masks.to(torch.float64)
+            return masks / masks.sum(-1, keepdim=True)
+        return super()._distribution(batch)
+
+    def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
+        if self.exploring:
+            return self._distribution(batch).gather(1, actions[:, None]).squeeze(1).cpu()
+        return super()._propensities(batch, actions)
+
+    def _learn(
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        indices: torch.Tensor,
+        rewards: torch.Tensor,
+    ) -> None:
+        self._check_inputs(contexts, chosen[:, None])
+        for name, values in (("context", contexts), ("action", chosen)):
+            # Checked for every row before any is learned: a batch whose later rows the
+            # buffer (float32) or the network would reject must not be half absorbed.
+            if values.is_floating_point() and not bool(torch.isfinite(values.float()).all()):
+                raise ValueError(
+                    f"{name} values exceed float32's range (|v| <= 3.4e38); nothing was learned"
+                )
+        n = contexts.shape[0]
+        start = 0
+        while start < n:
+            # Rows up to (and including) the next scheduled training round, then train.
+            end = start
+            while end < n and not self.config.training_due(self.rounds + end - start + 1):
+                end += 1
+            end = min(end + 1, n)
+            rows = slice(start, end)
+            self._absorb(contexts[rows], chosen[rows], indices[rows], rewards[rows])
+            self.rounds += end - start
+            if self.config.training_due(self.rounds):
+                self.train_network()
+            start = end
+
+    def _store(self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Add the rows to the buffer (which validates before storing anything)."""
+        if contexts.shape[0] == 1:
+            self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
+        else:
+            self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start over: reseed and forget the counters; subclasses restore their networks.
+
+        An in-memory replay buffer is replaced by an empty one; a disk buffer is left as is
+        (its files belong to the caller).
+        """
+        super().reset(seed)
+        if isinstance(self.buffer, MemoryReplayBuffer):
+            self.buffer = MemoryReplayBuffer(self.buffer.capacity)
+        self.trainings = 0
+
+
+def check_counter(name: str, value: Any) -> int:
+    """A checkpoint counter (an integer >= 0), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_shapes(encoder: Any, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
+    """Contexts (B, *context_shape) and candidates (B, K, d_a) with K >= 1, else ValueError."""
+    expected = tuple(encoder.context_shape)
+    if tuple(contexts.shape[1:]) != expected:
+        raise ValueError(
+            f"context must have shape {expected} (or (B, *{expected}) batched), got "
+            f"{tuple(contexts.shape[1:])}"
+        )
+    d_a = encoder.action_dim
+    if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != d_a:
+        shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
+        raise ValueError(f"candidates must have shape (K, {d_a}) with K >= 1, got {shape}")
+
+
+def compare_shapes(want: Mapping[str, tuple], shapes: Mapping[str, tuple]) -> None:
+    """Raise ``ValueError`` listing missing, unexpected and wrongly shaped tensors."""
+    have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    wrong = [f"{k}: {have[k]} (spec: {want[k]})" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"tensors do not fit the spec: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"wrong shapes {wrong[:5]}"
+        )
