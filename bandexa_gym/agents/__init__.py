@@ -10,6 +10,7 @@ from bandexa_gym.agents.base import (
     register_agent,
 )
 from bandexa_gym.agents.baselines import UniformAgent
+from bandexa_gym.agents.bootstrapped import BootstrappedConfig, BootstrappedNN
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.loading import load_agent, load_state
@@ -23,6 +24,8 @@ from bandexa_gym.agents.neural_ts import NeuralTS, NeuralTSConfig
 __all__ = [
     "AGENTS",
     "Agent",
+    "BootstrappedConfig",
+    "BootstrappedNN",
     "Capabilities",
     "Decision",
     "HeadAgent",
