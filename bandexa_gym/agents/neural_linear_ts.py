@@ -179,6 +179,7 @@ class NeuralLinearTS(HeadAgent):
             raise TypeError(f"config must be a NeuralLinearTSConfig, got {config!r}")
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.encoder = encoder.to(self.device)
+        self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
         self.buffer = (
             buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
