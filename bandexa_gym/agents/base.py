@@ -212,10 +212,16 @@ class Agent(ABC):
         batch = self.observations(obs)
         return _unbatch(self._choose(batch), batch.batched)
 
-    def decide(self, obs: Observation) -> Decision:
+    def decide(self, obs: Observation, *, propensity: bool = True) -> Decision:
         """Choose like :meth:`act` (the same action) and say with what probability.
 
         The decision is remembered until its reward comes back through :meth:`feedback`.
+
+        Args:
+            obs: A single or batched observation.
+            propensity: Estimate the probability of the chosen action (a Monte Carlo
+                estimate costs extra posterior draws for Thompson sampling); when False
+                ``Decision.propensity`` is NaN.
 
         Raises:
             ValueError: More than ``max_pending`` decisions await feedback.
@@ -228,7 +234,10 @@ class Agent(ABC):
                 "raise max_pending)"
             )
         actions = self._choose(batch)
-        propensities = self._propensities(batch, actions)
+        if propensity:
+            propensities = self._propensities(batch, actions)
+        else:
+            propensities = torch.full((batch.size,), math.nan, dtype=torch.float64)
         rows = torch.arange(batch.size, device=actions.device)
         chosen = batch.candidates[rows, actions]
         ids = []
