@@ -109,7 +109,7 @@ def test_transition_the_buffer_rejects_leaves_the_head_unchanged():
 
 
 def test_training_between_act_and_observe_does_not_reuse_stale_features():
-    agent = _agent(train_every=0)
+    agent = _agent(train_every=0, standardize_rewards=False)  # raw units: one rank-1 update
     for _ in range(20):
         agent.update(torch.randn(3), torch.randn(2), float(torch.randn(())))
     obs = {"context": torch.randn(3).numpy(), "candidates": torch.randn(4, 2).numpy()}
