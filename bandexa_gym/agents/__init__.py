@@ -5,6 +5,7 @@ from bandexa_gym.agents.base import (
     Agent,
     Capabilities,
     Decision,
+    NotApplicableError,
     make_agent,
     observation_space,
     register_agent,
@@ -18,6 +19,7 @@ from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTSConfig,
     default_encoder,
 )
+from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 
 __all__ = [
     "AGENTS",
@@ -28,6 +30,9 @@ __all__ = [
     "LinearTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
+    "NotApplicableError",
+    "PEERS",
+    "PEERS_EXTRA",
     "UniformAgent",
     "default_encoder",
     "load_agent",
