@@ -186,6 +186,7 @@ class Agent(ABC):
         self.tie_generator = torch.Generator(device=self.device)
         self.propensity_generator = torch.Generator(device=self.device)
         self.rounds = 0
+        self.input_shapes: tuple[tuple[int, ...], int] | None = None
         self._converted: tuple[tuple, list, Observations] | None = None
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._next_id = 0
@@ -526,6 +527,18 @@ class Agent(ABC):
             raise ValueError(
                 f"action_mask must have shape {tuple(candidates.shape[:-1])}, got {mask.shape}"
             )
+        if self.input_shapes is not None:
+            context_shape, action_dim = self.input_shapes
+            if tuple(context.shape[batched:]) != context_shape:
+                raise ValueError(
+                    f"context must have shape {context_shape} (or (B, *{context_shape}) batched), "
+                    f"got {tuple(context.shape)}"
+                )
+            if candidates.shape[-1] != action_dim:
+                raise ValueError(
+                    f"candidates must have {action_dim} features per row, got shape "
+                    f"{tuple(candidates.shape)}"
+                )
         if batched and context.shape[:1] != candidates.shape[:1]:
             raise ValueError(
                 f"batched context and candidates disagree on B: {context.shape} vs "
