@@ -173,6 +173,7 @@ class PeerAgent(Agent):
         self.context_dim = math.prod(self.context_shape)
         self.n_candidates = int(n_candidates)
         self.action_dim = int(action_dim)
+        self.input_shapes = (self.context_shape, self.action_dim)
 
     def library_seed(self) -> int:
         """The seed handed to the library: the agent's seed, or a fresh one drawn from the
