@@ -33,7 +33,7 @@ from gymnasium import spaces
 from bandexa_gym.agents.base import Capabilities, Observation, Observations, register_agent
 from bandexa_gym.agents.peer_base import PeerAgent, import_peer_library
 
-__all__ = ["VWSquareCB", "vw_features"]
+__all__ = ["VWSquareCB", "vw_features", "vw_lines"]
 
 
 def vw_features(values: np.ndarray) -> str:
@@ -41,6 +41,19 @@ def vw_features(values: np.ndarray) -> str:
     index = np.flatnonzero(values)
     pairs = zip(index.tolist(), values[index].tolist(), strict=True)
     return " ".join(f"{i}:{v:.9g}" for i, v in pairs)
+
+
+def vw_lines(prefix: str, matrix: np.ndarray) -> list[str]:
+    """``prefix`` + :func:`vw_features` of each row of ``matrix`` (K, d); rows without
+    zeros (dense features, as on Retrieval) share one format string, which is several
+    times faster than formatting feature by feature."""
+    dense = (matrix != 0).all(axis=1)
+    template = prefix + " ".join(f"{j}:%.9g" for j in range(matrix.shape[1]))
+    rows = matrix.tolist()
+    return [
+        template % tuple(row) if is_dense else prefix + vw_features(matrix[k])
+        for k, (row, is_dense) in enumerate(zip(rows, dense.tolist(), strict=True))
+    ]
 
 
 class _Stored(NamedTuple):
@@ -173,8 +186,7 @@ class VWSquareCB(PeerAgent):
         cached = self._line_cache
         if cached is not None and torch.equal(cached[0], candidates):
             return cached[1]
-        rows = candidates.to(torch.float64).numpy()
-        lines = ["|a " + vw_features(row) for row in rows]
+        lines = vw_lines("|a ", candidates.to(torch.float64).numpy())
         self._line_cache = (candidates.clone(), lines)
         return lines
 

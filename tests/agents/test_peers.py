@@ -17,6 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 import bandexa_gym  # noqa: F401  (registers the ids)
@@ -25,6 +26,7 @@ from bandexa_gym.agents import PEERS, PEERS_EXTRA, NotApplicableError, make_agen
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
 from bandexa_gym.bench import main
 from bandexa_gym.runner import run
+from bandexa_gym.utils import check_agent
 
 LIBRARY = {
     "peer:bayesianbandits": "bayesianbandits",
@@ -204,6 +206,39 @@ def test_capabilities_and_their_errors(peer: str, tmp_path: Path) -> None:
             agent.action_distribution(_obs([0.1, 0.2, 0.3]))
 
 
+def test_check_agent_passes_on_one_hot_arms(peer: str) -> None:
+    """The shared contract on a classification problem (fixed one-hot arms, masks drawn
+    by the checker); only what the peer opts out of is skipped, with its reason."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
+    env = gym.make("Bandexa/Classification-v0", X=X, y=y)
+    skipped = check_agent(peer, env)
+    agent = make_agent(peer, env, seed=0)
+    assert any(agent.capabilities.reason("save") in note for note in skipped)
+    assert len(skipped) == 1 + (not agent.capabilities.propensities)
+
+
+def test_per_arm_peers_run_blas_on_torch_threads(
+    per_arm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Library calls run with NumPy's BLAS limited to torch's thread count (contending
+    BLAS threads made MABWiser 50x slower on a busy 2-core machine)."""
+    from threadpoolctl import threadpool_info
+
+    agent = make_agent(per_arm, _space(), seed=0)
+    seen = []
+    choose_row = agent.choose_row
+
+    def spy(x: np.ndarray, offered: np.ndarray) -> int:
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return choose_row(x, offered)
+
+    monkeypatch.setattr(agent, "choose_row", spy)
+    agent.act(_obs([0.0, 1.0, 2.0]))
+    assert seen and set(seen) == {torch.get_num_threads()}
+
+
 # -- applicability ----------------------------------------------------------------------
 def test_probe_tells_fixed_from_changing_candidates() -> None:
     assert not candidates_change(gym.make("Bandexa/Synthetic-v0"))
@@ -307,6 +342,17 @@ def test_vw_maps_reward_to_negative_cost() -> None:
     assert agent.action_distribution(obs).argmax() == 1
     assert "--cb_explore_adf --squarecb" in agent.command_line
     assert "--random_seed 0" in agent.command_line
+
+
+def test_vw_text_features_are_sparse_and_exact_for_float32() -> None:
+    from bandexa_gym.agents.peer_vw import vw_features, vw_lines
+
+    values = np.array([[0.5, -1.25e-8, 3.0], [0, 1, 0], [1 / 3, 2 / 3, 1]], np.float32)
+    lines = vw_lines("|a ", values.astype(np.float64))
+    assert lines[1] == "|a 1:1"  # zeros are left out (one-hot rows)
+    assert lines == ["|a " + vw_features(row) for row in values.astype(np.float64)]
+    parsed = [float(f.split(":")[1]) for f in lines[2].split()[1:]]
+    np.testing.assert_array_equal(np.float32(parsed), values[2])
 
 
 # -- missing extra ----------------------------------------------------------------------
