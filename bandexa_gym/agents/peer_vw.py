@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Capabilities, Observation, Observations, register_agent
+from bandexa_gym.agents.base import (
+    Capabilities,
+    Decision,
+    Observation,
+    Observations,
+    register_agent,
+)
 from bandexa_gym.agents.peer_base import PeerAgent, import_peer_library
 
 __all__ = ["VWSquareCB", "vw_features", "vw_lines"]
@@ -289,13 +295,14 @@ class VWSquareCB(PeerAgent):
         finally:
             self._observing = None
 
-    def decide(self, obs: Observation) -> Any:
-        decision = super().decide(obs)
+    def decide(self, obs: Observation, *, propensity: bool = True) -> Decision:
+        decision = super().decide(obs, propensity=propensity)
         batch = self.observations(obs)  # the conversion decide() just made
+        pmfs = self._pmfs(batch)  # cached by _choose: VW's probabilities of this decision
         ids = np.atleast_1d(decision.id).tolist()
-        propensities = np.atleast_1d(decision.propensity).tolist()
-        for b, (i, p) in enumerate(zip(ids, propensities, strict=True)):
-            self._stored[i] = _Stored(batch.candidates[b], batch.masks[b], float(p))
+        actions = np.atleast_1d(decision.action).tolist()
+        for b, (i, a) in enumerate(zip(ids, actions, strict=True)):
+            self._stored[i] = _Stored(batch.candidates[b], batch.masks[b], float(pmfs[b, a]))
         return decision
 
     def feedback(self, decision_id: int | np.ndarray, reward: float | np.ndarray) -> None:

@@ -187,6 +187,18 @@ def test_batched_calls_equal_looped_calls(peer: str) -> None:
     assert batched.rounds == looped.rounds == 15
 
 
+@pytest.mark.parametrize("feedback", [{"delay": "geometric:4"}, {"feedback_batch": 5}])
+def test_runner_delays_and_batched_feedback(peer: str, feedback: dict) -> None:
+    """Delayed rewards (decide + feedback, out of order) and batched feedback (one batched
+    observe) through the runner: every round learned once, still well below uniform."""
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent(peer, env, seed=0)
+    result = run(agent, env, 400, seed=0, **feedback)
+    assert agent.rounds == 400 and agent.pending == 0
+    uniform = run(make_agent("uniform", env, seed=0), gym.make("Bandexa/Synthetic-v0"), 400, seed=0)
+    assert result.regrets.sum() < 0.8 * uniform.regrets.sum()
+
+
 # -- what peers cannot do ---------------------------------------------------------------
 def test_capabilities_and_their_errors(peer: str, tmp_path: Path) -> None:
     agent = make_agent(peer, _space(), seed=0)
