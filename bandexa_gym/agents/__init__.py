@@ -5,6 +5,8 @@ from bandexa_gym.agents.base import (
     Agent,
     Capabilities,
     Decision,
+    NotApplicableError,
+    PerformanceHint,
     make_agent,
     observation_space,
     register_agent,
@@ -20,6 +22,7 @@ from bandexa_gym.agents.neural_linear_ts import (
     default_encoder,
 )
 from bandexa_gym.agents.neural_ts import NeuralTS, NeuralTSConfig
+from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 
 __all__ = [
     "AGENTS",
@@ -34,6 +37,10 @@ __all__ = [
     "NeuralLinearTSConfig",
     "NeuralTS",
     "NeuralTSConfig",
+    "NotApplicableError",
+    "PEERS",
+    "PEERS_EXTRA",
+    "PerformanceHint",
     "UniformAgent",
     "default_encoder",
     "load_agent",
