@@ -65,17 +65,29 @@ class DiagonalGradientHead:
         lam: λ, the prior precision of the design matrix (> 0); larger means more
             exploration that decays more slowly.
         nu: ν, the scale of the belief's standard deviation (> 0).
+        forgetting: γ in (0, 1]: before every update the data part of ``U`` is discounted,
+            ``U ← λ + γ (U − λ)`` (the prior is kept), so a round ``k`` updates old weighs
+            ``γᵏ`` -- for rewards that drift. 1 (default) forgets nothing.
         device: Device of the state.
     """
 
     def __init__(
-        self, dim: int, *, lam: float = 1.0, nu: float = 1.0, device: str | torch.device = "cpu"
+        self,
+        dim: int,
+        *,
+        lam: float = 1.0,
+        nu: float = 1.0,
+        forgetting: float = 1.0,
+        device: str | torch.device = "cpu",
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ValueError(f"dim must be an integer >= 2 (1 + P gradient features), got {dim!r}")
         self._dim = dim
         self.lam = _check_positive("lam", lam)
         self.nu = _check_positive("nu", nu)
+        self.forgetting = _check_positive("forgetting", forgetting)
+        if self.forgetting > 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {forgetting!r}")
         self._device = torch.device(device)
         self.reset()
 
@@ -163,7 +175,7 @@ class DiagonalGradientHead:
             raise ValueError(
                 f"expected finite features of shape ({self._dim},), got {tuple(z.shape)}"
             )
-        self._precision = self._precision + g.square()
+        self._precision = self._discounted(self._precision) + g.square()
         self._n += 1
         self._inverse = None
 
@@ -176,10 +188,15 @@ class DiagonalGradientHead:
             )
         precision = self._precision
         for g in G:  # row by row: the same float64 sums as single updates
-            precision = precision + g.square()
+            precision = self._discounted(precision) + g.square()
         self._precision = precision
         self._n += G.shape[0]
         self._inverse = None
+
+    def _discounted(self, precision: Tensor) -> Tensor:
+        if self.forgetting == 1.0:
+            return precision
+        return (precision - self.lam).mul_(self.forgetting).add_(self.lam)
 
     def rebuild(self, chunks: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Reset to the prior and absorb a stream of ``(Z, r)`` chunks (Z (n, 1 + P))."""
@@ -196,18 +213,19 @@ class DiagonalGradientHead:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """``dim``, ``lam``, ``nu``, ``n_obs`` and the ``precision`` tensor (P,)."""
+        """``dim``, ``lam``, ``nu``, ``forgetting``, ``n_obs`` and ``precision`` (P,)."""
         return {
             "dim": self._dim,
             "lam": self.lam,
             "nu": self.nu,
+            "forgetting": self.forgetting,
             "n_obs": self._n,
             "precision": self._precision.clone(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict` output (``lam`` and ``nu`` stay this head's);
-        all-or-nothing.
+        """Load :meth:`state_dict` output (``lam``, ``nu`` and ``forgetting`` stay this
+        head's); all-or-nothing.
 
         Raises:
             ValueError: Another ``dim``, a wrong shape, or entries that are not finite or

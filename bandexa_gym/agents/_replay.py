@@ -12,6 +12,8 @@ meaning, and :class:`ReplayAgent` drives them; subclasses say what a round store
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +21,19 @@ from typing import Any
 import torch
 
 from bandexa_gym.agents.base import Observations
-from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 
-__all__ = ["ReplayAgent", "ReplaySchedule", "check_counter", "check_shapes", "compare_shapes"]
+__all__ = [
+    "ReplayAgent",
+    "ReplaySchedule",
+    "check_counter",
+    "carry_scaler",
+    "check_shapes",
+    "compare_shapes",
+    "load_scaler",
+    "step_if_finite",
+]
 
 _COUNTS = ("warmup_random", "train_every", "optimizer_steps", "batch_size", "buffer_capacity")
 
@@ -42,6 +53,13 @@ class ReplaySchedule:
         weight_decay: Adam weight decay.
         loss: ``"mse"`` on the reward, or ``"bce"`` on a {0, 1} reward (logit readout).
         buffer_capacity: Capacity of the default in-memory replay buffer.
+        forgetting: Discount γ in (0, 1] for rewards that drift: training favours recent
+            transitions (half-life ``ln 2 / −ln γ`` rounds) and the agent's belief
+            discounts old rounds (see the agent). 1 (default) forgets nothing.
+        standardize_rewards: With the MSE loss, the network learns rewards standardized by
+            their running mean and standard deviation (re-fitted before every training
+            burst), so its scale, and the exploration settings, mean the same thing
+            whatever the reward's units (as ``neural_linear_ts`` does).
 
     Raises:
         TypeError, ValueError: A setting of the wrong type or out of range (named).
@@ -56,6 +74,8 @@ class ReplaySchedule:
     weight_decay: float = 0.0
     loss: str = "mse"
     buffer_capacity: int = 100_000
+    forgetting: float = 1.0
+    standardize_rewards: bool = True
 
     def __post_init__(self) -> None:
         for name in _COUNTS:
@@ -76,6 +96,22 @@ class ReplaySchedule:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        gamma = self.forgetting
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+            raise TypeError(f"forgetting must be a number in (0, 1], got {gamma!r}")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {gamma!r}")
+        self.forgetting = float(gamma)
+        if not isinstance(self.standardize_rewards, bool):
+            raise TypeError(
+                f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
+            )
+
+    @property
+    def recency_half_life(self) -> float | None:
+        """Half-life (rounds) of replay sampling's recency weights; None without forgetting."""
+        gamma = self.forgetting
+        return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
 
     @classmethod
     def from_settings(cls, **settings: Any) -> Any:
@@ -132,6 +168,14 @@ class ReplayAgent(HeadAgent):
             buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
         )
         self.trainings = 0
+        self._init_schedule_state()
+
+    def _init_schedule_state(self) -> None:
+        """Counters and the reward scaler at their start (construction and reset)."""
+        cfg = self.config
+        self.trainings = 0
+        self.reward_scaler = RewardScaler(cfg.standardize_rewards and cfg.loss == "mse")
+        self._warned_non_finite = False
 
     # -- what subclasses provide ----------------------------------------------------------
     def _check_inputs(self, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
@@ -178,31 +222,49 @@ class ReplayAgent(HeadAgent):
     def train_network(self, optimizer_steps: int | None = None) -> float:
         """Run a training burst on minibatches from the replay buffer.
 
+        Targets are the standardized rewards (MSE with ``standardize_rewards``); with
+        ``forgetting`` the minibatches favour recent transitions. A step whose loss or
+        gradients are not finite is skipped (said once per agent).
+
         Args:
             optimizer_steps: Steps (default ``config.optimizer_steps``).
 
         Returns:
-            The mean loss over the steps (``nan`` when the buffer is empty).
+            The mean loss over the steps taken (``nan`` when the buffer is empty).
         """
         steps = self.config.optimizer_steps if optimizer_steps is None else optimizer_steps
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
         total = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
+        recency = self.config.recency_half_life
         for _ in range(steps):
             x, a, r, step = (
                 t.to(self.device)
                 for t in self.buffer.sample(
-                    self.replay_batch, self.sample_generator, with_steps=True
+                    self.replay_batch, self.sample_generator, with_steps=True, recency=recency
                 )
             )
-            value = self.training_loss(x, a, r, step)
+            value = self.training_loss(x, a, self.reward_scaler(r), step)
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
-            self.optimizer.step()
-            total += value.detach()
+            bad = step_if_finite(self.optimizer, self.device)
+            skipped += bad
+            total += torch.where(bad.bool(), 0.0, value.detach())  # no host sync per step
         self.trainings += 1
         self.clear_feature_cache()  # features computed before training are stale
-        return float(total) / steps
+        n_skipped = int(skipped.item())
+        if n_skipped and not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(
+                f"{self.name}: skipped {n_skipped} of {steps} training steps whose loss or "
+                "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
+                "training goes on without them (said once per agent)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        done = steps - n_skipped
+        return float(total) / done if done else float("nan")
 
     # -- agent protocol -----------------------------------------------------------------------
     def _choose(self, batch: Observations) -> torch.Tensor:
@@ -238,27 +300,22 @@ class ReplayAgent(HeadAgent):
                 raise ValueError(
                     f"{name} values exceed float32's range (|v| <= 3.4e38); nothing was learned"
                 )
-        n = contexts.shape[0]
-        start = 0
-        while start < n:
-            # Rows up to (and including) the next scheduled training round, then train.
-            end = start
-            while end < n and not self.config.training_due(self.rounds + end - start + 1):
-                end += 1
-            end = min(end + 1, n)
-            rows = slice(start, end)
+        for begin, end in split_at(self.rounds, contexts.shape[0], self.config.training_due):
+            rows = slice(begin, end)
             self._absorb(contexts[rows], chosen[rows], indices[rows], rewards[rows])
-            self.rounds += end - start
+            self.rounds += end - begin
             if self.config.training_due(self.rounds):
+                self.reward_scaler.refit()  # the network learns in the new units from here
                 self.train_network()
-            start = end
 
     def _store(self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor) -> None:
-        """Add the rows to the buffer (which validates before storing anything)."""
+        """Add the rows to the buffer (which validates before storing anything) and their
+        rewards to the running moments of the reward scaler."""
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+        self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
         """Start over: reseed and forget the counters; subclasses restore their networks.
@@ -269,7 +326,7 @@ class ReplayAgent(HeadAgent):
         super().reset(seed)
         if isinstance(self.buffer, MemoryReplayBuffer):
             self.buffer = MemoryReplayBuffer(self.buffer.capacity)
-        self.trainings = 0
+        self._init_schedule_state()
 
 
 def check_counter(name: str, value: Any) -> int:
@@ -304,3 +361,37 @@ def compare_shapes(want: Mapping[str, tuple], shapes: Mapping[str, tuple]) -> No
             f"tensors do not fit the spec: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"wrong shapes {wrong[:5]}"
         )
+
+
+def load_scaler(config: ReplaySchedule, state: Mapping[str, Any]) -> RewardScaler:
+    """A reward scaler for ``config`` holding a checkpoint's ``state`` (validated)."""
+    scaler = RewardScaler(config.standardize_rewards and config.loss == "mse")
+    scaler.load(state)
+    return scaler
+
+
+def step_if_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
+    """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
+    skipped. Fused Adam reads the flag on the device (no host synchronization)."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    found_inf = torch.zeros((), device=device)
+    if optimizer.defaults.get("fused"):
+        torch._amp_foreach_non_finite_check_and_unscale_(
+            grads, found_inf, torch.ones((), device=device)
+        )
+        optimizer.found_inf = found_inf  # Adam's fused kernel skips the update
+        optimizer.step()
+        optimizer.found_inf = None
+    elif all(bool(torch.isfinite(g).all()) for g in grads):
+        optimizer.step()
+    else:
+        found_inf.fill_(1.0)
+    return found_inf
+
+
+def carry_scaler(source: RewardScaler, target: RewardScaler) -> None:
+    """Give ``target`` the reward units and moments of ``source`` (evolve: the network
+    carried over learned in those units); a disabled ``target`` keeps raw units."""
+    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
+    if target.enabled:
+        target.shift, target.scale = source.shift, source.scale

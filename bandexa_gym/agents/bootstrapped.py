@@ -48,9 +48,11 @@ from bandexa_gym.agents._neural_evolve import (
 from bandexa_gym.agents._replay import (
     ReplayAgent,
     ReplaySchedule,
+    carry_scaler,
     check_counter,
     check_shapes,
     compare_shapes,
+    load_scaler,
 )
 from bandexa_gym.agents.base import Observations, derived_seed, register_agent
 from bandexa_gym.agents.neural_linear_ts import default_encoder
@@ -195,6 +197,7 @@ class BootstrappedNN(ReplayAgent):
                 readouts = [nn.Linear(encoders[0].feature_dim, 1) for _ in encoders]
         members = [RewardNetwork(e, r) for e, r in zip(encoders, readouts, strict=True)]
         self.ensemble = Ensemble(members).to(self.device)
+        self.input_shapes = (tuple(encoders[0].context_shape), int(encoders[0].action_dim))
         self._encoder_spec = specs[0]
         self._initial_state = {k: v.detach().clone() for k, v in self.ensemble.stacked.items()}
         self._init_learners()
@@ -311,7 +314,11 @@ class BootstrappedNN(ReplayAgent):
 
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = {f"members.{k}": v.detach() for k, v in self.ensemble.stacked.items()}
-        scalars = {"trainings": self.trainings, "bootstrap_key": self.bootstrap_key}
+        scalars = {
+            "trainings": self.trainings,
+            "bootstrap_key": self.bootstrap_key,
+            "reward_scaler": self.reward_scaler.state(),
+        }
         return scalars, tensors
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
@@ -320,8 +327,9 @@ class BootstrappedNN(ReplayAgent):
         key = scalars.get("bootstrap_key")
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 2**64:
             raise ValueError(f"bootstrap_key must be an integer in [0, 2**64), got {key!r}")
+        scaler = load_scaler(self.config, scalars["reward_scaler"])
         self.ensemble.load_members(stacked)  # checks names and shapes before copying
-        self.trainings = trainings
+        self.trainings, self.reward_scaler = trainings, scaler
         self.bootstrap_key = key
         self.clear_feature_cache()
 
@@ -421,6 +429,7 @@ class BootstrappedNN(ReplayAgent):
         self.ensemble.load_members({k: torch.stack(v) for k, v in stacked.items()})
         buffer_note = _move_buffer(trained, self, pad, old_transitions)
         self.bootstrap_key = trained.bootstrap_key
+        carry_scaler(trained.reward_scaler, self.reward_scaler)
         self.rounds, self.trainings = trained.rounds, trained.trainings
         self._init_optimizer_only()
         self.clear_feature_cache()

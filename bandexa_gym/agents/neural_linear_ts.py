@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
+from bandexa_gym.agents._replay import step_if_finite
 from bandexa_gym.agents.base import Observations, register_agent
 from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
@@ -366,24 +367,9 @@ class NeuralLinearTS(HeadAgent):
         return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
 
     def _step_if_finite(self) -> torch.Tensor:
-        """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
-        skipped. Fused Adam reads the flag on the device (no host synchronization)."""
-        grads = [
-            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
-        ]
-        found_inf = torch.zeros((), device=self.device)
-        if self.optimizer.defaults.get("fused"):
-            torch._amp_foreach_non_finite_check_and_unscale_(
-                grads, found_inf, torch.ones((), device=self.device)
-            )
-            self.optimizer.found_inf = found_inf  # Adam's fused kernel skips the update
-            self.optimizer.step()
-            self.optimizer.found_inf = None
-        elif all(bool(torch.isfinite(g).all()) for g in grads):
-            self.optimizer.step()
-        else:
-            found_inf.fill_(1.0)
-        return found_inf
+        """One optimizer step, skipped when a gradient is NaN or inf (see
+        :func:`~bandexa_gym.agents._replay.step_if_finite`)."""
+        return step_if_finite(self.optimizer, self.device)
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder and rebuild the head from it."""

@@ -58,9 +58,11 @@ from bandexa_gym.agents._neural_evolve import (
 from bandexa_gym.agents._replay import (
     ReplayAgent,
     ReplaySchedule,
+    carry_scaler,
     check_counter,
     check_shapes,
     compare_shapes,
+    load_scaler,
 )
 from bandexa_gym.agents.base import register_agent
 from bandexa_gym.agents.neural_linear_ts import _loss_fn, _module_state, default_encoder
@@ -173,15 +175,14 @@ class NeuralTS(ReplayAgent):
                     torch.manual_seed(seed)
                 readout = nn.Linear(encoder.feature_dim, 1)
         self.network = RewardNetwork(encoder, readout).to(self.device).eval()
+        self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
         self._initial_state = copy.deepcopy(self.network.state_dict())
         self.gradients = CandidateGradients(self.network, self.config.gradient_params)
         self._init_learners()
 
     def _init_learners(self) -> None:
         cfg = self.config
-        self.posterior = DiagonalGradientHead(
-            1 + self.gradients.dim, lam=cfg.lam, nu=cfg.nu, device=self.device
-        )
+        self.posterior = self._new_head()
         self.optimizer = torch.optim.Adam(
             [p for p in self.network.parameters() if p.requires_grad],
             lr=cfg.lr,
@@ -192,6 +193,16 @@ class NeuralTS(ReplayAgent):
         self.rounds = 0
         self.trainings = 0
         self.clear_feature_cache()
+
+    def _new_head(self) -> DiagonalGradientHead:
+        cfg = self.config
+        return DiagonalGradientHead(
+            1 + self.gradients.dim,
+            lam=cfg.lam,
+            nu=cfg.nu,
+            forgetting=cfg.forgetting,
+            device=self.device,
+        )
 
     @property
     def head(self) -> DiagonalGradientHead:
@@ -274,7 +285,11 @@ class NeuralTS(ReplayAgent):
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = dict(self.network.state_dict())  # encoder.*, readout.*
         tensors["head.precision"] = self.posterior.precision
-        scalars = {"head": {"n_obs": self.posterior.n_obs}, "trainings": self.trainings}
+        scalars = {
+            "head": {"n_obs": self.posterior.n_obs},
+            "trainings": self.trainings,
+            "reward_scaler": self.reward_scaler.state(),
+        }
         return scalars, tensors
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
@@ -283,14 +298,13 @@ class NeuralTS(ReplayAgent):
         if "head.precision" not in tensors:
             raise ValueError("checkpoint lacks tensor 'head.precision'")
         trainings = check_counter("trainings", scalars.get("trainings"))
-        head = DiagonalGradientHead(
-            self.posterior.dim, lam=self.config.lam, nu=self.config.nu, device=self.device
-        )
+        scaler = load_scaler(self.config, scalars["reward_scaler"])
+        head = self._new_head()
         head.load_state_dict(
             {"precision": tensors["head.precision"], "n_obs": scalars["head"]["n_obs"]}
         )  # fails here, before the agent is touched
         self.network.load_state_dict(network_state)
-        self.posterior = head
+        self.posterior, self.reward_scaler = head, scaler
         self.trainings = trainings
         self.network.eval()
         self.clear_feature_cache()
@@ -393,6 +407,7 @@ class NeuralTS(ReplayAgent):
             new_enc.load_state_dict(state)
             self.readout.load_state_dict(trained.readout.state_dict())
         self.posterior.load_state_dict({"precision": precision, "n_obs": trained.posterior.n_obs})
+        carry_scaler(trained.reward_scaler, self.reward_scaler)
         optimizer_note = _carry_optimizer_state(trained, self)
         buffer_note = _move_buffer(trained, self, pad, old_transitions)
         self.rounds, self.trainings = trained.rounds, trained.trainings

@@ -202,3 +202,30 @@ def test_beats_uniform_on_a_short_synthetic_run():
         agent = make_agent(name, env, seed=0)
         regret[name] = run(agent, env, 800, seed=0).cumulative_regret[-1]
     assert regret["bootstrapped_nn"] < 0.5 * regret["uniform"], regret
+
+
+def test_decisions_do_not_depend_on_the_rewards_units():
+    plain, scaled = _agent(), _agent()
+    for obs in OBS:
+        action = plain.act(obs)
+        assert scaled.act(obs) == action
+        reward = contract.reward_of(obs, action)
+        plain.observe(obs, action, reward)
+        scaled.observe(obs, action, 100.0 * reward + 100.0)
+    mean, raw_mean = scaled.predict(PROBES[0])[0], plain.predict(PROBES[0])[0]
+    np.testing.assert_allclose(mean, 100.0 * raw_mean + 100.0, rtol=1e-4)
+
+
+def test_forgetting_favours_recent_replay():
+    agent = _agent(forgetting=0.9)
+    assert agent.config.recency_half_life == pytest.approx(np.log(2) / -np.log(0.9))
+    seen = []
+    sample = agent.buffer.sample
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("recency"))
+        return sample(*args, **kwargs)
+
+    agent.buffer.sample = recording
+    contract.play(agent, OBS[:12])  # trains twice, with recency-weighted minibatches
+    assert agent.trainings == 2 and seen == [agent.config.recency_half_life] * 6

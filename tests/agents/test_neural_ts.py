@@ -120,10 +120,16 @@ def test_ucb_scores_and_thompson_spread_follow_the_diagonal_design_matrix():
     assert (
         agent.posterior.n_obs == 12 and bool((agent_u >= 0.3).all()) and bool((agent_u > U).any())
     )
-    mean, variance = agent.predict(obs)
+    mean, variance = (t[0].numpy() for t in agent.head.predict(Z[None].float()))
     np.testing.assert_allclose(mean, f.numpy(), rtol=1e-6)
     expected = 0.25 * 0.3 * (G.square() / agent_u).sum(1)
     np.testing.assert_allclose(variance, expected.numpy(), rtol=1e-5)
+    # predict() answers in the rewards' units: the network learns standardized ones.
+    scaler = agent.reward_scaler
+    assert scaler.enabled and scaler.scale != 1.0
+    raw_mean, raw_variance = agent.predict(obs)
+    np.testing.assert_allclose(raw_mean, mean * scaler.scale + scaler.shift, rtol=1e-6)
+    np.testing.assert_allclose(raw_variance, variance * scaler.scale**2, rtol=1e-5)
     ucb = UCB(alpha=2.0).scores(agent.head, Z[None].float())[0]
     np.testing.assert_allclose(ucb.numpy(), (f + 2.0 * expected.sqrt()).numpy(), rtol=1e-5)
     draws = agent.head.thompson_scores(Z[None].float(), draws=4000)[:, 0]  # (M, K)
@@ -222,3 +228,33 @@ def test_beats_uniform_on_a_short_synthetic_run(name):
         agent = make_agent(agent_name, env, seed=0)
         regret[agent_name] = run(agent, env, 800, seed=0).cumulative_regret[-1]
     assert regret[name] < 0.5 * regret["uniform"], regret
+
+
+def test_decisions_do_not_depend_on_the_rewards_units():
+    """MSE training on standardized rewards: rewards × 100 + 100 give the same choices."""
+    plain, scaled = _agent(), _agent()
+    for obs in OBS:
+        action = plain.act(obs)
+        assert scaled.act(obs) == action
+        reward = contract.reward_of(obs, action)
+        plain.observe(obs, action, reward)
+        scaled.observe(obs, action, 100.0 * reward + 100.0)
+    assert scaled.reward_scaler.scale == pytest.approx(100.0 * plain.reward_scaler.scale)
+    (mean, variance), (raw_mean, raw_variance) = scaled.predict(PROBES[0]), plain.predict(PROBES[0])
+    np.testing.assert_allclose(mean, 100.0 * raw_mean + 100.0, rtol=1e-4)
+    np.testing.assert_allclose(variance, 1e4 * raw_variance, rtol=1e-3)
+
+
+def test_forgetting_discounts_u_and_favours_recent_replay():
+    agent = _agent(forgetting=0.5, warmup_random=0, train_every=0)
+    assert agent.posterior.forgetting == 0.5 and agent.config.recency_half_life == 1.0
+    obs = PROBES[2]
+    batch = agent.observations(obs)
+    Z = agent.compute_features(batch.contexts, batch.candidates)[0]
+    agent.observe(obs, 0, 0.1)
+    agent.observe(obs, 1, 0.2)
+    g0, g1 = Z[0, 1:].double(), Z[1, 1:].double()
+    expected = agent.config.lam + 0.5 * g0.square() + g1.square()
+    torch.testing.assert_close(agent.posterior.precision, expected)
+    with pytest.raises(ValueError, match="forgetting"):
+        _agent(forgetting=1.5)

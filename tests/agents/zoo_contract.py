@@ -58,11 +58,21 @@ def snapshot(agent: Agent) -> dict[str, Any]:
     scalars, tensors = agent.state_tensors()
     state = {f"t.{k}": v.detach().clone() for k, v in tensors.items()}
     state.update({f"rng.{k}": g.get_state() for k, g in agent._generators().items()})
-    state["scalars"] = repr(scalars)
+    state.update({f"s.{k}": v for k, v in _flat(scalars).items()})
     state["rounds"] = agent.rounds
     state["buffer"] = len(getattr(agent, "buffer", ()))
     state["pending"] = agent.pending
     return state
+
+
+def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested checkpoint scalars as one flat dict."""
+    if isinstance(values, dict):
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: values}
 
 
 def assert_same_state(a: dict[str, Any], b: dict[str, Any], exact: bool = True) -> None:
@@ -73,6 +83,8 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any], exact: bool = True) 
                 assert torch.equal(a[key], b[key]), key
             else:
                 torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+        elif isinstance(a[key], float) and not exact:
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
         else:
             assert a[key] == b[key], key
 
