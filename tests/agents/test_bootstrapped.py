@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import bandexa_gym  # noqa: F401  (registers the envs)
-from bandexa_gym.agents import BootstrappedConfig, BootstrappedNN, make_agent
+from bandexa_gym.agents import BootstrappedConfig, BootstrappedNN, load_agent, make_agent
 from bandexa_gym.agents.bootstrapped import bootstrap_weights
 from bandexa_gym.bench import run
+from bandexa_gym.checkpoint import CheckpointError
 from bandexa_gym.encoders import ConvEncoder, MLPEncoder
 from bandexa_gym.exploration import tie_split
 from bandexa_gym.transfer import evolve
@@ -229,3 +230,22 @@ def test_forgetting_favours_recent_replay():
     agent.buffer.sample = recording
     contract.play(agent, OBS[:12])  # trains twice, with recency-weighted minibatches
     assert agent.trainings == 2 and seen == [agent.config.recency_half_life] * 6
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["state"].update(bootstrap_key=-1), "bootstrap_key"),
+        (lambda m: m["state"].update(trainings=-1), "trainings"),
+        (lambda m: m["spec"]["config"].update(bootstrap="jackknife"), "bootstrap"),
+        (lambda m: m["spec"]["config"].update(n_members=100_000), "wrong shapes"),
+    ],
+    ids=["bad-key", "bad-count", "bad-bootstrap", "oversized"],
+)
+def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path):
+    agent = FACTORIES["thompson"]()
+    contract.play(agent, OBS[:12])
+    path = agent.save(tmp_path / "a.safetensors")
+    contract.rewrite_checkpoint(path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_agent(path)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import bandexa_gym  # noqa: F401  (registers the envs)
-from bandexa_gym.agents import NeuralTS, NeuralTSConfig, load_state, make_agent
+from bandexa_gym.agents import NeuralTS, NeuralTSConfig, load_agent, load_state, make_agent
 from bandexa_gym.bench import run
 from bandexa_gym.checkpoint import CheckpointError
-from bandexa_gym.encoders import ConvEncoder, MLPEncoder, TwoTowerEncoder
+from bandexa_gym.encoders import ConvEncoder, MLPEncoder, TwoTowerEncoder, build_encoder
 from bandexa_gym.exploration import UCB, ThompsonSampling
 from bandexa_gym.transfer import evolve
 from tests.agents import zoo_contract as contract
@@ -258,3 +258,34 @@ def test_forgetting_discounts_u_and_favours_recent_replay():
     torch.testing.assert_close(agent.posterior.precision, expected)
     with pytest.raises(ValueError, match="forgetting"):
         _agent(forgetting=1.5)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["state"].update(rounds=-5), "rounds"),
+        (lambda m: m["spec"]["config"].update(lam=-1.0), "lam"),
+        (lambda m: m["spec"]["config"].update(train_every="often"), "train_every"),
+        (lambda m: m["state"]["head"].update(n_obs=-1), "n_obs"),
+        (lambda m: m["state"]["reward_scaler"].update(scale=0.0), "reward scaler"),
+        (lambda m: m["spec"]["encoder"]["kwargs"].update(hidden=[60000, 60000]), "not fit"),
+    ],
+    ids=["negative-rounds", "bad-lam", "bad-schedule", "bad-count", "bad-scaler", "oversized"],
+)
+def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path, monkeypatch):
+    agent = FACTORIES["neural_ts"]()
+    contract.play(agent, OBS[:12])
+    path = agent.save(tmp_path / "a.safetensors")
+    contract.rewrite_checkpoint(path, edit)
+    devices = []
+    real = build_encoder
+
+    def spy(spec, *, device=None):
+        devices.append(device)
+        return real(spec, device=device)
+
+    monkeypatch.setattr("bandexa_gym.agents.neural_ts.build_encoder", spy)
+    with pytest.raises(CheckpointError, match=message):
+        load_agent(path)
+    if message == "not fit":
+        assert devices == ["meta"]  # only the allocation-free shape check ran

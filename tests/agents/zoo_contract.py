@@ -3,6 +3,7 @@ bootstrapped_nn): determinism, masks, batched == looped, rejected input, save/lo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from bandexa_gym import checkpoint
 from bandexa_gym.agents import Agent, load_agent
 
 Factory = Callable[[], Agent]
@@ -179,3 +182,13 @@ def check_save_load(
         )
     assert [loaded.act(o) for o in probes * 3] == [agent.act(o) for o in probes * 3]
     return loaded
+
+
+def rewrite_checkpoint(path: Path, edit: Callable[[dict], None]) -> None:
+    """Edit a checkpoint's metadata in place, with a consistent digest (bad values, not a
+    damaged file)."""
+    meta = checkpoint.read_metadata(path)
+    tensors = load_file(str(path))
+    edit(meta)
+    meta["sha256"] = checkpoint._digest(meta, tensors)
+    save_file(tensors, str(path), metadata={"bandexa_gym": json.dumps(meta)})
