@@ -75,9 +75,13 @@ class BootstrappedConfig(ReplaySchedule):
     :class:`~bandexa_gym.agents._replay.ReplaySchedule`'s).
 
     Attributes:
-        n_members: Ensemble size M >= 1.
+        n_members: Ensemble size M >= 1. Default 5: on ``Bandexa/Synthetic-v0`` (4,000
+            rounds, seeds 0 and 1) M = 5 and M = 10 both gave 509 and 506 mean regret
+            with Poisson weights, while training and scoring cost grows with M (M
+            ConvNets per step on MNIST).
         bootstrap: Weights of a transition in a member's loss: ``"poisson"`` (Poisson(1),
-            the online bootstrap), ``"bernoulli"`` (a Bernoulli(0.5) mask: 0 or 1) or
+            the online bootstrap; default: mean regret 509 / 506 at M = 5 / 10 in the runs
+            above), ``"bernoulli"`` (a Bernoulli(0.5) mask, 0 or 1: 549 / 589) or
             ``"none"`` (all 1).
     """
 
@@ -474,14 +478,15 @@ def make_bootstrapped(
 ) -> BootstrappedNN:
     """A :class:`BootstrappedNN` sized for ``space``: ``n_members`` independently initialized
     default encoders (``neural_linear_ts``'s, by kind of context) on its schedule (images:
-    200 uniform warm-up rounds, logistic loss).
+    200 uniform warm-up rounds; the squared error on standardized rewards everywhere, as for
+    ``neural_ts``, whose greedy read of a network trained so was the better classifier).
 
     Raises:
         TypeError: An unknown setting (the message lists the valid ones).
         ValueError: A setting out of range.
     """
     images = len(space["context"].shape) == 3
-    defaults: dict[str, Any] = {"warmup_random": 200, "loss": "bce"} if images else {}
+    defaults: dict[str, Any] = {"warmup_random": 200} if images else {}
     try:
         config = BootstrappedConfig.from_settings(**{**defaults, **settings})
     except TypeError as err:
