@@ -27,8 +27,8 @@ from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 __all__ = [
     "ReplayAgent",
     "ReplaySchedule",
-    "check_counter",
     "carry_scaler",
+    "check_counter",
     "check_shapes",
     "compare_shapes",
     "load_scaler",
@@ -167,7 +167,6 @@ class ReplayAgent(HeadAgent):
         self.buffer = (
             buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
         )
-        self.trainings = 0
         self._init_schedule_state()
 
     def _init_schedule_state(self) -> None:
