@@ -152,18 +152,20 @@ class CandidateGradients:
         self.dim = sum(math.prod(s) for s in self.shapes)
         self.scale = 1.0 / math.sqrt(network.width)
 
+        scale = self.scale
+
         def value(theta: dict[str, Tensor], x: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
             out = functional_call(network, theta, (x.unsqueeze(0), a.unsqueeze(0)))[0]
-            return out, out
+            return out * scale, out  # differentiate f / sqrt(m): g comes out scaled
 
         self._one = vmap(grad_and_value(value, has_aux=True), in_dims=(None, None, 0))
         self._many = vmap(self._one, in_dims=(None, 0, 0))
 
     def _pass(self, theta: dict[str, Tensor], contexts: Tensor, candidates: Tensor) -> Any:
         if contexts.shape[0] == 1:  # one context: skip the outer map (its overhead dominates)
-            grads, (values, _) = self._one(theta, contexts[0], candidates[0])
+            grads, (_, values) = self._one(theta, contexts[0], candidates[0])
             return {n: g.unsqueeze(0) for n, g in grads.items()}, values.unsqueeze(0)
-        grads, (values, _) = self._many(theta, contexts, candidates)
+        grads, (_, values) = self._many(theta, contexts, candidates)
         return grads, values
 
     def __call__(
@@ -196,9 +198,7 @@ class CandidateGradients:
                 lead = values.shape
                 flat = [grads[n].reshape(*lead, -1) for n in self.names]
                 parts.append(torch.cat([values.unsqueeze(-1), *flat], dim=-1))
-            features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            features[..., 1:] *= self.scale
-        return features
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def _readout_features(
         self, contexts: Tensor, candidates: Tensor, action_chunk: int | None
