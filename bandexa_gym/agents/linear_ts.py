@@ -6,9 +6,10 @@ class, :class:`LinearTS`, with different exploration rules.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -159,6 +160,9 @@ class LinearTS(HeadAgent):
     """
 
     name = "linear_ts"
+    head_config_type: ClassVar[type] = HeadConfig
+    """The config type of the heads (its fields are also accepted one by one); subclasses
+    with another head override it with :meth:`new_head`."""
 
     def __init__(
         self,
@@ -176,10 +180,13 @@ class LinearTS(HeadAgent):
             raise ValueError(
                 f"feature_map must be 'auto', 'concat' or 'disjoint', got {feature_map!r}"
             )
-        head_fields = {k: kwargs.pop(k) for k in ("prior_var", "noise", "a0", "b0") if k in kwargs}
+        names = [f.name for f in dataclasses.fields(self.head_config_type)]
+        head_fields = {k: kwargs.pop(k) for k in names if k in kwargs}
         if head is not None and head_fields:
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
-        self.head_config = head if head is not None else HeadConfig(**head_fields)
+        if head is not None and not isinstance(head, self.head_config_type):
+            raise TypeError(f"head must be a {self.head_config_type.__name__}, got {head!r}")
+        self.head_config = head if head is not None else self.head_config_type(**head_fields)
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.context_shape = tuple(int(s) for s in context_shape)
         self.context_dim = math.prod(self.context_shape)
@@ -203,9 +210,9 @@ class LinearTS(HeadAgent):
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
         if feature_map == "concat":
-            self.heads = [self.new_head(self.context_dim + self.action_dim)]
+            self.heads = [self.new_head(self.head_dim("concat"))]
         else:
-            self.heads = [self.new_head(self.context_dim) for _ in range(self.action_dim)]
+            self.heads = [self.new_head(self.head_dim("disjoint")) for _ in range(self.action_dim)]
         self.clear_feature_cache()
 
     def _resolve(self, candidates: torch.Tensor) -> None:
@@ -232,7 +239,7 @@ class LinearTS(HeadAgent):
     @property
     def head(self) -> ConcatHead | ArmHeads:
         if self.feature_map == "concat":
-            return ConcatHead(self.heads[0], self.context_dim)
+            return ConcatHead(self.heads[0], self.head_context_dim)
         return ArmHeads(self.heads)
 
     def reset(self, seed: int | None = None) -> None:
@@ -312,12 +319,18 @@ class LinearTS(HeadAgent):
             state = head.state_dict()
             tensors[f"heads.{i}.mean"] = state["mean"]
             tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
-            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
+            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet") if k in state})
         return {"heads": heads, "feature_map": self.feature_map}, tensors
+
+    @property
+    def head_context_dim(self) -> int:
+        """Width of the context part of the heads' features: d_x (subclasses that add
+        features to the flat context, such as an intercept, say so here and in ``_flat``)."""
+        return self.context_dim
 
     def head_dim(self, feature_map: str) -> int:
         """Feature dimension of each head under ``feature_map``."""
-        return self.context_dim + (self.action_dim if feature_map == "concat" else 0)
+        return self.head_context_dim + (self.action_dim if feature_map == "concat" else 0)
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         feature_map = scalars.get("feature_map", self.feature_map)
@@ -368,7 +381,7 @@ class LinearTS(HeadAgent):
             tuple(spec["context_shape"]),
             int(spec["action_dim"]),
             feature_map=spec["feature_map"],
-            head=HeadConfig.from_dict(spec["head"]),
+            head=cls.head_config_type.from_dict(spec["head"]),
             exploration=spec.get("exploration", "thompson"),
             seed=seed,
             device=device,
