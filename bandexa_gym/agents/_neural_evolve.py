@@ -203,6 +203,18 @@ def evolve_neural(
     :func:`bandexa_gym.transfer.evolve` for the contract); returns a one-line summary."""
     if old_transitions not in ("pad", "drop"):
         raise ValueError(f"old_transitions must be 'pad' or 'drop', got {old_transitions!r}")
+    kind = getattr(agent.config, "head_kind", "gaussian")
+    if getattr(template.config, "head_kind", "gaussian") != kind:
+        raise ValueError(
+            f"head_kind differs: the trained agent has a {kind!r} head, the template a "
+            f"{template.config.head_kind!r} one"
+        )
+    if kind == "logistic" and template.config.head.prior_var != agent.config.head.prior_var:
+        raise ValueError(
+            f"prior_var differs ({agent.config.head.prior_var} -> "
+            f"{template.config.head.prior_var}): a logistic head cannot be re-based on another "
+            "prior (its posterior is not conjugate); evolve with the same prior_var"
+        )
     old_enc, new_enc = agent.encoder, template.encoder
     grown = _check_encoders(old_enc, new_enc)
     if old_transitions == "drop" and template.buffer is agent.buffer:
@@ -229,7 +241,11 @@ def evolve_neural(
     with torch.no_grad():
         new_enc.load_state_dict(state)
         template.readout.load_state_dict(agent.readout.state_dict())
-    rebased = load_rebased(template.posterior, agent.posterior.state_dict())
+    if kind == "logistic":  # same prior (checked above): the state is copied as it is
+        template.posterior.load_state_dict(agent.posterior.state_dict())
+        rebased = False
+    else:
+        rebased = load_rebased(template.posterior, agent.posterior.state_dict())
     optimizer_note = _carry_optimizer_state(agent, template)
     buffer_note = _move_buffer(agent, template, pad, old_transitions)
     template.rounds = agent.rounds

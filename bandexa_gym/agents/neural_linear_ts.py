@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents.base import Observations, register_agent
+from bandexa_gym.agents.base import Capabilities, Observations, register_agent
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.encoders import (
@@ -32,12 +32,18 @@ from bandexa_gym.encoders import (
     check_encoder,
     encoder_spec,
 )
-from bandexa_gym.posterior import BayesianLinearRegression, HeadConfig
+from bandexa_gym.posterior import (
+    BayesianLinearRegression,
+    HeadConfig,
+    LaplaceLogisticRegression,
+    LogisticHeadConfig,
+)
 
 __all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _HEAD_FIELDS = ("prior_var", "noise", "a0", "b0")
+HEAD_KINDS = ("gaussian", "logistic")
 
 
 @dataclass
@@ -46,6 +52,12 @@ class NeuralLinearTSConfig:
 
     Attributes:
         head: The Bayesian head's hyper-parameters (:class:`HeadConfig`).
+        head_kind: ``"gaussian"`` (default): Bayesian linear regression on the reward;
+            ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
+            (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
+            ``N(0, head.prior_var · I)``, refit by Newton's method at every rebuild; other
+            rewards are a ``ValueError`` at ``observe``). It needs ``loss="bce"`` and
+            leaves ``head.noise``, ``a0``, ``b0`` at their defaults (they are Gaussian).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
@@ -64,6 +76,7 @@ class NeuralLinearTSConfig:
     """
 
     head: HeadConfig = field(default_factory=HeadConfig)
+    head_kind: str = "gaussian"
     warmup_random: int = 0
     train_every: int = 50
     optimizer_steps: int = 50
@@ -102,6 +115,21 @@ class NeuralLinearTSConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.head_kind not in HEAD_KINDS:
+            raise ValueError(f"head_kind must be 'gaussian' or 'logistic', got {self.head_kind!r}")
+        if self.head_kind == "logistic":
+            if self.loss != "bce":
+                raise ValueError(
+                    "head_kind='logistic' models {0, 1} rewards: the encoder trains with "
+                    f"loss='bce', got loss={self.loss!r}"
+                )
+            default = HeadConfig()
+            gaussian = {k: getattr(self.head, k) for k in ("noise", "a0", "b0")}
+            if any(getattr(default, k) != v for k, v in gaussian.items()):
+                raise ValueError(
+                    f"head settings {gaussian} are for the Gaussian head; the logistic head "
+                    "takes prior_var only (leave noise, a0, b0 at their defaults)"
+                )
 
     @classmethod
     def from_settings(cls, **settings: Any) -> NeuralLinearTSConfig:
@@ -177,6 +205,8 @@ class NeuralLinearTS(HeadAgent):
         self.config = config or NeuralLinearTSConfig()
         if not isinstance(self.config, NeuralLinearTSConfig):
             raise TypeError(f"config must be a NeuralLinearTSConfig, got {config!r}")
+        if self.config.head_kind == "logistic":  # observe() rejects rewards outside {0, 1}
+            self.capabilities = Capabilities(binary_rewards=True)
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.encoder = encoder.to(self.device)
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
@@ -185,11 +215,15 @@ class NeuralLinearTS(HeadAgent):
         )
         self._init_learners()
 
-    def new_head(self) -> BayesianLinearRegression:
-        """A head at the configured prior over the encoder's features, on the device."""
-        return BayesianLinearRegression(
-            self.encoder.feature_dim, self.config.head, device=self.device
-        )
+    def new_head(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
+        """A head of ``config.head_kind`` at the configured prior over the encoder's
+        features, on the device."""
+        d, head = self.encoder.feature_dim, self.config.head
+        if self.config.head_kind == "logistic":
+            return LaplaceLogisticRegression(
+                d, LogisticHeadConfig(head.prior_var), device=self.device
+            )
+        return BayesianLinearRegression(d, head, device=self.device)
 
     def _init_learners(self) -> None:
         cfg = self.config
@@ -220,7 +254,7 @@ class NeuralLinearTS(HeadAgent):
             self.sample_generator.manual_seed(int(seed) + 1)
 
     @property
-    def head(self) -> BayesianLinearRegression:
+    def head(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
         return self.posterior
 
     # -- the original low-level API ---------------------------------------------------
@@ -437,7 +471,8 @@ class NeuralLinearTS(HeadAgent):
     def pinned_spec(self) -> dict[str, Any]:
         spec = self.spec()
         del spec["exploration"]
-        spec["config"] = {"head": spec["config"]["head"]}  # the schedule may differ
+        config = spec["config"]  # the schedule may differ, the head may not
+        spec["config"] = {"head": config["head"], "head_kind": config["head_kind"]}
         return spec
 
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -447,7 +482,7 @@ class NeuralLinearTS(HeadAgent):
         tensors["posterior.mean"] = state["mean"]
         tensors["posterior.sqrt_covariance"] = state["sqrt_covariance"]
         scalars = {
-            "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet")},
+            "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet") if k in state},
             "trainings": self.trainings,
         }
         return scalars, tensors
@@ -630,13 +665,32 @@ def make_neural_linear(
     **settings: Any,
 ) -> NeuralLinearTS:
     """A :class:`NeuralLinearTS` sized for ``space`` with the default settings for its kind
-    of context (images: ConvNet, 200 uniform warm-up rounds, logistic loss)."""
+    of context (images: ConvNet, 200 uniform warm-up rounds, logistic loss).
+
+    ``head="logistic"`` (or ``head_kind="logistic"``) puts the Laplace logistic head on
+    the features, for rewards in {0, 1}, and trains the encoder with ``loss="bce"``;
+    ``head`` may otherwise be ``"gaussian"`` (the default) or the Gaussian head's
+    :class:`HeadConfig` (or a dict of its fields).
+    """
+    head = settings.pop("head", None)
+    if isinstance(head, str):
+        if head not in HEAD_KINDS:
+            raise ValueError(
+                f"head must be 'gaussian', 'logistic', a HeadConfig or a dict of its fields, "
+                f"got {head!r}"
+            )
+        if settings.setdefault("head_kind", head) != head:
+            raise ValueError(f"head={head!r} and head_kind={settings['head_kind']!r} disagree")
+    elif head is not None:
+        settings["head"] = head
     images = len(space["context"].shape) == 3
     defaults: dict[str, Any] = (
         {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50, "loss": "bce"}
         if images
         else {}
     )
+    if settings.get("head_kind") == "logistic":
+        defaults["loss"] = "bce"
     try:
         config = NeuralLinearTSConfig.from_settings(**{**defaults, **settings})
     except TypeError as err:
