@@ -402,12 +402,14 @@ class BayesianLinearRegression:
         self._n += 1
 
     def update_batch(self, Z: Tensor, r: Tensor) -> None:
-        """Absorb n observations at once, exactly, in O(n d²) (square-root form).
+        """Absorb n observations at once, exactly as n calls of :meth:`update` would.
 
-        ``n >= d``: one information-form square-root step, ``S ← S L⁻ᵀ`` with
-        ``L Lᵀ = I + ΦᵀΦ / σ²``, ``Φ = Z S`` (O(n d² + d³)). ``n < d``: Andrews' block
-        Potter step in observation space, ``S ← S − S Φᵀ L⁻ᵀ (L + σI)⁻¹ Φ`` with
-        ``L Lᵀ = σ² I + Φ Φᵀ`` (O(n d² + n² d + n³)). Both equal n sequential updates.
+        Andrews' block Potter step in observation space, on chunks of ``c = max(d, 64)``
+        rows: ``S ← S − S Φᵀ L⁻ᵀ (L + σI)⁻¹ Φ`` with ``Φ = Z S`` (c, d) and
+        ``L Lᵀ = σ² I + Φ Φᵀ`` (c, c), ``μ ← μ + S Φᵀ (L Lᵀ)⁻¹ e``. It gives the same
+        square-root factor ``S`` (not only the same ``Σ``) as c sequential Potter updates, so
+        a batch and a loop of single updates leave identical states up to round-off (and
+        identical Thompson draws from the same generator state). O(n d² + n c d + n c²).
 
         Args:
             Z: Features (n, d), any real dtype.
@@ -429,42 +431,32 @@ class BayesianLinearRegression:
         if not bool(torch.isfinite(Z).all() & torch.isfinite(r).all()):
             raise ValueError("Z and r must be finite")
         S, mu, var, sd = self._S, self._mu, self._obs_var, self._obs_sd
-        phi = Z @ S  # (n, d)
-        e = r - Z @ mu  # (n,) innovations
-        if n >= d:
-            gram = phi.T @ phi
-            gram.div_(var).diagonal().add_(1.0)
-            L = safe_cholesky(gram)  # (d, d), eigenvalues >= 1
-            h = torch.linalg.solve_triangular(L, (phi.T @ e).unsqueeze(1), upper=False)
-            new_S = torch.linalg.solve_triangular(L.mT, S, upper=True, left=False)
-            step = (new_S @ h).squeeze(1) / var  # μ' − μ = S L⁻ᵀ L⁻¹ Φᵀ e / σ²
-            new_mu = mu + step
-            # eᵀ(σ²I + ΦΦᵀ)⁻¹e as a sum of squares (no cancellation):
-            # ‖r − Zμ'‖²/σ² + ‖S⁻¹(μ' − μ)‖², with S⁻¹(μ' − μ) = L⁻ᵀ h / σ².
-            resid = e - Z @ step
-            back = torch.linalg.solve_triangular(L.mT, h, upper=True) / var
-            quad = resid.dot(resid) / var + back.pow(2).sum()
-            dlogdet = -2.0 * L.diagonal().log().sum()
-        else:
+        chunk = max(d, 64)
+        quad = torch.zeros((), dtype=self._dtype, device=self._device)
+        dlogdet = torch.zeros((), dtype=self._dtype, device=self._device)
+        for start in range(0, n, chunk):
+            Zc, rc = Z[start : start + chunk], r[start : start + chunk]
+            phi = Zc @ S  # (c, d)
+            e = rc - Zc @ mu  # (c,) innovations
             A = phi @ phi.T
             A.diagonal().add_(var)
-            L = safe_cholesky(A)  # (n, n), eigenvalues >= σ²
+            L = safe_cholesky(A)  # (c, c), eigenvalues >= σ²
             y = torch.linalg.solve_triangular(L, e.unsqueeze(1), upper=False)
-            quad = y.pow(2).sum()
-            W = S @ phi.T  # (d, n) = Σ Zᵀ
+            quad = quad + y.pow(2).sum()
+            W = S @ phi.T  # (d, c) = Σ Zᵀ
             gain = torch.linalg.solve_triangular(L.mT, y, upper=True)  # A⁻¹ e
-            new_mu = mu + (W @ gain).squeeze(1)
+            mu = mu + (W @ gain).squeeze(1)
             P = L.clone()
             P.diagonal().add_(sd)
             X = torch.linalg.solve_triangular(P, phi, upper=False)  # (L + σI)⁻¹ Φ
             X = torch.linalg.solve_triangular(L.mT, X, upper=True)  # L⁻ᵀ (L + σI)⁻¹ Φ
-            new_S = torch.addmm(S, W, X, alpha=-1.0)
-            dlogdet = n * math.log(var) - 2.0 * L.diagonal().log().sum()
+            S = torch.addmm(S, W, X, alpha=-1.0)
+            dlogdet = dlogdet + Zc.shape[0] * math.log(var) - 2.0 * L.diagonal().log().sum()
         scalars = torch.stack((quad, dlogdet)).tolist()
-        if not (all(math.isfinite(x) for x in scalars) and bool(torch.isfinite(new_mu).all())):
+        if not (all(math.isfinite(x) for x in scalars) and bool(torch.isfinite(mu).all())):
             raise ValueError("update overflowed (inputs too large); posterior unchanged")
-        self._S.copy_(new_S)
-        self._mu.copy_(new_mu)
+        self._S.copy_(S)
+        self._mu.copy_(mu)
         self._quad += scalars[0]
         self._logdet += scalars[1]
         self._n += n

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ __all__ = [
     "Capabilities",
     "Decision",
     "Observations",
+    "PerformanceHint",
     "make_agent",
     "observation_space",
     "register_agent",
@@ -45,6 +47,31 @@ MAX_ABS_REWARD = 1e100
 """Rewards beyond this magnitude are rejected: their squares overflow the heads' statistics."""
 MAX_ABS_INPUT = 1e100
 """Context and candidate values beyond this magnitude are rejected for the same reason."""
+
+
+class PerformanceHint(UserWarning):
+    """A setting that makes an agent much slower than it needs to be (said once)."""
+
+
+_THREADS_HINTED = False
+
+
+def _hint_threads(device: torch.device) -> None:
+    """Once per process: say that several torch CPU threads slow small models down."""
+    global _THREADS_HINTED
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads <= 1 or _THREADS_HINTED:
+        return
+    _THREADS_HINTED = True
+    warnings.warn(
+        f"torch uses {threads} CPU threads; bandit agents run small models whose operations "
+        "are too short to split, and on a busy machine several threads made neural_linear_ts "
+        "10-40x slower. Call torch.set_num_threads(1) first (bandexa-bench, the examples and "
+        "notebooks do); silence this with warnings.filterwarnings('ignore', "
+        "category=bandexa_gym.agents.PerformanceHint)",
+        PerformanceHint,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,7 @@ class Agent(ABC):
         max_pending: int = 10_000,
     ) -> None:
         self.device = torch.device(device)
+        _hint_threads(self.device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.seed = _check_seed(seed)
@@ -172,6 +200,7 @@ class Agent(ABC):
         self.tie_generator = torch.Generator(device=self.device)
         self.propensity_generator = torch.Generator(device=self.device)
         self.rounds = 0
+        self.input_shapes: tuple[tuple[int, ...], int] | None = None
         self._converted: tuple[tuple, list, Observations] | None = None
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._next_id = 0
@@ -183,10 +212,16 @@ class Agent(ABC):
         batch = self.observations(obs)
         return _unbatch(self._choose(batch), batch.batched)
 
-    def decide(self, obs: Observation) -> Decision:
+    def decide(self, obs: Observation, *, propensity: bool = True) -> Decision:
         """Choose like :meth:`act` (the same action) and say with what probability.
 
         The decision is remembered until its reward comes back through :meth:`feedback`.
+
+        Args:
+            obs: A single or batched observation.
+            propensity: Estimate the probability of the chosen action (a Monte Carlo
+                estimate costs extra posterior draws for Thompson sampling); when False
+                ``Decision.propensity`` is NaN.
 
         Raises:
             ValueError: More than ``max_pending`` decisions await feedback.
@@ -199,7 +234,10 @@ class Agent(ABC):
                 "raise max_pending)"
             )
         actions = self._choose(batch)
-        propensities = self._propensities(batch, actions)
+        if propensity:
+            propensities = self._propensities(batch, actions)
+        else:
+            propensities = torch.full((batch.size,), math.nan, dtype=torch.float64)
         rows = torch.arange(batch.size, device=actions.device)
         chosen = batch.candidates[rows, actions]
         ids = []
@@ -512,6 +550,18 @@ class Agent(ABC):
             raise ValueError(
                 f"action_mask must have shape {tuple(candidates.shape[:-1])}, got {mask.shape}"
             )
+        if self.input_shapes is not None:
+            context_shape, action_dim = self.input_shapes
+            if tuple(context.shape[batched:]) != context_shape:
+                raise ValueError(
+                    f"context must have shape {context_shape} (or (B, *{context_shape}) batched), "
+                    f"got {tuple(context.shape)}"
+                )
+            if candidates.shape[-1] != action_dim:
+                raise ValueError(
+                    f"candidates must have {action_dim} features per row, got shape "
+                    f"{tuple(candidates.shape)}"
+                )
         if batched and context.shape[:1] != candidates.shape[:1]:
             raise ValueError(
                 f"batched context and candidates disagree on B: {context.shape} vs "

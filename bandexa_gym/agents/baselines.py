@@ -56,4 +56,6 @@ def _make_uniform(
     max_pending: int = 10_000,
 ) -> UniformAgent:
     """Uniformly random play: the regret baseline every table normalizes by."""
-    return UniformAgent(seed=seed, device=device, max_pending=max_pending)
+    agent = UniformAgent(seed=seed, device=device, max_pending=max_pending)
+    agent.input_shapes = (tuple(space["context"].shape), int(space["candidates"].shape[-1]))
+    return agent

@@ -195,6 +195,7 @@ class LinearTS(HeadAgent):
             raise ValueError(
                 f"context_shape {context_shape} and action_dim {action_dim} must be non-empty"
             )
+        self.input_shapes = (self.context_shape, self.action_dim)
         self.requested_feature_map: FeatureMap = feature_map
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,6 +210,7 @@ class NeuralLinearTS(HeadAgent):
             self.capabilities = Capabilities(binary_rewards=True)
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.encoder = encoder.to(self.device)
+        self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
         self.buffer = (
             buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
@@ -241,6 +243,7 @@ class NeuralLinearTS(HeadAgent):
         )
         self.rounds = 0
         self.trainings = 0
+        self._warned_non_finite = False
         self.clear_feature_cache()
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -336,18 +339,51 @@ class NeuralLinearTS(HeadAgent):
             return float("nan")
         self.encoder.train()
         total = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
         for _ in range(steps):
             x, a, r = (t.to(self.device) for t in self.buffer.sample(size, self.sample_generator))
             prediction = self.readout(self.encoder(x, a)).squeeze(-1)
             value = loss_fn(prediction, r.to(prediction.dtype))
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
-            self.optimizer.step()
-            total += value.detach()  # summed on the device: no host sync per step
+            bad = self._step_if_finite()
+            skipped += bad
+            total += torch.where(bad.bool(), 0.0, value.detach())  # no host sync
         self.encoder.eval()
         self.clear_feature_cache()  # features cached before training are stale
         self.trainings += 1
-        return float(total) / steps
+        n_skipped = int(skipped.item())
+        if n_skipped and not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(
+                f"{self.name}: skipped {n_skipped} of {steps} training steps whose loss or "
+                "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
+                "training goes on without them (said once per agent)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        done = steps - n_skipped
+        return float(total) / done if done else float("nan")
+
+    def _step_if_finite(self) -> torch.Tensor:
+        """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
+        skipped. Fused Adam reads the flag on the device (no host synchronization)."""
+        grads = [
+            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
+        found_inf = torch.zeros((), device=self.device)
+        if self.optimizer.defaults.get("fused"):
+            torch._amp_foreach_non_finite_check_and_unscale_(
+                grads, found_inf, torch.ones((), device=self.device)
+            )
+            self.optimizer.found_inf = found_inf  # Adam's fused kernel skips the update
+            self.optimizer.step()
+            self.optimizer.found_inf = None
+        elif all(bool(torch.isfinite(g).all()) for g in grads):
+            self.optimizer.step()
+        else:
+            found_inf.fill_(1.0)
+        return found_inf
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder and rebuild the head from it."""
