@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import LogisticTS, load_agent, load_state, make_agent
 from bandexa_gym.bench import run
 from bandexa_gym.checkpoint import CheckpointError
 from bandexa_gym.posterior import LaplaceLogisticRegression
 from bandexa_gym.transfer import evolve
+from bandexa_gym.utils import check_agent
 from tests.agents.bernoulli_env import BernoulliEnv
 
 
@@ -229,3 +231,23 @@ def test_reset_forgets_the_store_and_schedule() -> None:
     agent.reset()
     assert len(agent.store) == 0 and agent.refits == 0 and agent.next_refit == 100
     assert _play(agent, env, 120) == first
+
+
+@pytest.mark.parametrize("exploration", ["thompson", "ucb"])
+def test_check_agent_passes_with_refits_inside_its_drive(exploration: str) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
+    for env in (
+        gym.make("Bandexa/Synthetic-v0", n_arms=5, context_dim=4, action_dim=3),
+        gym.make("Bandexa/Classification-v0", X=X, y=y),  # one-hot arms: per-arm heads
+    ):
+        assert (
+            check_agent(
+                lambda seed, env=env: make_agent(
+                    "logistic_ts", env, seed=seed, refit_every=8, exploration=exploration
+                ),
+                env,
+            )
+            == []
+        )

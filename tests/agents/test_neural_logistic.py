@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import NeuralLinearTS, NeuralLinearTSConfig, load_agent, make_agent
 from bandexa_gym.agents.loading import load_state
 from bandexa_gym.bench import run
@@ -16,6 +17,7 @@ from bandexa_gym.checkpoint import CheckpointError, read_metadata
 from bandexa_gym.encoders import MLPEncoder
 from bandexa_gym.posterior import BayesianLinearRegression, HeadConfig, LaplaceLogisticRegression
 from bandexa_gym.transfer import evolve
+from bandexa_gym.utils import check_agent
 from tests.agents.bernoulli_env import BernoulliEnv
 
 FAST = {"train_every": 25, "optimizer_steps": 5, "batch_size": 16}
@@ -186,3 +188,12 @@ def test_evolve_keeps_the_logistic_head_and_refuses_another_kind() -> None:
         evolve(trained, gaussian)
     with pytest.raises(ValueError, match="prior_var differs"):
         evolve(trained, _agent(env, prior_var=3.0))
+
+
+def test_check_agent_passes_with_the_logistic_head() -> None:
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=5, context_dim=4, action_dim=3)
+    fast = {"train_every": 8, "optimizer_steps": 3, "warmup_random": 4}
+    factory = lambda seed: make_agent(  # noqa: E731
+        "neural_linear_ts", env, seed=seed, head="logistic", **fast
+    )
+    assert check_agent(factory, env) == []
