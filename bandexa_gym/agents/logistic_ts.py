@@ -21,7 +21,8 @@ Cost: a refit over N stored rounds takes a few Newton steps, each O(N d² + d³)
 rounds cost O(T d² · steps · g / (g − 1)) in all (``g = refit_growth``), so amortized
 O(d²) per round like the online step; once the store is full a refit costs a fixed
 O(store_capacity · d²) and they grow rarer. The store takes ``store_capacity ·
-(d_x · 8 + d_a · 4 + 4)`` bytes when full (the pages are touched only as it fills).
+((d_x + 1) · 8 + d_a · 4 + 4)`` bytes when full (with the intercept's column; the pages
+are touched only as it fills).
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ class LogisticTS(LinearTS):
         spec = super().pinned_spec()
         for key in ("refit_every", "refit_growth", "store_capacity"):  # the schedule may differ
             del spec[key]
+        spec["head"] = {"prior_var": spec["head"]["prior_var"]}  # sample_scale may differ too
         return spec
 
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -186,9 +186,12 @@ def test_save_and_load_give_identical_scores_actions_and_later_refits(
     assert agent.refits == again.refits == 2
     _assert_same_state(_state(agent), _state(again))
 
-    target = make_agent("logistic_ts", env, seed=1, refit_every=500)  # its own schedule
+    # Its own schedule and sampling scale; the learned state is the checkpoint's.
+    target = make_agent("logistic_ts", env, seed=1, refit_every=500, sample_scale=1.0)
     load_state(target, path)
     assert target.next_refit == 60 and target.refit_every == 500
+    assert target.head_config.sample_scale == 1.0
+    np.testing.assert_array_equal(target.predict(obs)[0], load_agent(path).predict(obs)[0])
     other = make_agent("logistic_ts", env, seed=0, intercept=False)
     with pytest.raises(CheckpointError, match="intercept"):
         load_state(other, path)
