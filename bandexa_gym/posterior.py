@@ -163,7 +163,11 @@ class Head(Protocol):
 
 
 def score(Z: Tensor, w: Tensor) -> Tensor:
-    """Scores of candidate features under weights: one matmul in ``w.dtype``.
+    """Scores of candidate features under weights: one matmul in the features' precision.
+
+    Float32 features (a neural encoder's) are scored in float32 with the draw rounded to
+    float32, which keeps a batch of B × K candidates from being copied to float64 (the
+    scores only rank candidates); float64 features are scored in float64.
 
     Args:
         Z: Candidate features (K, d), or (n, K, d) with one weight row per leading index.
@@ -172,7 +176,8 @@ def score(Z: Tensor, w: Tensor) -> Tensor:
     Returns:
         ``Z @ w`` (K,) for ``w`` (d,); (n, K) for ``w`` (n, d) (``Z`` (K, d) broadcasts).
     """
-    Z = Z.to(dtype=w.dtype, device=w.device)
+    dtype = Z.dtype if Z.dtype in (torch.float32, torch.float64) else w.dtype
+    Z, w = Z.to(dtype=dtype, device=w.device), w.to(dtype)
     if w.ndim == 1:
         return Z @ w
     if w.shape[0] == 1 and Z.ndim == 3:  # one candidate set: the same matrix-vector product
