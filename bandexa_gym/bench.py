@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bandexa_gym.agents.base import AGENTS, make_agent, observation_space
+from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
+from bandexa_gym.agents.base import AGENTS, NotApplicableError, make_agent, observation_space
 from bandexa_gym.runner import RunResult, find_monitor, run
 
 __all__ = [
@@ -63,6 +64,8 @@ DEFAULT_HORIZON = 20_000
 """Rounds per run of the default benchmark: about a minute for all four agents on 2 cores."""
 DEFAULT_WINDOW = 500
 SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN")
+NotApplicable = dict[tuple[str, str], str]
+"""(env id, agent) -> why the agent cannot play the env (reported as "n/a", not run)."""
 
 
 # -- one benchmark job ----------------------------------------------------------------
@@ -232,12 +235,17 @@ def _pm(mean: float, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
+def format_table(
+    rows: Sequence[dict[str, Any]], not_applicable: NotApplicable | None = None
+) -> str:
     """Render :func:`summarize` rows as an aligned plain-text table.
 
     Columns: env, agent, seeds, cumulative regret (mean ± std over seeds), final
     moving-average reward (mean ± std), decisions per second and wall seconds per run.
+    Pairs in ``not_applicable`` get an "n/a" row after their env's rows and a numbered
+    note with the reason under the table.
     """
+    not_applicable = dict(not_applicable or {})
     window = rows[0]["window"] if rows else DEFAULT_WINDOW
     header = (
         "env",
@@ -260,6 +268,13 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         )
         for row in rows
     ]
+    notes = []
+    for (env_id, agent), reason in not_applicable.items():
+        notes.append(f"[{len(notes) + 1}] {agent} on {env_id}: {reason}")
+        line = (env_id, agent, "-", f"n/a [{len(notes)}]", "n/a", "-", "-")
+        envs = [r[0] for r in body]
+        at = len(envs) - envs[::-1].index(env_id) if env_id in envs else len(body)
+        body.insert(at, line)
     widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
     left = 2  # env and agent are left-aligned, numbers right-aligned
 
@@ -271,14 +286,23 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(line) for line in body)])
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in body), *notes])
 
 
 # -- files ------------------------------------------------------------------------------
 def package_versions() -> dict[str, str | None]:
     """Versions of Python and of the packages that shape the results."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("bandexa-gym", "torch", "gymnasium", "stable-baselines3", "numpy"):
+    for name in (
+        "bandexa-gym",
+        "torch",
+        "gymnasium",
+        "stable-baselines3",
+        "numpy",
+        "bayesianbandits",
+        "vowpalwabbit",
+        "mabwiser",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -327,7 +351,7 @@ def write_results(
     json_path, csv_path = out / "results.json", out / "summary.csv"
     json_path.write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["env", "agent"])
         writer.writeheader()
         writer.writerows(rows)
     return [json_path, csv_path]
@@ -478,8 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_AGENTS),
         metavar="NAME",
-        help="registered agents (uniform, linear_ts, neural_linear_ts) and sb3:PPO, "
-        "sb3:A2C, sb3:DQN (default: " + " ".join(DEFAULT_AGENTS) + ")",
+        help="registered agents (uniform, linear_ts, neural_linear_ts, ...; other "
+        "libraries as peer:bayesianbandits, peer:vw-squarecb, peer:mabwiser-lints with the "
+        "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN; an agent that cannot play an env is "
+        "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + ")",
     )
     parser.add_argument(
         "--agent-kwargs",
@@ -587,13 +613,20 @@ def _preflight(
     agent_kwargs: dict[str, dict[str, Any]],
     horizon: int,
     device: str,
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], NotApplicable]:
     """Build every env and agent once so that bad settings fail before any run.
 
+    An agent that cannot play an env (its factory raises
+    :class:`~bandexa_gym.agents.base.NotApplicableError`, or its capabilities rule the
+    env out, see :func:`~bandexa_gym.agents.applicability.not_applicable_reason`) is not
+    an error: the pair is returned as not applicable.
+
     Returns:
-        The SB3 hyper-parameters each ``sb3:*`` agent will use (recorded in the config).
+        The SB3 hyper-parameters each ``sb3:*`` agent will use (recorded in the config),
+        and the not-applicable (env, agent) pairs with their reasons.
     """
     sb3_params: dict[str, dict[str, Any]] = {}
+    not_applicable: NotApplicable = {}
     for env_id, kwargs in env_kwargs.items():
         try:
             env = gym.make(env_id, **kwargs)
@@ -601,18 +634,28 @@ def _preflight(
             parser.error(f"cannot make {env_id} with {kwargs}: {type(err).__name__}: {err}")
         try:
             observation_space(env)
+            changes = None  # whether the env's candidates change: probed once, if asked
             for agent, overrides in agent_kwargs.items():
                 if agent.startswith("sb3:"):
                     from bandexa_gym.sb3 import sb3_hyperparameters
 
                     sb3_params[agent] = sb3_hyperparameters(agent, horizon, **overrides)
-                else:
-                    make_agent(agent, env, seed=0, device=device, **overrides)
+                    continue
+                try:
+                    built = make_agent(agent, env, seed=0, device=device, **overrides)
+                except NotApplicableError as err:
+                    not_applicable[env_id, agent] = str(err)
+                    continue
+                if not built.capabilities.changing_candidates and changes is None:
+                    changes = candidates_change(env)
+                reason = not_applicable_reason(built, env, changes=changes)
+                if reason is not None:
+                    not_applicable[env_id, agent] = reason
         except Exception as err:  # bad overrides: TypeError, ValueError, ...
             parser.error(f"{env_id}: {type(err).__name__}: {err}")
         finally:
             env.close()
-    return sb3_params
+    return sb3_params, not_applicable
 
 
 def _check_out(parser: argparse.ArgumentParser, out: Path) -> None:
@@ -653,7 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_out(parser, args.out)
     env_kwargs = _scoped_kwargs(parser, "--env-kwargs", args.env_kwargs, args.env)
     agent_kwargs = _scoped_kwargs(parser, "--agent-kwargs", args.agent_kwargs, args.agents)
-    sb3_params = _preflight(parser, env_kwargs, agent_kwargs, args.horizon, args.device)
+    sb3_params, not_applicable = _preflight(
+        parser, env_kwargs, agent_kwargs, args.horizon, args.device
+    )
 
     progress = not args.quiet and sys.stderr.isatty()
     jobs = [
@@ -671,12 +716,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for env_id in args.env
         for agent in args.agents
         for seed in seeds
+        if (env_id, agent) not in not_applicable
     ]
     config = {
         "argv": list(sys.argv[1:] if argv is None else argv),
         "envs": {env_id: env_kwargs[env_id] for env_id in args.env},
         "agents": {agent: agent_kwargs[agent] for agent in args.agents},
         "sb3_hyperparameters": sb3_params,
+        "not_applicable": [
+            {"env": env_id, "agent": agent, "reason": reason}
+            for (env_id, agent), reason in not_applicable.items()
+        ],
         "horizon": args.horizon,
         "seeds": seeds,
         "device": args.device,
@@ -691,12 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     seed_text = ", ".join(map(str, seeds))
     print(f"horizon {args.horizon} | seeds {seed_text} | device {args.device}")
-    print(format_table(rows), flush=True)
+    print(format_table(rows, not_applicable), flush=True)
     if not args.quiet:
         print(f"{len(jobs)} runs in {elapsed:.1f} s", file=sys.stderr)
     if args.out is not None:
         written = write_results(args.out, config, jobs, results, rows)
-        if args.plot:
+        if args.plot and results:
             written.append(plot_regret(args.out / "regret.png", results))
         if not args.quiet:
             print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)

@@ -62,6 +62,10 @@ class LogisticHeadConfig:
         sample_scale: Thompson draws come from ``N(μ, sample_scale² · Σ)``, > 0: 1 samples
             the Laplace posterior itself; below 1 the draws stay closer to the mean
             (less exploration). :meth:`LaplaceLogisticRegression.predict` is not scaled.
+        forgetting: Discount factor γ in (0, 1] for rewards that drift: before every
+            online step the posterior precision is multiplied by γ (``S ← S / √γ``, the mean
+            kept), and a refit's rows may carry weights (``γ^age``) that discount the data
+            with the prior kept. 1 (default) forgets nothing.
 
     Raises:
         ValueError: A value that is not a positive finite number (named in the message).
@@ -69,15 +73,18 @@ class LogisticHeadConfig:
 
     prior_var: float = 1.0
     sample_scale: float = 1.0
+    forgetting: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("prior_var", "sample_scale"):
+        for name in ("prior_var", "sample_scale", "forgetting"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if self.forgetting > 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {self.forgetting!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serializable dict."""
@@ -89,23 +96,27 @@ class LogisticHeadConfig:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(
-                f"unknown logistic head settings {sorted(unknown)} (it takes prior_var and "
-                "sample_scale)"
+                f"unknown logistic head settings {sorted(unknown)} (it takes prior_var, "
+                "sample_scale and forgetting)"
             )
         return cls(**values)
+
+
+Rows = tuple[Tensor, Tensor, "Tensor | None"]
+"""A checked chunk of a refit: features (n, d), rewards (n,), row weights (n,) or None."""
 
 
 class RefitInfo(NamedTuple):
     """How the last :meth:`LaplaceLogisticRegression.rebuild` went.
 
     Attributes:
-        n: Observations in the refit.
+        n: Observations in the refit (the sum of their weights).
         steps: Newton steps taken.
         converged: Whether the last Newton step was below the tolerance.
         objective: Negative log posterior at the returned mean (up to a constant).
     """
 
-    n: int
+    n: float
     steps: int
     converged: bool
     objective: float
@@ -127,6 +138,7 @@ class LaplaceLogisticRegression:
         config: The hyper-parameters (:class:`LogisticHeadConfig`); or give them one by one:
         prior_var: Prior variance of each weight; default 1.
         sample_scale: Scale of the Thompson draws around the mean; default 1.
+        forgetting: Discount factor in (0, 1] per online step; default 1.
         max_newton_steps: Newton steps a refit takes at most (a :class:`NumericalWarning`
             says when they did not suffice; the last iterate is used).
         newton_tol: A refit stops when a Newton step moves no weight by more than
@@ -148,6 +160,7 @@ class LaplaceLogisticRegression:
         *,
         prior_var: float | None = None,
         sample_scale: float | None = None,
+        forgetting: float | None = None,
         max_newton_steps: int = 50,
         newton_tol: float = 1e-10,
         dtype: torch.dtype = torch.float64,
@@ -155,11 +168,8 @@ class LaplaceLogisticRegression:
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
-        given = {
-            k: v
-            for k, v in (("prior_var", prior_var), ("sample_scale", sample_scale))
-            if v is not None
-        }
+        fields = {"prior_var": prior_var, "sample_scale": sample_scale, "forgetting": forgetting}
+        given = {k: v for k, v in fields.items() if v is not None}
         if config is not None and given:
             raise ValueError(f"pass either config= or {sorted(given)}, not both")
         config = config if config is not None else LogisticHeadConfig(**given)
@@ -176,6 +186,7 @@ class LaplaceLogisticRegression:
         self._config = config
         self._prior_var = config.prior_var
         self._scale = config.sample_scale
+        self._forgetting = config.forgetting
         self._max_steps = int(max_newton_steps)
         self._tol = float(newton_tol)
         self._dtype = dtype
@@ -184,7 +195,7 @@ class LaplaceLogisticRegression:
         self._set_state(
             self._prior_factor(), torch.zeros(self._dim, dtype=dtype, device=self._device)
         )
-        self._n = 0
+        self._n: float = 0
         self.refit_info: RefitInfo | None = None
         """What the last :meth:`rebuild` did (None before the first)."""
 
@@ -220,8 +231,9 @@ class LaplaceLogisticRegression:
         return self._prior_var
 
     @property
-    def n_obs(self) -> int:
-        """Observations absorbed since the last reset (a rebuild sets it to the data's N)."""
+    def n_obs(self) -> float:
+        """Observations absorbed since the last reset (a rebuild sets it to the data's N); an
+        int, or with forgetting or a weighted refit the discounted count."""
         return self._n
 
     @property
@@ -279,6 +291,11 @@ class LaplaceLogisticRegression:
             raise ValueError("z must be finite (and small enough not to overflow the state)")
         # With m and v finite the step is finite: ‖Σz‖ ≤ sqrt(prior_var · v), and the
         # rank-1 term γ ‖Σz‖ ‖φ‖ ≤ prior_var; nothing below can fail.
+        g = self._forgetting
+        if g != 1.0:  # discount the posterior first: Σ/γ, i.e. S/√γ (φ/√γ, v/γ)
+            self._S.mul_(1.0 / math.sqrt(g))
+            phi, v = phi / math.sqrt(g), v / g
+            self._n *= g
         _adf_step(self._S, self._mu, phi, m, v, y)
         self._n += 1
 
@@ -312,15 +329,37 @@ class LaplaceLogisticRegression:
         buf = self._buf.clone()
         S, mu = buf[:, :d], buf[:, d]
         signs = (2.0 * r - 1.0).tolist()
+        g, count = self._forgetting, self._n
         for i in range(n):
             proj = Z[i] @ buf
             phi = proj[:d]
             m, v = torch.stack((proj[d], phi.dot(phi))).tolist()
             if not (math.isfinite(m) and math.isfinite(v)):
                 raise ValueError("update overflowed (features too large); posterior unchanged")
+            if g != 1.0:
+                S.mul_(1.0 / math.sqrt(g))
+                phi, v, count = phi / math.sqrt(g), v / g, count * g
             _adf_step(S, mu, phi, m, v, signs[i])
+            count += 1
         self._buf.copy_(buf)
-        self._n += n
+        self._n = count
+
+    def discount(self, factor: float) -> None:
+        """Discount the posterior: precision × ``factor`` (``S ← S / √factor``) and the
+        count × ``factor``; the mean is kept. O(d²).
+
+        :meth:`update` does this with ``factor = forgetting`` before every observation; an
+        agent with one head per arm calls it on the heads a round did not update, so that
+        every head forgets at the same pace.
+
+        Args:
+            factor: In (0, 1].
+        """
+        if not 0.0 < factor <= 1.0:
+            raise ValueError(f"a discount factor must be in (0, 1], got {factor!r}")
+        if factor != 1.0:
+            self._S.mul_(1.0 / math.sqrt(factor))
+            self._n *= factor
 
     def reset(self) -> None:
         """Return to the prior (keeping ``dim`` and the hyper-parameters)."""
@@ -329,15 +368,17 @@ class LaplaceLogisticRegression:
         self._n = 0
 
     # -- the refit --------------------------------------------------------------------
-    def rebuild(self, chunks: Iterable[tuple[Tensor, Tensor]]) -> None:
+    def rebuild(self, chunks: Iterable[tuple[Tensor, ...]]) -> None:
         """Refit: the Laplace approximation at the MAP of the data in ``chunks``.
 
         Newton's method on the negative log posterior
-        ``f(w) = Σᵢ [log(1 + e^{sᵢ}) − rᵢ sᵢ] + ‖w‖² / (2 prior_var)``, ``sᵢ = zᵢᵀw``,
-        with gradient ``Zᵀ(π − r) + w / prior_var`` and Hessian ``H``, started from the
+        ``f(w) = Σᵢ ωᵢ [log(1 + e^{sᵢ}) − rᵢ sᵢ] + ‖w‖² / (2 prior_var)``, ``sᵢ = zᵢᵀw``,
+        with row weights ``ωᵢ`` (1 unless a chunk carries them: ``γ^age`` discounts old
+        rows with the prior kept, 0/1 weights give a sliding window), gradient
+        ``Zᵀ(ω (π − r)) + w / prior_var`` and Hessian ``H``, started from the
         current mean or from 0, whichever has the lower ``f``, and a backtracking
         (Armijo) line search. Then ``μ = w_MAP``, ``S = L⁻ᵀ`` with ``L Lᵀ = H`` at
-        ``w_MAP`` (:func:`~bandexa_gym.numerics.safe_cholesky`), ``n = N``. The result
+        ``w_MAP`` (:func:`~bandexa_gym.numerics.safe_cholesky`), ``n = Σ ωᵢ``. The result
         does not depend on the state before the call beyond the stopping tolerance.
 
         Cost per Newton step: one pass in O(N d²) (H), one in O(N d) (line search), one
@@ -345,12 +386,13 @@ class LaplaceLogisticRegression:
         iterated once per pass; O(N d) for a one-shot iterator, read once and kept.
 
         Args:
-            chunks: Iterable of ``(Z (n_i, d), r (n_i,))`` with rewards in {0, 1}.
+            chunks: Iterable of ``(Z (n_i, d), r (n_i,))`` with rewards in {0, 1}, or
+                ``(Z, r, ω (n_i,))`` with weights ``ω >= 0``.
 
         Raises:
-            ValueError: A chunk with bad shapes, non-finite features or rewards outside
-                {0, 1}; the posterior is left unchanged (nothing is written before the
-                fit is complete).
+            ValueError: A chunk with bad shapes, non-finite features, rewards outside
+                {0, 1} or negative weights; the posterior is left unchanged (nothing is
+                written before the fit is complete).
         """
         passes = self._passes(chunks)
         w, L, info = self._newton(passes)
@@ -358,12 +400,13 @@ class LaplaceLogisticRegression:
         factor = torch.linalg.solve_triangular(L, eye, upper=False).T  # L⁻ᵀ
         self._S.copy_(factor)
         self._mu.copy_(w)
-        self._n = info.n
+        self._n = int(info.n) if float(info.n).is_integer() else info.n
         self.refit_info = info
 
-    def _checked(self, Z: Any, r: Any) -> tuple[Tensor, Tensor]:
-        Z = _as_state(Z, self._dtype, self._device)
-        r = torch.as_tensor(r).detach().to(device=self._device, dtype=self._dtype)
+    def _checked(self, chunk: tuple[Any, ...]) -> Rows:
+        """One chunk as state-dtype tensors ``(Z, r, ω or None)``, validated."""
+        Z = _as_state(chunk[0], self._dtype, self._device)
+        r = torch.as_tensor(chunk[1]).detach().to(device=self._device, dtype=self._dtype)
         d = self._dim
         if Z.ndim != 2 or Z.shape[1] != d or r.shape != (Z.shape[0],):
             raise ValueError(
@@ -373,49 +416,66 @@ class LaplaceLogisticRegression:
         if not bool(torch.isfinite(Z).all()):
             raise ValueError("rebuild chunks must be finite")
         _check_binary(r, "rebuild rewards")
-        return Z, r
+        if len(chunk) < 3:
+            return Z, r, None
+        w = torch.as_tensor(chunk[2]).detach().to(device=self._device, dtype=self._dtype)
+        if w.shape != r.shape or not bool((w >= 0).all() & torch.isfinite(w).all()):
+            raise ValueError(f"expected finite weights >= 0 of shape {tuple(r.shape)}")
+        return Z, r, w
 
-    def _passes(
-        self, chunks: Iterable[tuple[Tensor, Tensor]]
-    ) -> Callable[[], Iterator[tuple[Tensor, Tensor]]]:
+    def _passes(self, chunks: Iterable[tuple[Tensor, ...]]) -> Callable[[], Iterator[Rows]]:
         """A function that iterates over the checked data, once per call."""
         if iter(chunks) is chunks:  # a one-shot iterator: read it once and keep it
-            parts = [self._checked(Z, r) for Z, r in chunks]
+            parts = [self._checked(chunk) for chunk in chunks]
             if len(parts) > 1:
-                parts = [(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))]
+                weights = [p[2] if p[2] is not None else torch.ones_like(p[1]) for p in parts]
+                weighted = any(p[2] is not None for p in parts)
+                parts = [
+                    (
+                        torch.cat([p[0] for p in parts]),
+                        torch.cat([p[1] for p in parts]),
+                        torch.cat(weights) if weighted else None,
+                    )
+                ]
             return lambda: iter(parts)
-        return lambda: (self._checked(Z, r) for Z, r in chunks)
+        return lambda: (self._checked(chunk) for chunk in chunks)
 
-    def _objective(self, passes: Callable[[], Iterator[tuple[Tensor, Tensor]]], w: Tensor) -> float:
+    def _objective(self, passes: Callable[[], Iterator[Rows]], w: Tensor) -> float:
         """``f(w)`` in one O(N d) pass."""
         total = 0.5 * w.dot(w) / self._prior_var
-        for Z, r in passes():
+        for Z, r, weights in passes():
             s = Z @ w
-            total = total + (_softplus(s) - r * s).sum()
+            loss = _softplus(s) - r * s
+            total = total + (loss.sum() if weights is None else loss.dot(weights))
         return float(total)
 
     def _derivatives(
-        self, passes: Callable[[], Iterator[tuple[Tensor, Tensor]]], w: Tensor
-    ) -> tuple[float, Tensor, Tensor, int]:
-        """``(f, ∇f, H, N)`` at ``w`` in one O(N d²) pass."""
+        self, passes: Callable[[], Iterator[Rows]], w: Tensor
+    ) -> tuple[float, Tensor, Tensor, float]:
+        """``(f, ∇f, H, Σω)`` at ``w`` in one O(N d²) pass."""
         d = self._dim
         prec0 = 1.0 / self._prior_var
         f = 0.5 * w.dot(w) * prec0
         grad = w * prec0
         hess = torch.eye(d, dtype=self._dtype, device=self._device).mul_(prec0)
-        n = 0
-        for Z, r in passes():
+        n = torch.zeros((), dtype=self._dtype, device=self._device)
+        for Z, r, weights in passes():
             s = Z @ w
-            f = f + (_softplus(s) - r * s).sum()
-            grad.addmv_(Z.T, torch.sigmoid(s) - r)
-            weights = torch.sigmoid(s) * torch.sigmoid(-s)  # π (1 − π) without cancellation
-            hess.addmm_(Z.T, Z * weights.unsqueeze(1))
-            n += Z.shape[0]
-        return float(f), grad, hess, n
+            loss, resid = _softplus(s) - r * s, torch.sigmoid(s) - r
+            curvature = torch.sigmoid(s) * torch.sigmoid(-s)  # π (1 − π) without cancellation
+            if weights is None:
+                f = f + loss.sum()
+                n += Z.shape[0]
+            else:
+                f = f + loss.dot(weights)
+                resid, curvature = resid * weights, curvature * weights
+                n += weights.sum()
+            grad.addmv_(Z.T, resid)
+            hess.addmm_(Z.T, Z * curvature.unsqueeze(1))
+        f, total = torch.stack((torch.as_tensor(f, dtype=self._dtype), n)).tolist()
+        return f, grad, hess, total
 
-    def _newton(
-        self, passes: Callable[[], Iterator[tuple[Tensor, Tensor]]]
-    ) -> tuple[Tensor, Tensor, RefitInfo]:
+    def _newton(self, passes: Callable[[], Iterator[Rows]]) -> tuple[Tensor, Tensor, RefitInfo]:
         """Newton's method with backtracking; returns ``(w_MAP, chol(H(w_MAP)), info)``."""
         w = self._mu.clone()
         f, grad, hess, n = self._derivatives(passes, w)
@@ -593,13 +653,13 @@ class LaplaceLogisticRegression:
                 f"{tuple(mean.shape)} and {tuple(factor.shape)}"
             )
         n = state["n_obs"]
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise ValueError(f"n_obs must be an integer >= 0, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, numbers.Real) or not 0 <= n < math.inf:
+            raise ValueError(f"n_obs must be a finite number >= 0, got {n!r}")
         if not bool(torch.isfinite(mean).all() & torch.isfinite(factor).all()):
             raise ValueError("state_dict holds non-finite values")
         self._S.copy_(factor)
         self._mu.copy_(mean)
-        self._n = int(n)
+        self._n = int(n) if float(n).is_integer() else float(n)
 
     def to(self, device: str | torch.device) -> LaplaceLogisticRegression:
         """Move the state to ``device`` (in place); returns self."""

@@ -5,6 +5,7 @@ from bandexa_gym.agents.base import (
     Agent,
     Capabilities,
     Decision,
+    NotApplicableError,
     PerformanceHint,
     make_agent,
     observation_space,
@@ -20,6 +21,7 @@ from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTSConfig,
     default_encoder,
 )
+from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 
 __all__ = [
     "AGENTS",
@@ -31,6 +33,9 @@ __all__ = [
     "LogisticTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
+    "NotApplicableError",
+    "PEERS",
+    "PEERS_EXTRA",
     "PerformanceHint",
     "UniformAgent",
     "default_encoder",

@@ -35,6 +35,7 @@ __all__ = [
     "Agent",
     "Capabilities",
     "Decision",
+    "NotApplicableError",
     "Observations",
     "PerformanceHint",
     "make_agent",
@@ -99,6 +100,11 @@ class Capabilities:
         batched: Batched ``act``/``observe`` equal the looped single-observation calls.
         cuda: Runs with ``device="cuda"``.
         binary_rewards: Learns only from rewards in {0, 1} (others are a ``ValueError``).
+        changing_candidates: Handles candidate sets whose rows change from round to round.
+            False for per-arm models that identify an arm by its candidate index: they need
+            the same candidate rows every round and raise :class:`NotApplicableError` on a
+            problem whose candidates change (see
+            :func:`bandexa_gym.agents.applicability.not_applicable_reason`).
         reasons: Capability name -> why it is missing.
     """
 
@@ -107,11 +113,19 @@ class Capabilities:
     batched: bool = True
     cuda: bool = True
     binary_rewards: bool = False
+    changing_candidates: bool = True
     reasons: Mapping[str, str] = field(default_factory=dict)
 
     def reason(self, capability: str) -> str:
         """Why ``capability`` is missing (``"not supported"`` when no reason was given)."""
         return self.reasons.get(capability, "not supported")
+
+
+class NotApplicableError(ValueError):
+    """An agent cannot play a problem at all (not a bad setting): for example a per-arm
+    model on a problem whose candidates change every round, or a library too slow for the
+    problem's size. ``bandexa-bench`` reports such a pair as "n/a" with the message as the
+    reason instead of failing the grid."""
 
 
 class Observations(NamedTuple):

@@ -75,16 +75,21 @@ class LogisticTS(LinearTS):
             default Thompson sampling.
         refit_every: Rounds between refits, at least (0: never refit, online steps only).
         refit_growth: Factor ``g >= 1`` by which the spacing of refits grows with the
-            rounds played (1: a refit every ``refit_every`` rounds).
+            rounds played (1: a refit every ``refit_every`` rounds; the default 2 refits
+            after rounds 100, 200, 400, 800, ...).
         store_capacity: Rounds the feature store keeps (the newest); refits see these.
         refit_chunk: Stored rounds per chunk in a refit's passes.
         intercept: Append a constant 1 to the flat context, so that every head has a bias
             (with one-hot arms: each arm its own base rate; standardized contexts
             otherwise put every arm at P(r = 1) = 1/2 where x = 0).
+        standardize_rewards: Must be False (the head models the {0, 1} rewards themselves;
+            accepted for the :class:`LinearTS` signature).
         seed: Seed of the agent's generators.
         device: Torch device.
-        **kwargs: ``prior_var``, ``sample_scale`` and the :class:`HeadAgent` options
-            (``propensity_draws``, ``max_pending``).
+        **kwargs: ``prior_var``, ``sample_scale``, ``forgetting`` and the
+            :class:`HeadAgent` options (``propensity_draws``, ``max_pending``). With
+            ``forgetting=γ < 1`` every head is discounted by γ each round and a refit
+            weights a stored round of age k by ``γᵏ`` (the prior kept).
 
     Raises:
         TypeError: A Gaussian-head setting (``noise``, ``a0``, ``b0``) or a setting of the
@@ -105,10 +110,11 @@ class LogisticTS(LinearTS):
         head: LogisticHeadConfig | None = None,
         exploration: Any = "thompson",
         refit_every: int = 100,
-        refit_growth: float = 1.5,
+        refit_growth: float = 2.0,
         store_capacity: int = 50_000,
         refit_chunk: int = 4096,
         intercept: bool = True,
+        standardize_rewards: bool = False,
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
@@ -117,7 +123,12 @@ class LogisticTS(LinearTS):
         if gaussian:
             raise TypeError(
                 f"{gaussian} apply to the Gaussian head of linear_ts; logistic_ts models "
-                "{0, 1} rewards and takes prior_var and sample_scale"
+                "{0, 1} rewards and takes prior_var, sample_scale and forgetting"
+            )
+        if standardize_rewards is not False:
+            raise ValueError(
+                "logistic_ts models the raw {0, 1} rewards: standardize_rewards must be False, "
+                f"got {standardize_rewards!r}"
             )
         if head is None:
             kwargs.setdefault("sample_scale", DEFAULT_SAMPLE_SCALE)
@@ -140,6 +151,7 @@ class LogisticTS(LinearTS):
             feature_map=feature_map,
             head=head,
             exploration=exploration,
+            standardize_rewards=False,
             seed=seed,
             device=device,
             **kwargs,
@@ -201,7 +213,7 @@ class LogisticTS(LinearTS):
         """Refit every head to the Laplace posterior at the MAP of the stored rounds, and
         schedule the next refit (see the module docstring)."""
         if self.feature_map == "concat":
-            self.heads[0].rebuild(_ConcatChunks(self.store, self.refit_chunk, self.device))
+            self.heads[0].rebuild(_ConcatChunks(self))
         elif self.feature_map == "disjoint":
             for arm, head in enumerate(self.heads):
                 head.rebuild(self._arm_chunks(arm))
@@ -210,14 +222,28 @@ class LogisticTS(LinearTS):
             t = self.rounds
             self.next_refit = t + max(self.refit_every, math.ceil((self.refit_growth - 1.0) * t))
 
-    def _arm_chunks(self, arm: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _arm_chunks(self, arm: int) -> list[tuple[torch.Tensor, ...]]:
         """The stored rounds of one arm, as a list that the refit streams at every pass."""
         chunks = []
-        for X, A, R in self.store.iter_chunks(self.refit_chunk):
+        for X, A, R, *weights in self.stored_chunks():
             rows = A.argmax(dim=-1) == arm
             if bool(rows.any()):
-                chunks.append((X[rows].to(self.device), R[rows].to(self.device, _F64)))
+                chunks.append((X[rows], R[rows], *(w[rows] for w in weights)))
         return chunks
+
+    def stored_chunks(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The store's rounds, oldest first, on the device: ``(X̃ (n, d_x [+ 1]) float64,
+        A (n, d_a) float32, r (n,) float64)``, plus the weights ``γ^age`` (n,) with
+        forgetting (age in rounds from the newest stored round)."""
+        gamma = self.head_config.forgetting
+        last = self.store.last_step
+        for chunk in self.store.iter_chunks(self.refit_chunk, with_steps=gamma != 1.0):
+            X, A, R = (t.to(self.device) for t in chunk[:3])
+            if gamma == 1.0:
+                yield X, A, R.to(_F64)
+            else:
+                age = (last - chunk[3]).to(self.device, _F64)
+                yield X, A, R.to(_F64), torch.pow(gamma, age)
 
     # -- persistence ------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -364,16 +390,15 @@ class LogisticTS(LinearTS):
 
 
 class _ConcatChunks:
-    """The stored rounds as ``([x; a] (n, d_x + d_a) float64, r (n,))`` chunks, re-iterable:
-    a refit streams them at every pass in O(chunk · d) memory."""
+    """The stored rounds as ``([x; a] (n, d) float64, r (n,)[, weights (n,)])`` chunks,
+    re-iterable: a refit streams them at every pass in O(chunk · d) memory."""
 
-    def __init__(self, store: MemoryReplayBuffer, chunk: int, device: torch.device) -> None:
-        self.store, self.chunk, self.device = store, chunk, device
+    def __init__(self, agent: LogisticTS) -> None:
+        self.agent = agent
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for X, A, R in self.store.iter_chunks(self.chunk):
-            Z = torch.cat([X, A.to(_F64)], dim=1)
-            yield Z.to(self.device), R.to(self.device, _F64)
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for X, A, R, *weights in self.agent.stored_chunks():
+            yield (torch.cat([X, A.to(_F64)], dim=1), R, *weights)
 
 
 def _stored(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents.base import Capabilities, Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.encoders import (
     ConvEncoder,
@@ -34,6 +35,7 @@ from bandexa_gym.encoders import (
     encoder_spec,
 )
 from bandexa_gym.posterior import (
+    HEAD_FIELDS,
     BayesianLinearRegression,
     HeadConfig,
     LaplaceLogisticRegression,
@@ -43,7 +45,7 @@ from bandexa_gym.posterior import (
 __all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_HEAD_FIELDS = ("prior_var", "noise", "a0", "b0")
+_HEAD_FIELDS = HEAD_FIELDS
 HEAD_KINDS = ("gaussian", "logistic")
 
 
@@ -57,7 +59,8 @@ class NeuralLinearTSConfig:
             ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
             (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
             ``N(0, head.prior_var · I)``, refit by Newton's method at every rebuild; other
-            rewards are a ``ValueError`` at ``observe``). It needs ``loss="bce"`` and
+            rewards are a ``ValueError`` at ``observe``). It takes ``head.prior_var`` and
+            ``head.forgetting``, trains with ``loss="bce"`` on unstandardized rewards, and
             leaves ``head.noise``, ``a0``, ``b0`` at their defaults (they are Gaussian).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
@@ -69,8 +72,20 @@ class NeuralLinearTSConfig:
         action_chunk: Candidates encoded per chunk when scoring (None: all at once).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
+        loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout); None
+            (default): ``"mse"`` for the Gaussian head, ``"bce"`` for the logistic one.
         buffer_capacity: Capacity of the default in-memory replay buffer.
+        window: Sliding window: rebuilds use only the last ``window`` rounds of the replay
+            buffer (and training favours them, half-life ``window / 2``); None (default)
+            uses the whole buffer. With the head's ``forgetting=γ`` instead, rebuilds weight
+            a row of age k by ``γᵏ`` (the prior is kept) and training favours recent rows
+            with half-life ``ln 2 / −ln γ`` rounds.
+        standardize_rewards: The head and the (MSE) readout learn rewards standardized by
+            their running mean and standard deviation, re-fitted before every training burst
+            and at rounds 2, 4, 8, ... (the head is then rebuilt), so the agent decides the
+            same whatever the reward's units and its priors mean the same thing everywhere.
+            None (default): True for the Gaussian head, False for the logistic one (which
+            learns the raw {0, 1} rewards).
 
     Raises:
         ValueError: A setting out of range (named in the message), at construction.
@@ -86,10 +101,19 @@ class NeuralLinearTSConfig:
     action_chunk: int | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "mse"
+    loss: str | None = None
     buffer_capacity: int = 100_000
+    window: int | None = None
+    standardize_rewards: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.head_kind not in HEAD_KINDS:
+            raise ValueError(f"head_kind must be 'gaussian' or 'logistic', got {self.head_kind!r}")
+        gaussian_head = self.head_kind == "gaussian"
+        if self.loss is None:
+            self.loss = "mse" if gaussian_head else "bce"
+        if self.standardize_rewards is None:
+            self.standardize_rewards = gaussian_head
         if isinstance(self.head, Mapping):
             self.head = HeadConfig.from_dict(self.head)
         if not isinstance(self.head, HeadConfig):
@@ -116,20 +140,27 @@ class NeuralLinearTSConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
-        if self.head_kind not in HEAD_KINDS:
-            raise ValueError(f"head_kind must be 'gaussian' or 'logistic', got {self.head_kind!r}")
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ValueError(f"window must be None or an integer >= 1, got {self.window!r}")
+        if not isinstance(self.standardize_rewards, bool):
+            raise TypeError(
+                f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
+            )
         if self.head_kind == "logistic":
-            if self.loss != "bce":
+            if self.loss != "bce" or self.standardize_rewards:
                 raise ValueError(
-                    "head_kind='logistic' models {0, 1} rewards: the encoder trains with "
-                    f"loss='bce', got loss={self.loss!r}"
+                    "head_kind='logistic' models the raw {0, 1} rewards: the encoder trains "
+                    f"with loss='bce' and rewards are not standardized, got loss={self.loss!r}, "
+                    f"standardize_rewards={self.standardize_rewards!r}"
                 )
             default = HeadConfig()
             gaussian = {k: getattr(self.head, k) for k in ("noise", "a0", "b0")}
             if any(getattr(default, k) != v for k, v in gaussian.items()):
                 raise ValueError(
                     f"head settings {gaussian} are for the Gaussian head; the logistic head "
-                    "takes prior_var only (leave noise, a0, b0 at their defaults)"
+                    "takes prior_var and forgetting (leave noise, a0, b0 at their defaults)"
                 )
 
     @classmethod
@@ -222,9 +253,8 @@ class NeuralLinearTS(HeadAgent):
         features, on the device."""
         d, head = self.encoder.feature_dim, self.config.head
         if self.config.head_kind == "logistic":
-            return LaplaceLogisticRegression(
-                d, LogisticHeadConfig(head.prior_var), device=self.device
-            )
+            config = LogisticHeadConfig(prior_var=head.prior_var, forgetting=head.forgetting)
+            return LaplaceLogisticRegression(d, config, device=self.device)
         return BayesianLinearRegression(d, head, device=self.device)
 
     def _init_learners(self) -> None:
@@ -243,6 +273,7 @@ class NeuralLinearTS(HeadAgent):
         )
         self.rounds = 0
         self.trainings = 0
+        self.reward_scaler = RewardScaler(cfg.standardize_rewards)
         self._warned_non_finite = False
         self.clear_feature_cache()
 
@@ -334,15 +365,21 @@ class NeuralLinearTS(HeadAgent):
         cfg = self.config
         steps = cfg.optimizer_steps if optimizer_steps is None else optimizer_steps
         size = cfg.batch_size if batch_size is None else batch_size
-        loss_fn = _loss_fn(cfg.loss if loss is None else loss)
+        loss = cfg.loss if loss is None else loss
+        loss_fn = _loss_fn(loss)
+        standardize = loss == "mse"  # a logistic loss needs the raw {0, 1} targets
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
         self.encoder.train()
         total = torch.zeros((), device=self.device)
         skipped = torch.zeros((), device=self.device)
+        recency = self._recency_half_life()
         for _ in range(steps):
-            x, a, r = (t.to(self.device) for t in self.buffer.sample(size, self.sample_generator))
+            batch = self.buffer.sample(size, self.sample_generator, recency=recency)
+            x, a, r = (t.to(self.device) for t in batch)
             prediction = self.readout(self.encoder(x, a)).squeeze(-1)
+            if standardize:
+                r = self.reward_scaler(r)
             value = loss_fn(prediction, r.to(prediction.dtype))
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
@@ -364,6 +401,13 @@ class NeuralLinearTS(HeadAgent):
             )
         done = steps - n_skipped
         return float(total) / done if done else float("nan")
+
+    def _recency_half_life(self) -> float | None:
+        """Half-life (in rounds) of the replay sampling's recency weights, or None."""
+        gamma, window = self.config.head.forgetting, self.config.window
+        if window is not None:
+            return window / 2.0
+        return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
 
     def _step_if_finite(self) -> torch.Tensor:
         """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
@@ -390,10 +434,23 @@ class NeuralLinearTS(HeadAgent):
         size = self.config.rebuild_chunk if chunk_size is None else chunk_size
         self.encoder.eval()
 
-        def encoded() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gamma, window = self.config.head.forgetting, self.config.window
+        weighted = gamma != 1.0 or window is not None
+        last = self.buffer.last_step if weighted else None
+
+        def encoded() -> Iterator[tuple[torch.Tensor, ...]]:
             with torch.no_grad():
-                for x, a, r in self.buffer.iter_chunks(size):
-                    yield self.encoder(x.to(self.device), a.to(self.device)), r.to(self.device)
+                for chunk in self.buffer.iter_chunks(size, with_steps=weighted):
+                    x, a, r = (t.to(self.device) for t in chunk[:3])
+                    z, r = self.encoder(x, a), self.reward_scaler(r.to(torch.float64))
+                    if not weighted:
+                        yield z, r
+                        continue
+                    age = (last - chunk[3]).to(self.device, torch.float64)
+                    w = torch.pow(gamma, age)  # the data discounted, the prior kept
+                    if window is not None:
+                        w = w * (age < window)
+                    yield z, r, w
 
         self.posterior.rebuild(encoded())
         self.clear_feature_cache()
@@ -442,23 +499,21 @@ class NeuralLinearTS(HeadAgent):
         rewards: torch.Tensor,
     ) -> None:
         self._check_candidates(chosen[:, None])
-        n = contexts.shape[0]
-        start = 0
-        while start < n:
-            # Rows up to (and including) the next scheduled training round, then train.
-            end = start
-            while end < n and not self._training_due(self.rounds + end - start + 1):
-                end += 1
-            end = min(end + 1, n)
-            z = self.cached_chosen_features(
-                contexts[start:end], chosen[start:end], indices[start:end]
-            )
-            self._absorb(contexts[start:end], chosen[start:end], z, rewards[start:end])
-            self.rounds += end - start
+        for begin, end in split_at(self.rounds, contexts.shape[0], self._work_due):
+            rows = slice(begin, end)
+            z = self.cached_chosen_features(contexts[rows], chosen[rows], indices[rows])
+            self._absorb(contexts[rows], chosen[rows], z, rewards[rows])
+            self.rounds += end - begin
             if self._training_due(self.rounds):
+                self.reward_scaler.refit()
                 self.train_encoder()
                 self.rebuild_posterior()
-            start = end
+            elif _is_power_of_two(self.rounds) and self.reward_scaler.refit():
+                self.rebuild_posterior()  # the head in the new reward units
+
+    def _work_due(self, rounds: int) -> bool:
+        """Whether training or re-standardizing follows the round that reaches ``rounds``."""
+        return self._training_due(rounds) or _is_power_of_two(rounds)
 
     def _absorb(
         self,
@@ -474,12 +529,14 @@ class NeuralLinearTS(HeadAgent):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
         # The buffer validates its schema before storing anything, and the head only fails
         # on non-finite input (checked above), so a rejected transition changes neither.
+        targets = self.reward_scaler(rewards)
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
-            self.posterior.update(z[0], rewards[0])
+            self.posterior.update(z[0], targets[0])
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
-            self.posterior.update_batch(z, rewards)
+            self.posterior.update_batch(z, targets)
+        self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
         """Start over: reseed, restore the initial encoder, a prior head and counters.
@@ -520,6 +577,7 @@ class NeuralLinearTS(HeadAgent):
         scalars = {
             "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet") if k in state},
             "trainings": self.trainings,
+            "reward_scaler": self.reward_scaler.state(),
         }
         return scalars, tensors
 
@@ -532,6 +590,8 @@ class NeuralLinearTS(HeadAgent):
         trainings = scalars["trainings"]
         if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:
             raise ValueError(f"trainings must be an integer >= 0, got {trainings!r}")
+        scaler = RewardScaler(self.config.standardize_rewards)
+        scaler.load(scalars["reward_scaler"])
         posterior = self.new_head()
         posterior.load_state_dict(
             {
@@ -542,7 +602,7 @@ class NeuralLinearTS(HeadAgent):
                 **scalars["posterior"],
             }
         )  # fails here, before the agent is touched
-        self.posterior = posterior
+        self.posterior, self.reward_scaler = posterior, scaler
         self.encoder.load_state_dict(encoder_state)
         self.readout.load_state_dict(readout_state)
         self.trainings = trainings
@@ -609,6 +669,10 @@ class NeuralLinearTS(HeadAgent):
         if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != expected:
             shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
+
+
+def _is_power_of_two(rounds: int) -> bool:
+    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 def _module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
@@ -725,8 +789,6 @@ def make_neural_linear(
         if images
         else {}
     )
-    if settings.get("head_kind") == "logistic":
-        defaults["loss"] = "bce"
     try:
         config = NeuralLinearTSConfig.from_settings(**{**defaults, **settings})
     except TypeError as err:

@@ -29,6 +29,8 @@ def _assert_same_state(a: dict, b: dict) -> None:
     for key, value in a.items():
         if torch.is_tensor(value):
             assert torch.equal(value, b[key]), key
+        elif key == "reward_scaler":  # bookkeeping only (logistic_ts does not standardize)
+            assert value == pytest.approx(b[key], rel=1e-12), key
         else:
             assert value == b[key], key
 
@@ -53,7 +55,7 @@ def test_learns_a_logistic_problem_and_beats_uniform(one_hot: bool) -> None:
         regret[name] = run(agent, env, 600, seed=1).cumulative_regret[-1]
         if name == "logistic_ts":
             assert agent.feature_map == ("disjoint" if one_hot else "concat")
-            assert agent.refits == 4  # after rounds 100, 200, 300 and 450
+            assert agent.refits == 3  # after rounds 100, 200 and 400
     assert regret["logistic_ts"] < 0.5 * regret["uniform"], regret
 
 
