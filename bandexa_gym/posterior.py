@@ -44,6 +44,7 @@ from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHe
 __all__ = [
     "HEAD_FIELDS",
     "BayesianLinearRegression",
+    "accumulate_statistics",
     "Head",
     "HeadConfig",
     "LaplaceLogisticRegression",
@@ -540,33 +541,8 @@ class BayesianLinearRegression:
             ValueError: A chunk with bad shapes or non-finite values (the posterior is left
                 unchanged: nothing is written before the stream is fully read).
         """
-        d, dt, dev = self._dim, self._dtype, self._device
-        gram = torch.zeros(d, d, dtype=dt, device=dev)
-        zr = torch.zeros(d, dtype=dt, device=dev)
-        rr = torch.zeros((), dtype=dt, device=dev)
-        n = torch.zeros((), dtype=dt, device=dev)
-        weighted = False
-        for chunk in chunks:
-            Z = torch.as_tensor(chunk[0]).detach().to(device=dev, dtype=dt)
-            r = torch.as_tensor(chunk[1]).detach().to(device=dev, dtype=dt)
-            if Z.ndim != 2 or Z.shape[1] != d or r.shape != (Z.shape[0],):
-                raise ValueError(
-                    f"expected chunks of Z (n, {d}) and r (n,), got {tuple(Z.shape)} and "
-                    f"{tuple(r.shape)}"
-                )
-            if len(chunk) > 2:
-                weighted = True
-                w = torch.as_tensor(chunk[2]).detach().to(device=dev, dtype=dt)
-                if w.shape != r.shape or not bool((w >= 0).all()):
-                    raise ValueError(f"expected weights >= 0 of shape {tuple(r.shape)}")
-            else:
-                w = torch.ones_like(r)
-            gram.addmm_(Z.T * w, Z)
-            zr.addmv_(Z.T, w * r)
-            rr.add_((w * r).dot(r))
-            n.add_(w.sum())
-        count = float(n) if weighted else int(round(float(n)))
-        self.rebuild_from_statistics(gram, zr, rr, count)
+        self.rebuild_from_statistics(*accumulate_statistics(chunks, self._dim, self._dtype,
+                                                             self._device))  # fmt: skip
 
     def rebuild_from_statistics(self, gram: Tensor, zr: Tensor, rr: Tensor | float, n: int) -> None:
         """Set the posterior of data with sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr``, n.
@@ -885,6 +861,58 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def accumulate_statistics(
+    chunks: Iterable[tuple[Tensor, ...]],
+    dim: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device | None = None,
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """Sufficient statistics ``(ZᵀWZ, ZᵀWr, rᵀWr, ΣW)`` of ``(Z, r[, w])`` chunks.
+
+    What :meth:`BayesianLinearRegression.rebuild` streams; agents with one head per arm
+    call it per arm.
+
+    Args:
+        chunks: Iterable of ``(Z (n_i, d), r (n_i,))`` or ``(Z, r, w (n_i,))``.
+        dim: d.
+        dtype: Accumulation dtype.
+        device: Accumulation device.
+
+    Returns:
+        ``gram`` (d, d), ``zr`` (d,), ``rr`` (), and the (weighted) count (an int without
+        weights).
+
+    Raises:
+        ValueError: Bad shapes or negative weights.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    gram = torch.zeros(dim, dim, dtype=dtype, device=device)
+    zr = torch.zeros(dim, dtype=dtype, device=device)
+    rr = torch.zeros((), dtype=dtype, device=device)
+    n = torch.zeros((), dtype=dtype, device=device)
+    weighted = False
+    for chunk in chunks:
+        Z = torch.as_tensor(chunk[0]).detach().to(device=device, dtype=dtype)
+        r = torch.as_tensor(chunk[1]).detach().to(device=device, dtype=dtype)
+        if Z.ndim != 2 or Z.shape[1] != dim or r.shape != (Z.shape[0],):
+            raise ValueError(
+                f"expected chunks of Z (n, {dim}) and r (n,), got {tuple(Z.shape)} and "
+                f"{tuple(r.shape)}"
+            )
+        if len(chunk) > 2:
+            weighted = True
+            w = torch.as_tensor(chunk[2]).detach().to(device=device, dtype=dtype)
+            if w.shape != r.shape or not bool((w >= 0).all()):
+                raise ValueError(f"expected weights >= 0 of shape {tuple(r.shape)}")
+        else:
+            w = torch.ones_like(r)
+        gram.addmm_(Z.T * w, Z)
+        zr.addmv_(Z.T, w * r)
+        rr.add_((w * r).dot(r))
+        n.add_(w.sum())
+    return gram, zr, rr, (float(n) if weighted else int(round(float(n))))
 
 
 def rebase_head_state(

@@ -235,12 +235,14 @@ def test_score_shapes() -> None:
     gen = torch.Generator().manual_seed(0)
     Z = torch.randn(7, 4)  # float32 candidates
     w = head.sample(generator=gen)
-    assert torch.allclose(score(Z, w), Z.double() @ w)
+    assert score(Z, w).dtype == torch.float32  # float32 features are scored in float32
+    assert torch.allclose(score(Z, w).double(), Z.double() @ w, atol=1e-5)
+    assert torch.equal(score(Z.double(), w), Z.double() @ w)
     W = head.sample(3, generator=gen)
     Zb = torch.randn(3, 7, 4)
     s = score(Zb, W)
     assert s.shape == (3, 7)
-    assert torch.allclose(s[1], Zb[1].double() @ W[1])
+    assert torch.allclose(s[1].double(), Zb[1].double() @ W[1], atol=1e-5)
     assert head.thompson_scores(Z, generator=gen).shape == (7,)
     assert head.thompson_scores(Zb, generator=gen).shape == (3, 7)
     assert head.sample(0, generator=gen).shape == (0, 4)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +20,70 @@ from bandexa_gym.agents.base import Agent, Observation, Observations, _check_cou
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.posterior import Head
 
-__all__ = ["HeadAgent", "RewardScaler", "split_at"]
+__all__ = ["ArmFeatures", "ArmHeads", "HeadAgent", "RewardScaler", "split_at"]
+
+
+class ArmFeatures(NamedTuple):
+    """Features for per-arm heads: what each candidate's head reads, and its arm.
+
+    Attributes:
+        x: (B, d) shared by the candidates of a row (the context, for per-arm linear
+            heads), or (B, K, d) one per candidate (learned features z(x, a)).
+        arms: Arm index of every candidate (B, K), int64.
+    """
+
+    x: torch.Tensor
+    arms: torch.Tensor
+
+
+class ArmHeads:
+    """One head per arm seen as one head (what the exploration rules read).
+
+    ``predict`` and ``thompson_scores`` on :class:`ArmFeatures`: candidate ``k`` of row ``b``
+    is scored by the head of its arm. A Thompson draw samples, row by row, one weight
+    vector per arm present in the row, in ascending arm order (so B rows consume the
+    generator as B single rows do).
+    """
+
+    def __init__(self, heads: list[Any]) -> None:
+        self.heads = heads
+
+    def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        x, arms = features
+        dtype = self.heads[0].dtype
+        mean = torch.empty(arms.shape, dtype=dtype, device=x.device)
+        variance = torch.empty_like(mean)
+        for arm in torch.unique(arms).tolist():
+            where = arms == arm
+            if x.ndim == 2:  # one feature vector per row, shared by its candidates
+                m, v = self.heads[arm].predict(x[:, None, :])  # (B, 1)
+                mean = torch.where(where, m, mean)
+                variance = torch.where(where, v, variance)
+            else:
+                mean[where], variance[where] = self.heads[arm].predict(x[where])
+        return mean, variance
+
+    def thompson_scores(
+        self,
+        features: ArmFeatures,
+        generator: torch.Generator | None = None,
+        draws: int | None = None,
+    ) -> torch.Tensor:
+        x, arms = features
+        shared = x.ndim == 2
+        if not shared:
+            x = x.to(self.heads[0].dtype)
+        rows = []
+        for b in range(arms.shape[0]):
+            row_arms = arms[b].tolist()
+            present = sorted(set(row_arms))
+            w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
+            if shared:  # (K,) or (M, K)
+                parts = [w[arm] @ x[b] if draws else x[b] @ w[arm] for arm in row_arms]
+            else:
+                parts = [w[arm] @ x[b, k] for k, arm in enumerate(row_arms)]
+            rows.append(torch.stack(parts, dim=-1 if draws else 0))
+        return torch.stack(rows, dim=0 if draws is None else 1)
 
 
 class RewardScaler:

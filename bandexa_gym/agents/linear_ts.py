@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import ArmFeatures, ArmHeads, HeadAgent, RewardScaler, split_at
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -33,18 +33,6 @@ def is_one_hot(candidates: torch.Tensor) -> bool:
     """Whether every row of ``candidates`` (..., K, d_a) is a one-hot vector."""
     binary = ((candidates == 0) | (candidates == 1)).all()
     return bool(binary and (candidates.sum(dim=-1) == 1).all())
-
-
-class ArmFeatures(NamedTuple):
-    """Features for per-arm heads: the context of each row and the arm of each candidate.
-
-    Attributes:
-        x: Flat contexts (B, d_x), float64.
-        arms: Arm index of every candidate (B, K), int64.
-    """
-
-    x: torch.Tensor
-    arms: torch.Tensor
 
 
 class ConcatFeatures(NamedTuple):
@@ -91,46 +79,6 @@ class ConcatHead:
             return torch.einsum("bka,ba->bk", cand, w[:, dx:]) + (x * w[:, :dx]).sum(-1, True)
         w = w.reshape(draws, x.shape[0], -1)
         return torch.einsum("bka,mba->mbk", cand, w[..., dx:]) + (x * w[..., :dx]).sum(-1, True)
-
-
-class ArmHeads:
-    """The ``disjoint`` heads (one per arm, over the context) seen as one head.
-
-    Implements what the exploration rules read (``predict``, ``thompson_scores``) on
-    :class:`ArmFeatures`; a Thompson draw samples the arms of a row in ascending order.
-    """
-
-    def __init__(self, heads: list[BayesianLinearRegression]) -> None:
-        self.heads = heads
-
-    def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        x, arms = features
-        mean = torch.empty(arms.shape, dtype=x.dtype, device=x.device)
-        variance = torch.empty_like(mean)
-        for arm in torch.unique(arms).tolist():
-            where = arms == arm
-            m, v = self.heads[arm].predict(x[:, None, :])  # (B, 1)
-            mean = torch.where(where, m, mean)
-            variance = torch.where(where, v, variance)
-        return mean, variance
-
-    def thompson_scores(
-        self,
-        features: ArmFeatures,
-        generator: torch.Generator | None = None,
-        draws: int | None = None,
-    ) -> torch.Tensor:
-        x, arms = features
-        rows = []
-        for b in range(arms.shape[0]):
-            present = sorted(set(arms[b].tolist()))
-            if draws is None:
-                w = {arm: self.heads[arm].sample(generator=generator) for arm in present}
-                rows.append(torch.stack([x[b] @ w[arm] for arm in arms[b].tolist()]))
-            else:
-                w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
-                rows.append(torch.stack([w[arm] @ x[b] for arm in arms[b].tolist()], dim=-1))
-        return torch.stack(rows, dim=0 if draws is None else 1)
 
 
 class TargetStats:
