@@ -308,3 +308,61 @@ def test_implements_the_head_protocol_and_resets() -> None:
     head.reset()
     torch.testing.assert_close(head.covariance(), 3.0 * torch.eye(2, dtype=F64))
     assert head.n_obs == 0 and not head.mean.any()
+
+
+def test_weighted_refit_is_the_weighted_newton_map() -> None:
+    Z, r, _ = _data(120, 4, seed=12)
+    weights = torch.linspace(0.1, 1.0, 120, dtype=F64)
+    head = LaplaceLogisticRegression(4)
+    head.rebuild([(Z[:50], r[:50], weights[:50]), (Z[50:], r[50:], weights[50:])])
+    # An independent weighted Newton solve.
+    w, eye = torch.zeros(4, dtype=F64), torch.eye(4, dtype=F64)
+    for _ in range(60):
+        p = torch.sigmoid(Z @ w)
+        hess = Z.T @ (Z * (weights * p * (1 - p)).unsqueeze(1)) + eye
+        w = w - torch.linalg.solve(hess, Z.T @ (weights * (p - r)) + w)
+    p = torch.sigmoid(Z @ w)
+    hess = Z.T @ (Z * (weights * p * (1 - p)).unsqueeze(1)) + eye
+    torch.testing.assert_close(head.mean, w, rtol=0, atol=1e-6)
+    torch.testing.assert_close(head.precision(), hess, rtol=1e-6, atol=1e-6)
+    assert head.n_obs == pytest.approx(float(weights.sum()))
+    # Zero weights leave rows out; integer weights count rows that many times.
+    window = LaplaceLogisticRegression(4)
+    window.rebuild(iter([(Z, r, (torch.arange(120) >= 70).to(F64))]))
+    recent = LaplaceLogisticRegression(4)
+    recent.rebuild([(Z[70:], r[70:])])
+    torch.testing.assert_close(window.mean, recent.mean, rtol=0, atol=1e-8)
+    twice = LaplaceLogisticRegression(4)
+    twice.rebuild([(Z[:30], r[:30], torch.full((30,), 2.0, dtype=F64))])
+    doubled = LaplaceLogisticRegression(4)
+    doubled.rebuild([(torch.cat([Z[:30], Z[:30]]), torch.cat([r[:30], r[:30]]))])
+    torch.testing.assert_close(twice.mean, doubled.mean, rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match="weights"):
+        head.rebuild([(Z, r, -weights)])
+
+
+def test_forgetting_discounts_the_posterior_before_each_step() -> None:
+    Z, r, _ = _data(20, 3, seed=13)
+    forgetful = LaplaceLogisticRegression(3, forgetting=0.9)
+    manual = LaplaceLogisticRegression(3)
+    for i in range(20):
+        forgetful.update(Z[i], r[i])
+        manual.discount(0.9)
+        manual.update(Z[i], r[i])
+    torch.testing.assert_close(forgetful.mean, manual.mean, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(forgetful.covariance(), manual.covariance(), rtol=1e-12, atol=1e-14)
+    assert forgetful.n_obs == pytest.approx(manual.n_obs) and forgetful.n_obs < 10
+    batch = LaplaceLogisticRegression(3, forgetting=0.9)
+    batch.update_batch(Z, r)
+    torch.testing.assert_close(batch.mean, forgetful.mean, rtol=0, atol=1e-14)
+    assert batch.n_obs == pytest.approx(forgetful.n_obs)
+    # A discount widens the posterior (precision × γ) and keeps the mean.
+    mean, cov = forgetful.mean, forgetful.covariance()
+    forgetful.discount(0.5)
+    torch.testing.assert_close(forgetful.mean, mean)
+    torch.testing.assert_close(forgetful.covariance(), cov / 0.5)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="discount"):
+            forgetful.discount(bad)
+    with pytest.raises(ValueError, match="forgetting"):
+        LogisticHeadConfig(forgetting=1.5)

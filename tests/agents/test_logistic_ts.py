@@ -256,3 +256,33 @@ def test_check_agent_passes_with_refits_inside_its_drive(exploration: str) -> No
             )
             == []
         )
+
+
+def test_forgetting_discounts_every_head_and_weights_refits_by_age() -> None:
+    env = BernoulliEnv(one_hot=True)
+    agent = make_agent("logistic_ts", env, seed=0, forgetting=0.98, refit_every=60)
+    _play(agent, env, 60)
+    assert agent.refits == 1
+    X, A, R = next(agent.store.iter_chunks(1000))
+    ages = torch.arange(59, -1, -1, dtype=torch.float64)
+    for arm, head in enumerate(agent.heads):
+        rows = A.argmax(-1) == arm
+        fresh = LaplaceLogisticRegression(5)
+        fresh.rebuild([(X[rows], R[rows].double(), 0.98 ** ages[rows])])
+        torch.testing.assert_close(head.mean, fresh.mean, rtol=0, atol=1e-8)
+        assert head.n_obs == pytest.approx(float((0.98 ** ages[rows]).sum()))
+    # Between refits every head forgets each round, the unplayed ones too.
+    before = [head.covariance() for head in agent.heads]
+    obs, _ = env.reset(seed=3)
+    agent.observe(obs, 0, 1.0)
+    for arm in range(1, 5):
+        torch.testing.assert_close(agent.heads[arm].covariance(), before[arm] / 0.98)
+    assert (
+        check_agent(
+            lambda seed: make_agent("logistic_ts", env, seed=seed, forgetting=0.95, refit_every=8),
+            env,
+        )
+        == []
+    )
+    with pytest.raises(ValueError, match="standardize_rewards"):
+        make_agent("logistic_ts", env, standardize_rewards=True)

@@ -199,3 +199,26 @@ def test_check_agent_passes_with_the_logistic_head() -> None:
         "neural_linear_ts", env, seed=seed, head="logistic", **fast
     )
     assert check_agent(factory, env) == []
+
+
+def test_config_defaults_follow_the_head_kind_and_forgetting_weights_rebuilds() -> None:
+    logistic, gaussian = NeuralLinearTSConfig(head_kind="logistic"), NeuralLinearTSConfig()
+    assert (logistic.loss, logistic.standardize_rewards) == ("bce", False)
+    assert (gaussian.loss, gaussian.standardize_rewards) == ("mse", True)
+    with pytest.raises(ValueError, match="standardize"):
+        NeuralLinearTSConfig(head_kind="logistic", standardize_rewards=True)
+    env = BernoulliEnv()
+    agent = _agent(env, train_every=0, forgetting=0.97)
+    assert agent.posterior.config.forgetting == 0.97
+    run(agent, env, 50, seed=0)
+    agent.rebuild_posterior()
+    X, A, R = next(agent.buffer.iter_chunks(1000))
+    with torch.no_grad():
+        Z = agent.encoder(X, A)
+    fresh = LaplaceLogisticRegression(8)
+    fresh.rebuild([(Z, R.double(), 0.97 ** torch.arange(49, -1, -1, dtype=torch.float64))])
+    torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
+    windowed = _agent(env, train_every=0, window=20)
+    run(windowed, env, 50, seed=0)
+    windowed.rebuild_posterior()
+    assert windowed.posterior.n_obs == 20
