@@ -46,9 +46,10 @@ __all__ = ["LogisticTS"]
 _F64 = torch.float64
 _GAUSSIAN_ONLY = ("noise", "a0", "b0")
 DEFAULT_SAMPLE_SCALE = 0.5
-"""``sample_scale`` of ``logistic_ts`` unless given: draws from ``N(μ, Σ / 4)``, which
-roughly halved the regret of draws from the Laplace posterior itself on MNIST and the
-UCI classification problems (see ``docs/performance.md``)."""
+"""``sample_scale`` of ``logistic_ts`` unless given: draws from ``N(μ, Σ / 4)``. Against
+draws from the Laplace posterior itself (``sample_scale=1``) it cut the regret by 7 to 42 %
+on MNIST and the UCI classification problems, with no problem worse (see
+``docs/performance.md``)."""
 
 
 class LogisticTS(LinearTS):
