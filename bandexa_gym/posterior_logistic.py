@@ -27,7 +27,9 @@ float64. Two ways to reach it:
 *logit* ``zᵀw`` (the exploration rules rank candidates on it; σ is monotone), and
 :meth:`~LaplaceLogisticRegression.probability` the predictive probability of r = 1.
 Thompson draws are ``w = μ + c S ε`` with ``c = sample_scale`` (1: the Laplace posterior;
-smaller: less exploration).
+smaller: less exploration). With ``forgetting=γ < 1`` every online step first discounts the
+posterior precision by γ, and a refit's chunks may carry row weights (``γ^age``, or 0/1 for
+a sliding window) that weigh each row's log-likelihood, the prior kept.
 """
 
 from __future__ import annotations
