@@ -59,9 +59,10 @@ class NeuralLinearTSConfig:
             ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
             (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
             ``N(0, head.prior_var · I)``, refit by Newton's method at every rebuild; other
-            rewards are a ``ValueError`` at ``observe``). It takes ``head.prior_var`` and
-            ``head.forgetting``, trains with ``loss="bce"`` on unstandardized rewards, and
-            leaves ``head.noise``, ``a0``, ``b0`` at their defaults (they are Gaussian).
+            rewards are a ``ValueError`` at ``observe``; ``predict`` reports the logit's
+            mean and variance). It takes ``head.prior_var`` and ``head.forgetting``, trains
+            with ``loss="bce"`` on unstandardized rewards, and leaves ``head.noise``,
+            ``a0``, ``b0`` at their defaults (they are Gaussian).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
