@@ -73,15 +73,16 @@ class ArmHeads:
         shared = x.ndim == 2
         if not shared:
             x = x.to(self.heads[0].dtype)
+        f = self.heads[0].dim  # a draw is [w | intercept] for a head with an intercept
         rows = []
         for b in range(arms.shape[0]):
             row_arms = arms[b].tolist()
             present = sorted(set(row_arms))
             w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
             if shared:  # (K,) or (M, K)
-                parts = [w[arm] @ x[b] if draws else x[b] @ w[arm] for arm in row_arms]
+                parts = [_dot(w[arm], x[b], f) for arm in row_arms]
             else:
-                parts = [w[arm] @ x[b, k] for k, arm in enumerate(row_arms)]
+                parts = [_dot(w[arm], x[b, k], f) for k, arm in enumerate(row_arms)]
             rows.append(torch.stack(parts, dim=-1 if draws else 0))
         return torch.stack(rows, dim=0 if draws is None else 1)
 
@@ -185,6 +186,12 @@ def split_at(start_round: int, n: int, due: Any) -> list[tuple[int, int]]:
             out.append((begin, i + 1))
             begin = i + 1
     return out
+
+
+def _dot(w: torch.Tensor, x: torch.Tensor, f: int) -> torch.Tensor:
+    """``x · w`` for draws ``w`` (d',) or (M, d') of a head over f features (+ intercept)."""
+    out = w[..., :f] @ x
+    return out + w[..., f] if w.shape[-1] > f else out
 
 
 class HeadAgent(Agent):

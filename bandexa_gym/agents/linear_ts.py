@@ -70,15 +70,22 @@ class ConcatHead:
     ) -> torch.Tensor:
         x, cand = features
         n = x.shape[0] * (1 if draws is None else draws)
-        w = self.head.sample(n, generator=generator)  # (n, d): one row per candidate set
-        dx = self.context_dim
+        w = self.head.sample(n, generator=generator)  # (n, d'): one row per candidate set
+        dx, f = self.context_dim, self.head.dim  # w = [w_x | w_a | intercept]
         if draws is None:
             if x.shape[0] == 1:
                 w = w[0]
-                return torch.addmv(x[0] @ w[:dx], cand[0], w[dx:]).unsqueeze(0)
-            return torch.einsum("bka,ba->bk", cand, w[:, dx:]) + (x * w[:, :dx]).sum(-1, True)
+                base = x[0] @ w[:dx] + (w[f] if f < w.shape[0] else 0.0)
+                return torch.addmv(base, cand[0], w[dx:f]).unsqueeze(0)
+            base = (x * w[:, :dx]).sum(-1, True) + w[:, f:].sum(-1, True)
+            return torch.einsum("bka,ba->bk", cand, w[:, dx:f]) + base
         w = w.reshape(draws, x.shape[0], -1)
-        return torch.einsum("bka,mba->mbk", cand, w[..., dx:]) + (x * w[..., :dx]).sum(-1, True)
+        base = (x * w[..., :dx]).sum(-1, True) + w[..., f:].sum(-1, True)
+        return torch.einsum("bka,mba->mbk", cand, w[..., dx:f]) + base
+
+
+DEFAULT_HEAD = {"intercept": True}
+"""Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
 
 
 class TargetStats:
@@ -188,7 +195,9 @@ class LinearTS(HeadAgent):
         head_fields = {k: kwargs.pop(k) for k in HEAD_FIELDS if k in kwargs}
         if head is not None and head_fields:
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
-        self.head_config = head if head is not None else HeadConfig(**head_fields)
+        self.head_config = (
+            head if head is not None else HeadConfig(**{**DEFAULT_HEAD, **head_fields})
+        )
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.reward_scaler = RewardScaler(standardize_rewards)
         self.context_shape = tuple(int(s) for s in context_shape)
@@ -215,9 +224,8 @@ class LinearTS(HeadAgent):
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
         n_heads = 1 if feature_map == "concat" else self.action_dim
-        dim = self.head_dim(feature_map)
-        self.heads = [self.new_head(dim) for _ in range(n_heads)]
-        self.target_stats = [TargetStats(dim, self.device) for _ in range(n_heads)]
+        self.heads = [self.new_head(self.head_dim(feature_map)) for _ in range(n_heads)]
+        self.target_stats = [TargetStats(h.state_dim, self.device) for h in self.heads]
         self.clear_feature_cache()
 
     def _resolve(self, candidates: torch.Tensor) -> None:
@@ -317,16 +325,18 @@ class LinearTS(HeadAgent):
                     if j != arm:
                         head.discount(gamma)  # the updated head discounts inside its update
                 self.heads[arm].update(z[i], targets[i])
-                self.target_stats[arm].add(z[i : i + 1], rewards[i : i + 1])
+                self.target_stats[arm].add(
+                    self.heads[arm].augment(z[i : i + 1]), rewards[i : i + 1]
+                )
             return
         if heads is None:
             _absorb(self.heads[0], z, targets)
-            self.target_stats[0].add(z, rewards)
+            self.target_stats[0].add(self.heads[0].augment(z), rewards)
             return
         for arm in torch.unique(heads).tolist():
             rows = heads == arm
             _absorb(self.heads[arm], z[rows], targets[rows])
-            self.target_stats[arm].add(z[rows], rewards[rows])
+            self.target_stats[arm].add(self.heads[arm].augment(z[rows]), rewards[rows])
 
     def retarget_heads(self) -> None:
         """Re-express every head for the reward scaler's current shift and scale (O(d²) each)."""
@@ -385,7 +395,7 @@ class LinearTS(HeadAgent):
         fresh, stats = [], []
         for i, head_scalars in enumerate(scalars["heads"]):
             head = self.new_head(self.head_dim(feature_map))
-            stats.append(TargetStats(head.dim, self.device).load(tensors, f"heads.{i}"))
+            stats.append(TargetStats(head.state_dim, self.device).load(tensors, f"heads.{i}"))
             state = {
                 "dim": head.dim,
                 **self.head_config.to_dict(),
@@ -404,6 +414,7 @@ class LinearTS(HeadAgent):
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
+        dim += int(HeadConfig.from_dict(spec["head"]).intercept)
         wants = {"mean": (dim,), "sqrt_covariance": (dim, dim), "zr": (dim,), "zs": (dim,),
                  "moments": (3,)}  # fmt: skip
         for name, shape in shapes.items():
@@ -495,12 +506,17 @@ def _carry_reward_units(
     """
     concat = agent.feature_map == "concat"
     order = _concat_order(dx_old, da_old, dx_new, da_new) if concat else None
+    f_old = dx_old + (da_old if concat else 0)
+    f_new = dx_new + (da_new if concat else 0)
+    extra = int(agent.head_config.intercept and template.head_config.intercept)
     for old, new in zip(agent.target_stats, template.target_stats, strict=False):
         for name in ("zr", "zs"):
-            grown = getattr(new, name).zero_()
-            grown[: getattr(old, name).shape[0]] = getattr(old, name)
+            source, grown = getattr(old, name), getattr(new, name).zero_()
+            grown[:f_old] = source[:f_old]  # features; the new ones were absent (zero)
             if order is not None:
-                setattr(new, name, grown[order.to(grown.device)].clone())
+                grown[:f_new] = grown[:f_new][order.to(grown.device)].clone()
+            if extra:
+                grown[f_new] = source[f_old]  # the intercept's (Σr, n) stays last
         new.moments.copy_(old.moments)
     source, target = agent.reward_scaler, template.reward_scaler
     target.count, target.mean, target.m2 = source.count, source.mean, source.m2

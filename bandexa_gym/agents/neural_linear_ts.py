@@ -47,7 +47,8 @@ class NeuralLinearTSConfig:
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
-        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`).
+        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; an intercept by
+            default).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
@@ -74,7 +75,7 @@ class NeuralLinearTSConfig:
         ValueError: A setting out of range (named in the message), at construction.
     """
 
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: HeadConfig = field(default_factory=lambda: HeadConfig(intercept=True))
     warmup_random: int = 0
     train_every: int = 50
     optimizer_steps: int = 50
@@ -137,7 +138,7 @@ class NeuralLinearTSConfig:
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}")
         if head:
-            base = settings.pop("head", HeadConfig())
+            base = settings.pop("head", HeadConfig(intercept=True))
             base = HeadConfig.from_dict(base) if isinstance(base, Mapping) else base
             settings["head"] = dataclasses.replace(base, **head)
         return cls(**settings)
@@ -577,7 +578,8 @@ class NeuralLinearTS(HeadAgent):
         want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
         d = int(spec["feature_dim"])
         want.update({"readout.weight": (1, d), "readout.bias": (1,)})
-        want.update({"posterior.mean": (d,), "posterior.sqrt_covariance": (d, d)})
+        h = d + int(HeadConfig.from_dict(spec["config"]["head"]).intercept)
+        want.update({"posterior.mean": (h,), "posterior.sqrt_covariance": (h, h)})
         have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
         missing = sorted(set(want) - set(have))
         unexpected = sorted(set(have) - set(want))
