@@ -27,9 +27,11 @@ float64. Two ways to reach it:
 *logit* ``zᵀw`` (the exploration rules rank candidates on it; σ is monotone), and
 :meth:`~LaplaceLogisticRegression.probability` the predictive probability of r = 1.
 Thompson draws are ``w = μ + c S ε`` with ``c = sample_scale`` (1: the Laplace posterior;
-smaller: less exploration). With ``forgetting=γ < 1`` every online step first discounts the
-posterior precision by γ, and a refit's chunks may carry row weights (``γ^age``, or 0/1 for
-a sliding window) that weigh each row's log-likelihood, the prior kept.
+smaller: less exploration). With ``intercept=True`` the head regresses on ``[z; 1]`` (its
+state has one more row, the last); it takes ``z`` of width ``dim`` either way. With
+``forgetting=γ < 1`` every online step first discounts the posterior precision by γ, and a
+refit's chunks may carry row weights (``γ^age``, or 0/1 for a sliding window) that weigh
+each row's log-likelihood, the prior kept.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class LogisticHeadConfig:
         sample_scale: Thompson draws come from ``N(μ, sample_scale² · Σ)``, > 0: 1 samples
             the Laplace posterior itself; below 1 the draws stay closer to the mean
             (less exploration). :meth:`LaplaceLogisticRegression.predict` is not scaled.
+        intercept: Regress on ``[z; 1]``: a weight for a constant feature with the same
+            prior, so the head has a base rate of its own (the agents turn it on by
+            default; a bare head has none).
         forgetting: Discount factor γ in (0, 1] for rewards that drift: before every
             online step the posterior precision is multiplied by γ (``S ← S / √γ``, the mean
             kept), and a refit's rows may carry weights (``γ^age``) that discount the data
@@ -75,9 +80,12 @@ class LogisticHeadConfig:
 
     prior_var: float = 1.0
     sample_scale: float = 1.0
+    intercept: bool = False
     forgetting: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.intercept, bool):
+            raise TypeError(f"intercept must be True or False, got {self.intercept!r}")
         for name in ("prior_var", "sample_scale", "forgetting"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -99,7 +107,7 @@ class LogisticHeadConfig:
         if unknown:
             raise ValueError(
                 f"unknown logistic head settings {sorted(unknown)} (it takes prior_var, "
-                "sample_scale and forgetting)"
+                "sample_scale, intercept and forgetting)"
             )
         return cls(**values)
 
@@ -140,6 +148,8 @@ class LaplaceLogisticRegression:
         config: The hyper-parameters (:class:`LogisticHeadConfig`); or give them one by one:
         prior_var: Prior variance of each weight; default 1.
         sample_scale: Scale of the Thompson draws around the mean; default 1.
+        intercept: Regress on ``[z; 1]`` (the state has one more row, the last); default
+            False.
         forgetting: Discount factor in (0, 1] per online step; default 1.
         max_newton_steps: Newton steps a refit takes at most (a :class:`NumericalWarning`
             says when they did not suffice; the last iterate is used).
@@ -162,6 +172,7 @@ class LaplaceLogisticRegression:
         *,
         prior_var: float | None = None,
         sample_scale: float | None = None,
+        intercept: bool | None = None,
         forgetting: float | None = None,
         max_newton_steps: int = 50,
         newton_tol: float = 1e-10,
@@ -170,7 +181,8 @@ class LaplaceLogisticRegression:
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
-        fields = {"prior_var": prior_var, "sample_scale": sample_scale, "forgetting": forgetting}
+        fields = {"prior_var": prior_var, "sample_scale": sample_scale, "intercept": intercept,
+                  "forgetting": forgetting}  # fmt: skip
         given = {k: v for k, v in fields.items() if v is not None}
         if config is not None and given:
             raise ValueError(f"pass either config= or {sorted(given)}, not both")
@@ -193,7 +205,9 @@ class LaplaceLogisticRegression:
         self._tol = float(newton_tol)
         self._dtype = dtype
         self._device = torch.device("cpu") if device is None else torch.device(device)
-        self._dim = int(dim)
+        self._features = int(dim)  # the width of z; the state has one more row with an intercept
+        self._intercept = config.intercept
+        self._dim = self._features + int(config.intercept)
         self._set_state(
             self._prior_factor(), torch.zeros(self._dim, dtype=dtype, device=self._device)
         )
@@ -219,8 +233,19 @@ class LaplaceLogisticRegression:
     # -- properties -------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Feature dimension d."""
+        """Feature dimension d (the width of the ``z`` it takes)."""
+        return self._features
+
+    @property
+    def state_dim(self) -> int:
+        """Rows of the state: d, plus one with an intercept (the last row)."""
         return self._dim
+
+    def augment(self, Z: Tensor) -> Tensor:
+        """The regressors of ``Z`` (..., d): ``[Z, 1]`` with an intercept, else ``Z``."""
+        if not self._intercept:
+            return Z
+        return torch.cat([Z, Z.new_ones((*Z.shape[:-1], 1))], dim=-1)
 
     @property
     def config(self) -> LogisticHeadConfig:
@@ -283,9 +308,10 @@ class LaplaceLogisticRegression:
                 state that would overflow; the posterior is left unchanged then.
         """
         z = _as_state(z, self._dtype, self._device)
-        if z.shape != (self._dim,):
-            raise ValueError(f"expected z of shape ({self._dim},), got {tuple(z.shape)}")
+        if z.shape != (self._features,):
+            raise ValueError(f"expected z of shape ({self._features},), got {tuple(z.shape)}")
         y = _sign(r)
+        z = self.augment(z)
         proj = z @ self._buf  # (d + 1,) = [φ = Sᵀz ; m = zᵀμ]
         phi = proj[: self._dim]
         m, v = torch.stack((proj[self._dim], phi.dot(phi))).tolist()
@@ -317,9 +343,9 @@ class LaplaceLogisticRegression:
         """
         Z = _as_state(Z, self._dtype, self._device)
         r = torch.as_tensor(r).detach().to(device=self._device, dtype=self._dtype)
-        d = self._dim
-        if Z.ndim != 2 or Z.shape[1] != d:
-            raise ValueError(f"expected Z of shape (n, {d}), got {tuple(Z.shape)}")
+        if Z.ndim != 2 or Z.shape[1] != self._features:
+            raise ValueError(f"expected Z of shape (n, {self._features}), got {tuple(Z.shape)}")
+        Z, d = self.augment(Z), self._dim
         n = Z.shape[0]
         if r.shape != (n,):
             raise ValueError(f"expected r of shape ({n},), got {tuple(r.shape)}")
@@ -409,7 +435,7 @@ class LaplaceLogisticRegression:
         """One chunk as state-dtype tensors ``(Z, r, ω or None)``, validated."""
         Z = _as_state(chunk[0], self._dtype, self._device)
         r = torch.as_tensor(chunk[1]).detach().to(device=self._device, dtype=self._dtype)
-        d = self._dim
+        d = self._features
         if Z.ndim != 2 or Z.shape[1] != d or r.shape != (Z.shape[0],):
             raise ValueError(
                 f"expected chunks of Z (n, {d}) and r (n,), got {tuple(Z.shape)} and "
@@ -418,6 +444,7 @@ class LaplaceLogisticRegression:
         if not bool(torch.isfinite(Z).all()):
             raise ValueError("rebuild chunks must be finite")
         _check_binary(r, "rebuild rewards")
+        Z = self.augment(Z)
         if len(chunk) < 3:
             return Z, r, None
         w = torch.as_tensor(chunk[2]).detach().to(device=self._device, dtype=self._dtype)
@@ -540,9 +567,11 @@ class LaplaceLogisticRegression:
             ``(mean, variance)``, each (..., K) in ``dtype``.
         """
         Z = Z.to(dtype=self._dtype, device=self._device)
-        if Z.shape[-1] != self._dim:
-            raise ValueError(f"expected Z of shape (..., K, {self._dim}), got {tuple(Z.shape)}")
-        proj = Z @ self._buf  # (..., K, d + 1) = [Sᵀz ; zᵀμ] per row
+        if Z.shape[-1] != self._features:
+            raise ValueError(
+                f"expected Z of shape (..., K, {self._features}), got {tuple(Z.shape)}"
+            )
+        proj = self.augment(Z) @ self._buf  # (..., K, d + 1) = [Sᵀz ; zᵀμ] per row
         return proj[..., self._dim], proj[..., : self._dim].pow(2).sum(-1)
 
     def probability(self, Z: Tensor) -> Tensor:
@@ -604,22 +633,23 @@ class LaplaceLogisticRegression:
         Returns:
             (K,) or (n, K) scores in ``dtype``; with ``draws=M``, (M, K) or (M, n, K).
         """
+        Z = self.augment(Z.to(dtype=self._dtype, device=self._device))
         if draws is None:
             w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
-            Z = Z.to(dtype=w.dtype, device=w.device)
             if w.ndim == 1:
                 return Z @ w
             return (Z @ w.unsqueeze(-1)).squeeze(-1)
         lead = Z.shape[:-2]
         w = self.sample(draws * math.prod(lead), generator=generator)  # (M · n, d)
         w = w.reshape(draws, *lead, 1, self._dim)
-        return (Z.to(dtype=w.dtype, device=w.device) * w).sum(-1)
+        return (Z * w).sum(-1)
 
     # -- persistence and devices ------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and Python scalars describing the head (copies)."""
         return {
-            "dim": self._dim,
+            "dim": self._features,
+            "intercept": self._intercept,
             "prior_var": self._prior_var,
             "mean": self._mu.clone(),
             "sqrt_covariance": self._S.clone(),
@@ -637,14 +667,15 @@ class LaplaceLogisticRegression:
                    if k not in state]  # fmt: skip
         if missing:
             raise ValueError(f"state_dict is missing {missing}")
-        d = int(state["dim"])
-        if d != self._dim:
-            raise ValueError(f"state_dict has dim {d}, this head has dim {self._dim}")
-        if state["prior_var"] != self._prior_var:
+        if int(state["dim"]) != self._features:
             raise ValueError(
-                f"state_dict has prior_var={state['prior_var']!r}, this head has "
-                f"{self._prior_var!r}"
+                f"state_dict has dim {state['dim']}, this head has dim {self._features}"
             )
+        for key, mine in (("prior_var", self._prior_var), ("intercept", self._intercept)):
+            theirs = state.get(key, False)
+            if theirs != mine:
+                raise ValueError(f"state_dict has {key}={theirs!r}, this head has {mine!r}")
+        d = self._dim
         mean = torch.as_tensor(state["mean"]).to(device=self._device, dtype=self._dtype)
         factor = torch.as_tensor(state["sqrt_covariance"]).to(
             device=self._device, dtype=self._dtype
@@ -671,7 +702,7 @@ class LaplaceLogisticRegression:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(dim={self._dim}, prior_var={self._prior_var}, "
+            f"{type(self).__name__}(dim={self._features}, prior_var={self._prior_var}, "
             f"sample_scale={self._scale}, n_obs={self._n}, device={self._device})"
         )
 

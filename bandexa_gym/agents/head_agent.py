@@ -20,7 +20,105 @@ from bandexa_gym.agents.base import Agent, Observation, Observations, _check_cou
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.posterior import Head
 
-__all__ = ["ArmFeatures", "ArmHeads", "HeadAgent", "RewardScaler", "split_at"]
+__all__ = [
+    "ArmFeatures",
+    "ArmHeads",
+    "ArmRegistry",
+    "ArmSetChanged",
+    "HeadAgent",
+    "RewardScaler",
+    "is_one_hot",
+    "split_at",
+]
+
+MAX_FIXED_ARMS = 64
+"""Candidate sets up to this size are taken for a fixed set of arms (one head per arm)."""
+
+
+def is_one_hot(candidates: torch.Tensor) -> bool:
+    """Whether every row of ``candidates`` (..., K, d_a) is a one-hot vector."""
+    binary = ((candidates == 0) | (candidates == 1)).all()
+    return bool(binary and (candidates.sum(dim=-1) == 1).all())
+
+
+class ArmSetChanged(ValueError):
+    """Candidate rows keep changing: they are not a fixed set of arms (one head each)."""
+
+
+class ArmRegistry:
+    """Names the arms of a fixed arm set: which head scores a candidate row.
+
+    One-hot rows are the arm at the position of their 1 (labels, classes). Other rows are
+    arms by their content: the first distinct row seen is arm 0, the next arm 1, ... (the
+    fixed arms of a synthetic bandit), up to ``capacity`` distinct rows; a row beyond it
+    raises :class:`ArmSetChanged` (the candidates are not a fixed arm set after all).
+
+    Args:
+        action_dim: d_a.
+        capacity: Most distinct content-keyed rows (ignored for one-hot rows).
+    """
+
+    def __init__(self, action_dim: int, capacity: int) -> None:
+        self.action_dim, self.capacity = int(action_dim), int(capacity)
+        self.one_hot: bool | None = None  # decided by the first candidate set
+        self.rows: list[bytes] = []
+        self._index: dict[bytes, int] = {}
+
+    @property
+    def n_arms(self) -> int:
+        """Arms known so far (``action_dim`` for one-hot rows)."""
+        return self.action_dim if self.one_hot else len(self.rows)
+
+    def arms(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Arm index of every row of ``candidates`` (..., K, d_a): (..., K) int64.
+
+        Raises:
+            ArmSetChanged: More distinct rows than ``capacity``, or a non-one-hot row after
+                one-hot ones (nothing is registered then).
+        """
+        if self.one_hot is None:
+            self.one_hot = is_one_hot(candidates)
+        if self.one_hot:
+            if not is_one_hot(candidates):
+                raise ArmSetChanged("a candidate row is not one-hot, unlike the first ones")
+            return candidates.argmax(dim=-1)
+        flat = candidates.reshape(-1, self.action_dim).to("cpu", torch.float32).numpy()
+        keys = [row.tobytes() for row in flat]
+        new = list(dict.fromkeys(k for k in keys if k not in self._index))
+        if len(self.rows) + len(new) > self.capacity:
+            raise ArmSetChanged(
+                f"more than {self.capacity} distinct candidate rows: the candidates change "
+                "from round to round, so they are not a fixed set of arms"
+            )
+        for key in new:
+            self._index[key] = len(self.rows)
+            self.rows.append(key)
+        ids = torch.tensor([self._index[k] for k in keys], dtype=torch.int64)
+        return ids.reshape(candidates.shape[:-1]).to(candidates.device)
+
+    def state(self) -> tuple[dict[str, Any], torch.Tensor]:
+        """(JSON scalars, the content-keyed rows (n, d_a) float32) for checkpoints."""
+        rows = torch.tensor(
+            [list(np.frombuffer(k, dtype=np.float32)) for k in self.rows], dtype=torch.float32
+        ).reshape(len(self.rows), self.action_dim)
+        return {"one_hot": self.one_hot, "capacity": self.capacity}, rows
+
+    def load(self, scalars: Mapping[str, Any], rows: torch.Tensor) -> None:
+        """Restore :meth:`state` output.
+
+        Raises:
+            ValueError: Rows of the wrong width or repeated rows.
+        """
+        if rows.ndim != 2 or rows.shape[1] != self.action_dim:
+            raise ValueError(f"arm rows must be (n, {self.action_dim}), got {tuple(rows.shape)}")
+        keys = [row.tobytes() for row in rows.to(torch.float32).numpy()]
+        if len(set(keys)) != len(keys):
+            raise ValueError("arm rows repeat a row")
+        one_hot = scalars.get("one_hot")
+        if one_hot not in (None, True, False):
+            raise ValueError(f"one_hot must be a bool or null, got {one_hot!r}")
+        self.one_hot, self.rows = one_hot, keys
+        self._index = {k: i for i, k in enumerate(keys)}
 
 
 class ArmFeatures(NamedTuple):
@@ -73,15 +171,16 @@ class ArmHeads:
         shared = x.ndim == 2
         if not shared:
             x = x.to(self.heads[0].dtype)
+        f = self.heads[0].dim  # a draw is [w | intercept] for a head with an intercept
         rows = []
         for b in range(arms.shape[0]):
             row_arms = arms[b].tolist()
             present = sorted(set(row_arms))
             w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
             if shared:  # (K,) or (M, K)
-                parts = [w[arm] @ x[b] if draws else x[b] @ w[arm] for arm in row_arms]
+                parts = [_dot(w[arm], x[b], f) for arm in row_arms]
             else:
-                parts = [w[arm] @ x[b, k] for k, arm in enumerate(row_arms)]
+                parts = [_dot(w[arm], x[b, k], f) for k, arm in enumerate(row_arms)]
             rows.append(torch.stack(parts, dim=-1 if draws else 0))
         return torch.stack(rows, dim=0 if draws is None else 1)
 
@@ -185,6 +284,12 @@ def split_at(start_round: int, n: int, due: Any) -> list[tuple[int, int]]:
             out.append((begin, i + 1))
             begin = i + 1
     return out
+
+
+def _dot(w: torch.Tensor, x: torch.Tensor, f: int) -> torch.Tensor:
+    """``x · w`` for draws ``w`` (d',) or (M, d') of a head over f features (+ intercept)."""
+    out = w[..., :f] @ x
+    return out + w[..., f] if w.shape[-1] > f else out
 
 
 class HeadAgent(Agent):

@@ -1,8 +1,9 @@
 """Logistic Thompson sampling: the Laplace logistic head on fixed features, for {0, 1} rewards.
 
 ``logistic_ts`` (Chapelle & Li 2011) is :class:`LogisticTS`, the :class:`LinearTS`
-structure (one head over ``[x; a]``, or one head per arm for one-hot arms) with a
-:class:`~bandexa_gym.posterior.LaplaceLogisticRegression` head in place of the Gaussian one.
+structure (one head over ``[x; a]``, or one head per arm of a fixed arm set) with a
+:class:`~bandexa_gym.posterior.LaplaceLogisticRegression` head (with an intercept) in place
+of the Gaussian one.
 
 Learning has two speeds:
 
@@ -17,12 +18,12 @@ Learning has two speeds:
   for ``refit_growth = 1``, geometrically spaced otherwise.
 
 Cost: a refit over N stored rounds takes a few Newton steps, each O(N d² + d³) per head
-(per arm: its own rows and ``d = d_x``). With geometric spacing the refits of a run of T
-rounds cost O(T d² · steps · g / (g − 1)) in all (``g = refit_growth``), so amortized
-O(d²) per round like the online step; once the store is full a refit costs a fixed
-O(store_capacity · d²) and they grow rarer. The store takes ``store_capacity ·
-((d_x + 1) · 8 + d_a · 4 + 4)`` bytes when full (with the intercept's column; the pages
-are touched only as it fills).
+(per arm: its own rows and ``d = d_x + 1``, the intercept included). With geometric
+spacing the refits of a run of T rounds cost O(T d² · steps · g / (g − 1)) in all
+(``g = refit_growth``), so amortized O(d²) per round like the online step; once the store
+is full a refit costs a fixed O(store_capacity · d²) and they grow rarer. The store takes
+``store_capacity · (d_x · 8 + d_a · 4 + 4)`` bytes when full (the pages are touched only
+as it fills).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth
 from bandexa_gym.agents.base import Capabilities, register_agent
-from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS
+from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
 from bandexa_gym.buffers import MemoryReplayBuffer
 from bandexa_gym.posterior import LaplaceLogisticRegression, LogisticHeadConfig
 
@@ -57,21 +58,27 @@ class LogisticTS(LinearTS):
 
     ``P(r = 1 | x, a) = σ(φ(x, a)ᵀ w)`` with the feature maps of :class:`LinearTS`
     (``"concat"``: φ = [x; a], one head; ``"disjoint"``: φ = x, one head per one-hot arm;
-    ``"auto"`` picks by the first candidate set). Rewards other than 0 and 1 are a
-    ``ValueError`` at ``observe``. The exploration rules read the head's *logit* (its
+    ``"per_arm"``: φ = x, one head per distinct candidate row of a fixed arm set;
+    ``"auto"`` picks by the first candidate set). Every head has an intercept by default.
+    Rewards other than 0 and 1 are a ``ValueError`` at ``observe``. The exploration rules
+    read the head's *logit* (its
     :meth:`~bandexa_gym.posterior.LaplaceLogisticRegression.predict` mean and variance),
     which ranks candidates as the probability does; ``predict`` reports logits too.
 
     See the module docstring for the online step, the feature store and the refit
-    schedule, and their costs.
+    schedule, and their costs. When the candidates turn out not to be a fixed arm set and
+    the agent switches to one ``concat`` head, that head is refit from the store at once.
 
     Args:
         context_shape: Shape of one context; it is flattened to d_x features.
         action_dim: Width d_a of a candidate row.
-        feature_map: ``"auto"``, ``"concat"`` or ``"disjoint"``.
+        feature_map: ``"auto"``, ``"concat"``, ``"disjoint"`` or ``"per_arm"``.
         head: The head's settings (:class:`~bandexa_gym.posterior.LogisticHeadConfig`), or
-            give ``prior_var`` (default 1) and ``sample_scale`` (default
-            :data:`DEFAULT_SAMPLE_SCALE`; 1 samples the Laplace posterior itself).
+            give them one by one: ``prior_var`` (default 1), ``sample_scale`` (default
+            :data:`DEFAULT_SAMPLE_SCALE`; 1 samples the Laplace posterior itself),
+            ``intercept`` (default True) and ``forgetting`` (default 1; with γ < 1 every
+            head is discounted by γ each round and a refit weights a stored round of age k
+            by ``γᵏ``, the prior kept).
         exploration: Exploration rule (see :class:`~bandexa_gym.agents.HeadAgent`),
             default Thompson sampling.
         refit_every: Rounds between refits, at least (0: never refit, online steps only).
@@ -80,17 +87,12 @@ class LogisticTS(LinearTS):
             after rounds 100, 200, 400, 800, ...).
         store_capacity: Rounds the feature store keeps (the newest); refits see these.
         refit_chunk: Stored rounds per chunk in a refit's passes.
-        intercept: Append a constant 1 to the flat context, so that every head has a bias
-            (with one-hot arms: each arm its own base rate; standardized contexts
-            otherwise put every arm at P(r = 1) = 1/2 where x = 0).
         standardize_rewards: Must be False (the head models the {0, 1} rewards themselves;
             accepted for the :class:`LinearTS` signature).
         seed: Seed of the agent's generators.
         device: Torch device.
-        **kwargs: ``prior_var``, ``sample_scale``, ``forgetting`` and the
-            :class:`HeadAgent` options (``propensity_draws``, ``max_pending``). With
-            ``forgetting=γ < 1`` every head is discounted by γ each round and a refit
-            weights a stored round of age k by ``γᵏ`` (the prior kept).
+        **kwargs: The head's settings one by one (above) and the :class:`HeadAgent`
+            options (``propensity_draws``, ``max_pending``).
 
     Raises:
         TypeError: A Gaussian-head setting (``noise``, ``a0``, ``b0``) or a setting of the
@@ -101,6 +103,10 @@ class LogisticTS(LinearTS):
     name = "logistic_ts"
     capabilities: ClassVar[Capabilities] = Capabilities(binary_rewards=True)
     head_config_type: ClassVar[type] = LogisticHeadConfig
+    default_head: ClassVar[dict[str, Any]] = {
+        "intercept": True,
+        "sample_scale": DEFAULT_SAMPLE_SCALE,
+    }
 
     def __init__(
         self,
@@ -114,7 +120,6 @@ class LogisticTS(LinearTS):
         refit_growth: float = 2.0,
         store_capacity: int = 50_000,
         refit_chunk: int = 4096,
-        intercept: bool = True,
         standardize_rewards: bool = False,
         seed: int | None = None,
         device: str | torch.device = "cpu",
@@ -124,15 +129,13 @@ class LogisticTS(LinearTS):
         if gaussian:
             raise TypeError(
                 f"{gaussian} apply to the Gaussian head of linear_ts; logistic_ts models "
-                "{0, 1} rewards and takes prior_var, sample_scale and forgetting"
+                "{0, 1} rewards and takes prior_var, sample_scale, intercept and forgetting"
             )
         if standardize_rewards is not False:
             raise ValueError(
                 "logistic_ts models the raw {0, 1} rewards: standardize_rewards must be False, "
                 f"got {standardize_rewards!r}"
             )
-        if head is None:
-            kwargs.setdefault("sample_scale", DEFAULT_SAMPLE_SCALE)
         self.refit_every = _check_int("refit_every", refit_every, 0)
         self.store_capacity = _check_int("store_capacity", store_capacity, 1)
         self.refit_chunk = _check_int("refit_chunk", refit_chunk, 1)
@@ -143,9 +146,7 @@ class LogisticTS(LinearTS):
         ):
             raise ValueError(f"refit_growth must be a finite number >= 1, got {refit_growth!r}")
         self.refit_growth = float(refit_growth)
-        if not isinstance(intercept, bool):
-            raise TypeError(f"intercept must be a bool, got {intercept!r}")
-        self.intercept = intercept
+        self._start_store()
         super().__init__(
             context_shape,
             action_dim,
@@ -157,7 +158,6 @@ class LogisticTS(LinearTS):
             device=device,
             **kwargs,
         )
-        self._start_store()
 
     def _start_store(self) -> None:
         self.store = MemoryReplayBuffer(self.store_capacity)
@@ -165,25 +165,19 @@ class LogisticTS(LinearTS):
         self.refits = 0
 
     def new_head(self, dim: int) -> LaplaceLogisticRegression:  # type: ignore[override]
-        """A head at this agent's prior, ``dim`` features, on its device."""
+        """A head at this agent's settings, ``dim`` features, on its device."""
         return LaplaceLogisticRegression(dim, self.head_config, device=self.device)
 
+    def build_heads(self, feature_map: FeatureMap) -> None:
+        """Start prior heads for ``feature_map``; with rounds already stored (a switch to
+        ``concat`` when the arm set keeps changing), refit them from the store at once."""
+        super().build_heads(feature_map)
+        if len(self.store):
+            self._refit_heads()
+
     def reset(self, seed: int | None = None) -> None:
+        self._start_store()  # first: the heads that reset builds must not see old rounds
         super().reset(seed)
-        self._start_store()
-
-    @property
-    def head_context_dim(self) -> int:
-        """Width of the context part of the features: d_x, plus 1 with the intercept."""
-        return self.context_dim + int(self.intercept)
-
-    def _flat(self, contexts: torch.Tensor) -> torch.Tensor:
-        """(B, *context_shape) -> (B, d_x [+ 1]) float64: the flat context, then the
-        intercept's constant 1."""
-        x = super()._flat(contexts)
-        if self.intercept:
-            x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-        return x
 
     # -- learning ---------------------------------------------------------------------
     def _learn(
@@ -194,8 +188,13 @@ class LogisticTS(LinearTS):
         rewards: torch.Tensor,
     ) -> None:
         """Absorb the rows in order; a refit that falls due inside a batch runs there."""
-        self._resolve(chosen)
+        self._resolve(chosen[:, None])
         x = self._flat(contexts)  # checks the shape before anything is stored
+        if self.feature_map == "per_arm":  # name every row's arm first (all or nothing)
+            try:
+                self._arms(chosen[:, None])
+            except _Retry:
+                pass  # now one concat head, refit from the store
         n, start = x.shape[0], 0
         while start < n:
             end = n
@@ -213,27 +212,37 @@ class LogisticTS(LinearTS):
     def refit(self) -> None:
         """Refit every head to the Laplace posterior at the MAP of the stored rounds, and
         schedule the next refit (see the module docstring)."""
-        if self.feature_map == "concat":
-            self.heads[0].rebuild(_ConcatChunks(self))
-        elif self.feature_map == "disjoint":
-            for arm, head in enumerate(self.heads):
-                head.rebuild(self._arm_chunks(arm))
+        self._refit_heads()
         self.refits += 1
         if self.refit_every:
             t = self.rounds
             self.next_refit = t + max(self.refit_every, math.ceil((self.refit_growth - 1.0) * t))
 
-    def _arm_chunks(self, arm: int) -> list[tuple[torch.Tensor, ...]]:
+    def _refit_heads(self) -> None:
+        if self.feature_map == "concat":
+            self.heads[0].rebuild(_ConcatChunks(self))
+        elif self.feature_map in ("disjoint", "per_arm"):
+            arms = [self._stored_arms(chunk[1]) for chunk in self.stored_chunks()]
+            for arm, head in enumerate(self.heads):
+                head.rebuild(self._arm_chunks(arm, arms))
+
+    def _stored_arms(self, chosen: torch.Tensor) -> torch.Tensor:
+        """Arm of every stored chosen row (n, d_a): (n,)."""
+        if self.feature_map == "disjoint":
+            return chosen.argmax(dim=-1)
+        return self.registry.arms(chosen).to(chosen.device)  # every stored row is known
+
+    def _arm_chunks(self, arm: int, arms: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
         """The stored rounds of one arm, as a list that the refit streams at every pass."""
         chunks = []
-        for X, A, R, *weights in self.stored_chunks():
-            rows = A.argmax(dim=-1) == arm
+        for (X, _, R, *weights), chunk_arms in zip(self.stored_chunks(), arms, strict=True):
+            rows = chunk_arms == arm
             if bool(rows.any()):
                 chunks.append((X[rows], R[rows], *(w[rows] for w in weights)))
         return chunks
 
     def stored_chunks(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        """The store's rounds, oldest first, on the device: ``(X̃ (n, d_x [+ 1]) float64,
+        """The store's rounds, oldest first, on the device: ``(X (n, d_x) float64,
         A (n, d_a) float32, r (n,) float64)``, plus the weights ``γ^age`` (n,) with
         forgetting (age in rounds from the newest stored round)."""
         gamma = self.head_config.forgetting
@@ -253,19 +262,19 @@ class LogisticTS(LinearTS):
             "refit_every": self.refit_every,
             "refit_growth": self.refit_growth,
             "store_capacity": self.store_capacity,
-            "intercept": self.intercept,
         }
 
     def pinned_spec(self) -> dict[str, Any]:
         spec = super().pinned_spec()
         for key in ("refit_every", "refit_growth", "store_capacity"):  # the schedule may differ
             del spec[key]
-        spec["head"] = {"prior_var": spec["head"]["prior_var"]}  # sample_scale may differ too
+        head = spec["head"]  # how it samples and forgets may differ; the model may not
+        spec["head"] = {"prior_var": head["prior_var"], "intercept": head["intercept"]}
         return spec
 
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         scalars, tensors = super().state_tensors()
-        X, A, R = _stored(self.store, self.head_context_dim, self.action_dim)
+        X, A, R = _stored(self.store, self.context_dim, self.action_dim)
         tensors.update({"store.contexts": X, "store.chosen": A, "store.rewards": R})
         scalars.update({"next_refit": self.next_refit, "refits": self.refits})
         return scalars, tensors
@@ -292,7 +301,7 @@ class LogisticTS(LinearTS):
         if missing:
             raise ValueError(f"checkpoint lacks tensors {missing}")
         X, A, R = (tensors[k] for k in names)
-        n, d_x = (X.shape[0] if X.ndim else -1), self.head_context_dim
+        n, d_x = (X.shape[0] if X.ndim else -1), self.context_dim
         if X.shape != (n, d_x) or A.shape != (n, self.action_dim) or R.shape != (n,):
             raise ValueError(
                 f"store tensors must be ({n}, {d_x}), ({n}, {self.action_dim}) "
@@ -309,10 +318,8 @@ class LogisticTS(LinearTS):
 
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
-        d_x = math.prod(spec["context_shape"]) + int(bool(spec["intercept"]))
-        d_a = int(spec["action_dim"])
-        # The heads read the flat context with the intercept's column: check them at d_x.
-        super().check_checkpoint({**spec, "context_shape": [d_x]}, shapes)
+        super().check_checkpoint(spec, shapes)
+        d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         got = [
             tuple(shapes.get(k, ())) for k in ("store.contexts", "store.chosen", "store.rewards")
         ]
@@ -331,7 +338,7 @@ class LogisticTS(LinearTS):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> LogisticTS:
-        for key in ("refit_every", "refit_growth", "store_capacity", "intercept"):
+        for key in ("refit_every", "refit_growth", "store_capacity"):
             kwargs.setdefault(key, spec[key])
         agent = super().from_spec(spec, seed=seed, device=device, **kwargs)
         assert isinstance(agent, LogisticTS)
@@ -343,9 +350,10 @@ class LogisticTS(LinearTS):
 
         The trained agent's feature store is copied, zero-padded to the new context and
         action widths (rows of dropped ``disjoint`` arms left out), and every head is
-        refit on it under this agent's prior: the exact Laplace posterior of the same
+        refit on it under this agent's settings: the exact Laplace posterior of the same
         rounds, so with an unchanged configuration the heads equal the trained agent's
         at its last refit (its online steps since then are replaced by the refit).
+        ``per_arm`` arms are named by their candidate rows, so their width must stay.
         """
         assert isinstance(trained, LogisticTS)
         dx_old, dx_new = context_growth(trained.context_shape, self.context_shape, "agent")
@@ -358,25 +366,27 @@ class LogisticTS(LinearTS):
                 f"feature_map differs: the trained agent uses {fmap!r}, the template "
                 f"{self.feature_map!r}"
             )
-        if fmap == "concat" and da_new < da_old:
+        if (
+            fmap in ("concat", "per_arm")
+            and da_new != da_old
+            and (fmap == "per_arm" or da_new < da_old)
+        ):
             raise ValueError(
-                f"action_dim shrinks from {da_old} to {da_new}: a 'concat' head cannot drop "
-                "action features (only 'disjoint' heads can drop arms)"
+                f"action_dim changes from {da_old} to {da_new}: a {fmap!r} agent keeps its "
+                "action features (only 'disjoint' heads can drop arms; 'concat' can add "
+                "features, 'per_arm' names arms by their rows)"
             )
-        if trained.intercept != self.intercept:
-            raise ValueError(
-                f"intercept differs: the trained agent has intercept={trained.intercept}, "
-                f"the template intercept={self.intercept}"
-            )
-        X, A, R = _stored(trained.store, trained.head_context_dim, da_old)
+        X, A, R = _stored(trained.store, dx_old, da_old)
         if fmap == "disjoint":
             keep = A.argmax(dim=-1) < da_new
             X, A, R = X[keep], A[keep], R[keep]
-        # New context features go after the old ones, before the intercept's column.
-        X = torch.cat([X[:, :dx_old], X.new_zeros(X.shape[0], dx_new - dx_old), X[:, dx_old:]], 1)
+        X = torch.nn.functional.pad(X, (0, dx_new - dx_old))
         A = torch.nn.functional.pad(A, (0, max(da_new - da_old, 0)))[:, :da_new]
         if self.feature_map == "auto":
             self.build_heads(fmap)
+        if fmap == "per_arm":  # the same arms, named as the trained agent named them
+            self.registry.load(*trained.registry.state())
+            self._grow_heads()
         self.store = MemoryReplayBuffer(self.store_capacity)
         if X.shape[0]:
             self.store.add_batch(X, A, R)
@@ -385,7 +395,7 @@ class LogisticTS(LinearTS):
         return (
             f"{fmap} logistic heads refit on the trained agent's {len(self.store)} stored "
             f"rounds (context {dx_old} -> {dx_new}, action {da_old} -> {da_new} features, "
-            f"new inputs zero), under this agent's prior; next refit after round "
+            f"new inputs zero), under this agent's settings; next refit after round "
             f"{self.next_refit}"
         )
 

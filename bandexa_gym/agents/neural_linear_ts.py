@@ -54,15 +54,16 @@ class NeuralLinearTSConfig:
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
-        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`).
+        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; an intercept by
+            default).
         head_kind: ``"gaussian"`` (default): Bayesian linear regression on the reward;
             ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
             (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
             ``N(0, head.prior_var · I)``, refit by Newton's method at every rebuild; other
             rewards are a ``ValueError`` at ``observe``; ``predict`` reports the logit's
-            mean and variance). It takes ``head.prior_var`` and ``head.forgetting``, trains
-            with ``loss="bce"`` on unstandardized rewards, and leaves ``head.noise``,
-            ``a0``, ``b0`` at their defaults (they are Gaussian).
+            mean and variance). It takes ``head.prior_var``, ``intercept`` and
+            ``forgetting``, trains with ``loss="bce"`` on unstandardized rewards, and
+            leaves ``head.noise``, ``a0``, ``b0`` at their defaults (they are Gaussian).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
@@ -92,7 +93,7 @@ class NeuralLinearTSConfig:
         ValueError: A setting out of range (named in the message), at construction.
     """
 
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: HeadConfig = field(default_factory=lambda: HeadConfig(intercept=True))
     head_kind: str = "gaussian"
     warmup_random: int = 0
     train_every: int = 50
@@ -161,7 +162,8 @@ class NeuralLinearTSConfig:
             if any(getattr(default, k) != v for k, v in gaussian.items()):
                 raise ValueError(
                     f"head settings {gaussian} are for the Gaussian head; the logistic head "
-                    "takes prior_var and forgetting (leave noise, a0, b0 at their defaults)"
+                    "takes prior_var, intercept and forgetting (leave noise, a0, b0 at their "
+                    "defaults)"
                 )
 
     @classmethod
@@ -177,7 +179,7 @@ class NeuralLinearTSConfig:
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}")
         if head:
-            base = settings.pop("head", HeadConfig())
+            base = settings.pop("head", HeadConfig(intercept=True))
             base = HeadConfig.from_dict(base) if isinstance(base, Mapping) else base
             settings["head"] = dataclasses.replace(base, **head)
         return cls(**settings)
@@ -254,7 +256,9 @@ class NeuralLinearTS(HeadAgent):
         features, on the device."""
         d, head = self.encoder.feature_dim, self.config.head
         if self.config.head_kind == "logistic":
-            config = LogisticHeadConfig(prior_var=head.prior_var, forgetting=head.forgetting)
+            config = LogisticHeadConfig(
+                prior_var=head.prior_var, intercept=head.intercept, forgetting=head.forgetting
+            )
             return LaplaceLogisticRegression(d, config, device=self.device)
         return BayesianLinearRegression(d, head, device=self.device)
 
@@ -623,7 +627,8 @@ class NeuralLinearTS(HeadAgent):
         want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
         d = int(spec["feature_dim"])
         want.update({"readout.weight": (1, d), "readout.bias": (1,)})
-        want.update({"posterior.mean": (d,), "posterior.sqrt_covariance": (d, d)})
+        h = d + int(HeadConfig.from_dict(spec["config"]["head"]).intercept)
+        want.update({"posterior.mean": (h,), "posterior.sqrt_covariance": (h, h)})
         have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
         missing = sorted(set(want) - set(have))
         unexpected = sorted(set(have) - set(want))

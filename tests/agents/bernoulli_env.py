@@ -11,8 +11,9 @@ from bandexa_gym.envs.core import CandidateSetEnv, Round
 class BernoulliEnv(CandidateSetEnv):
     """P(r = 1) = σ(θ·[x; a]) (general candidates) or σ(θₐ·x + bₐ) (one-hot arms).
 
-    Contexts and candidate features ~ N(0, I); the problem (θ) comes from ``problem_seed``,
-    so every sub-env of a vector env shares it.
+    Contexts and candidate features ~ N(0, I), the candidates drawn afresh every round or,
+    with ``fixed_arms``, once (a fixed arm set of feature rows); the problem (θ, fixed arms)
+    comes from ``problem_seed``, so every sub-env of a vector env shares it.
     """
 
     def __init__(
@@ -22,9 +23,11 @@ class BernoulliEnv(CandidateSetEnv):
         n_arms: int = 5,
         one_hot: bool = False,
         scale: float = 2.0,
+        fixed_arms: bool = False,
         problem_seed: int = 0,
     ) -> None:
         self.context_dim, self.one_hot, self.scale = context_dim, one_hot, scale
+        self.fixed_arms = fixed_arms
         self.problem_seed = problem_seed
         if one_hot:
             action_dim = n_arms
@@ -39,12 +42,19 @@ class BernoulliEnv(CandidateSetEnv):
             self.bias = rng.normal(size=self.action_dim) - 1.0
         else:
             self.theta = self.scale * rng.normal(size=self.context_dim + self.action_dim)
+            shape = (self.n_candidates, self.action_dim)
+            self.arms = rng.normal(size=shape).astype(np.float32) if self.fixed_arms else None
+            # Fixed arms: an x-by-a interaction, so the best arm depends on the context.
+            self.mix = rng.normal(size=(self.context_dim, self.action_dim))
 
     def _draw_round(self) -> Round:
         x = self.np_random.normal(size=self.context_dim).astype(np.float32)
         if self.one_hot:
             cands = np.eye(self.n_candidates, dtype=np.float32)
             logits = self.theta @ x + self.bias
+        elif self.arms is not None:
+            cands = self.arms.copy()
+            logits = self.scale * (cands @ (x @ self.mix))
         else:
             cands = self.np_random.normal(size=(self.n_candidates, self.action_dim))
             cands = cands.astype(np.float32)

@@ -54,6 +54,8 @@ def test_learns_a_logistic_problem_and_beats_uniform(one_hot: bool) -> None:
         agent = make_agent(name, env, seed=0)
         regret[name] = run(agent, env, 600, seed=1).cumulative_regret[-1]
         if name == "logistic_ts":
+            # Changing candidate rows: per-arm heads at first, then one concat head refit
+            # from the store once more than 128 distinct rows were seen.
             assert agent.feature_map == ("disjoint" if one_hot else "concat")
             assert agent.refits == 3  # after rounds 100, 200 and 400
     assert regret["logistic_ts"] < 0.5 * regret["uniform"], regret
@@ -61,13 +63,14 @@ def test_learns_a_logistic_problem_and_beats_uniform(one_hot: bool) -> None:
 
 def test_is_registered_with_binary_rewards_and_the_logistic_head() -> None:
     env = BernoulliEnv()
-    agent = make_agent("logistic_ts", env, seed=0, prior_var=2.0)
+    agent = make_agent("logistic_ts", env, seed=0, prior_var=2.0, feature_map="concat")
     assert isinstance(agent, LogisticTS) and agent.name == "logistic_ts"
     assert agent.capabilities.binary_rewards
     _play(agent, env, 3)
     assert isinstance(agent.posterior, LaplaceLogisticRegression)
-    assert agent.posterior.prior_var == 2.0 and agent.posterior.dim == 4 + 1 + 3  # x, 1, a
-    assert agent.head_config.sample_scale == 0.5
+    assert agent.posterior.prior_var == 2.0 and agent.posterior.dim == 4 + 3  # [x; a]
+    assert agent.posterior.state_dim == 4 + 3 + 1  # and the intercept
+    assert agent.head_config.sample_scale == 0.5 and agent.head_config.intercept
     with pytest.raises(TypeError, match="Gaussian head"):
         make_agent("logistic_ts", env, noise=0.5)
     with pytest.raises(ValueError, match="refit_growth"):
@@ -107,10 +110,10 @@ def test_refits_follow_the_schedule_and_give_the_map_of_the_stored_rounds() -> N
     _play(agent, env, 1, seed=1)
     assert agent.refits == 3 and agent.next_refit == 200
     X, A, R = next(agent.store.iter_chunks(10_000))
-    assert X.shape == (150, 5) and torch.all(X[:, -1] == 1)  # the intercept's column
+    assert X.shape == (150, 4) and X.dtype == torch.float64
     for arm, head in enumerate(agent.heads):
         rows = A.argmax(-1) == arm
-        fresh = LaplaceLogisticRegression(5)
+        fresh = LaplaceLogisticRegression(4, intercept=True)
         fresh.rebuild([(X[rows], R[rows].double())])
         torch.testing.assert_close(head.mean, fresh.mean, rtol=0, atol=1e-8)
         torch.testing.assert_close(head.covariance(), fresh.covariance(), rtol=1e-6, atol=1e-9)
@@ -123,11 +126,13 @@ def test_refits_follow_the_schedule_and_give_the_map_of_the_stored_rounds() -> N
 
 def test_store_keeps_the_newest_rounds_and_refits_read_them() -> None:
     env = BernoulliEnv()
-    agent = make_agent("logistic_ts", env, seed=0, store_capacity=40, refit_every=60)
+    agent = make_agent(
+        "logistic_ts", env, seed=0, store_capacity=40, refit_every=60, feature_map="concat"
+    )
     _play(agent, env, 60)
     X, A, R = next(agent.store.iter_chunks(1000))
     assert len(agent.store) == 40 and agent.posterior.n_obs == 40
-    fresh = LaplaceLogisticRegression(agent.posterior.dim)
+    fresh = LaplaceLogisticRegression(agent.posterior.dim, intercept=True)
     fresh.rebuild([(torch.cat([X, A.double()], 1), R.double())])
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
 
@@ -137,8 +142,10 @@ def test_batched_act_and_observe_equal_the_loop_with_refits_inside_batches(
     one_hot: bool,
 ) -> None:
     venv = gym.vector.SyncVectorEnv([lambda: BernoulliEnv(one_hot=one_hot)] * 4)
-    batched = make_agent("logistic_ts", venv, seed=3, refit_every=10, refit_growth=1.0)
-    looped = make_agent("logistic_ts", venv, seed=3, refit_every=10, refit_growth=1.0)
+    fmap = "disjoint" if one_hot else "concat"
+    settings = {"refit_every": 10, "refit_growth": 1.0, "feature_map": fmap}
+    batched = make_agent("logistic_ts", venv, seed=3, **settings)
+    looped = make_agent("logistic_ts", venv, seed=3, **settings)
     obs, _ = venv.reset(seed=0)
     for _ in range(15):  # 60 rounds: refits fall inside batches (after rounds 10, 30, ...)
         actions = batched.act(obs)
@@ -267,7 +274,7 @@ def test_forgetting_discounts_every_head_and_weights_refits_by_age() -> None:
     ages = torch.arange(59, -1, -1, dtype=torch.float64)
     for arm, head in enumerate(agent.heads):
         rows = A.argmax(-1) == arm
-        fresh = LaplaceLogisticRegression(5)
+        fresh = LaplaceLogisticRegression(4, intercept=True)
         fresh.rebuild([(X[rows], R[rows].double(), 0.98 ** ages[rows])])
         torch.testing.assert_close(head.mean, fresh.mean, rtol=0, atol=1e-8)
         assert head.n_obs == pytest.approx(float((0.98 ** ages[rows]).sum()))
@@ -286,3 +293,43 @@ def test_forgetting_discounts_every_head_and_weights_refits_by_age() -> None:
     )
     with pytest.raises(ValueError, match="standardize_rewards"):
         make_agent("logistic_ts", env, standardize_rewards=True)
+
+
+def test_a_fixed_set_of_feature_rows_gets_per_arm_heads_refit_from_the_store() -> None:
+    env = BernoulliEnv(fixed_arms=True)
+    agent = make_agent("logistic_ts", env, seed=0, refit_every=50)
+    uniform = run(make_agent("uniform", env, seed=0), BernoulliEnv(fixed_arms=True), 400, seed=1)
+    result = run(agent, env, 400, seed=1)
+    assert agent.feature_map == "per_arm" and len(agent.heads) == 5 and agent.refits == 4
+    assert result.cumulative_regret[-1] < 0.5 * uniform.cumulative_regret[-1]
+    agent.refit()
+    X, A, R = next(agent.store.iter_chunks(1000))
+    arms = agent.registry.arms(A)  # the arms as the agent named them (first seen, first)
+    for arm, head in enumerate(agent.heads):
+        fresh = LaplaceLogisticRegression(4, intercept=True)
+        fresh.rebuild([(X[arms == arm], R[arms == arm].double())])
+        torch.testing.assert_close(head.mean, fresh.mean, rtol=0, atol=1e-8)
+    assert (
+        check_agent(lambda seed: make_agent("logistic_ts", env, seed=seed, refit_every=8), env)
+        == []
+    )
+
+
+def test_a_switch_to_concat_refits_the_new_head_from_the_store() -> None:
+    env = BernoulliEnv()  # candidates drawn afresh every round: not a fixed arm set
+    agent = make_agent("logistic_ts", env, seed=0)
+    obs, _ = env.reset(seed=0)
+    with pytest.warns(RuntimeWarning, match="switching to one head"):
+        while True:
+            action = agent.act(obs)
+            if agent.feature_map == "concat":
+                break
+            next_obs, reward, *_ = env.step(action)
+            agent.observe(obs, action, reward)
+            obs = next_obs
+    assert agent.feature_map == "concat" and len(agent.store) == agent.rounds > 0
+    X, A, R = next(agent.store.iter_chunks(1000))
+    fresh = LaplaceLogisticRegression(4 + 3, intercept=True)
+    fresh.rebuild([(torch.cat([X, A.double()], 1), R.double())])
+    torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
+    assert agent.posterior.n_obs == agent.rounds

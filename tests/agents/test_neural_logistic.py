@@ -110,8 +110,9 @@ def test_rebuild_is_the_newton_map_of_the_re_encoded_buffer() -> None:
     X, A, R = next(agent.buffer.iter_chunks(10_000))
     with torch.no_grad():
         Z = agent.encoder(X, A).double()
+    Z = torch.cat([Z, torch.ones(Z.shape[0], 1, dtype=torch.float64)], 1)  # the intercept
     # An independent Newton solve of the MAP and the Hessian there.
-    w, eye = torch.zeros(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64)
+    w, eye = torch.zeros(9, dtype=torch.float64), torch.eye(9, dtype=torch.float64)
     r = R.double()
     for _ in range(60):
         p = torch.sigmoid(Z @ w)
@@ -215,7 +216,7 @@ def test_config_defaults_follow_the_head_kind_and_forgetting_weights_rebuilds() 
     X, A, R = next(agent.buffer.iter_chunks(1000))
     with torch.no_grad():
         Z = agent.encoder(X, A)
-    fresh = LaplaceLogisticRegression(8)
+    fresh = LaplaceLogisticRegression(8, intercept=True)
     fresh.rebuild([(Z, R.double(), 0.97 ** torch.arange(49, -1, -1, dtype=torch.float64))])
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
     windowed = _agent(env, train_every=0, window=20)
