@@ -38,7 +38,9 @@ def _thompson_scores(agent: LinearTS, x: torch.Tensor, candidates: torch.Tensor)
 
 
 # A head without an intercept: the tests below check the head's state layout directly.
-SMALL = NeuralLinearTSConfig(head=HeadConfig(), train_every=25, optimizer_steps=5, batch_size=32)
+SMALL = NeuralLinearTSConfig(
+    head=HeadConfig(), arm_heads="shared", train_every=25, optimizer_steps=5, batch_size=32
+)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -344,6 +346,22 @@ def test_disjoint_learns_new_mnist_labels_without_losing_old_ones():
 
 
 # -- NeuralLinearTS -------------------------------------------------------------------------
+def test_per_arm_neural_heads_keep_their_arms_and_new_arms_start_at_the_prior():
+    env = LinearEnv(one_hot=True, n_arms=4)
+    config = NeuralLinearTSConfig(train_every=25, optimizer_steps=5, batch_size=32)
+    torch.manual_seed(0)
+    trained = NeuralLinearTS(MLPEncoder(4, 4, feature_dim=8, hidden=(16,)), seed=0, config=config)
+    run(trained, env, 120, seed=0)
+    assert trained.arm_mode == "per_arm" and len(trained.heads) == 4
+    torch.manual_seed(0)
+    template = NeuralLinearTS(MLPEncoder(4, 6, feature_dim=8, hidden=(16,)), seed=1, config=config)
+    evolved = evolve(trained, template)
+    assert evolved.arm_mode == "per_arm" and len(evolved.heads) == 6
+    for old, new in zip(trained.heads, evolved.heads, strict=False):
+        assert torch.equal(old.mean, new.mean) and old.n_obs == new.n_obs
+    assert all(head.n_obs == 0 for head in evolved.heads[4:])
+
+
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
 def test_neural_growth_keeps_features_head_readout_and_pads_the_buffer(kind):
     trained = _neural(8, 4, kind)

@@ -356,9 +356,13 @@ class HeadAgent(Agent):
     ) -> torch.Tensor | None:
         """Features of the chosen rows (B, d) if the last decision computed them, else None."""
         cached = self._feature_cache
-        if cached is None or not isinstance(cached[2], torch.Tensor):
+        if cached is None:
             return None
         ctx, cand, Z = cached
+        if isinstance(Z, ArmFeatures) and Z.x.ndim == 3:
+            Z = Z.x  # per-arm heads on per-candidate features
+        if not isinstance(Z, torch.Tensor) or Z.ndim != 3:
+            return None
         if ctx is not contexts and (ctx.shape != contexts.shape or not torch.equal(ctx, contexts)):
             return None
         rows = torch.arange(contexts.shape[0], device=indices.device)

@@ -12,11 +12,12 @@ from bandexa_gym.posterior import BayesianLinearRegression
 
 
 def _agent(**config) -> NeuralLinearTS:
+    """A small agent with one shared head (the unit tests below check that head)."""
     torch.manual_seed(0)
     return NeuralLinearTS(
         MLPEncoder(3, 2, feature_dim=8, hidden=(16,)),
         seed=0,
-        config=NeuralLinearTSConfig.from_settings(**config),
+        config=NeuralLinearTSConfig.from_settings(**{"arm_heads": "shared", **config}),
     )
 
 
@@ -141,7 +142,7 @@ def test_same_seed_gives_same_actions_and_reset_starts_over():
     rewards = play(first)
     np.testing.assert_array_equal(rewards, play(second))
     first.reset()
-    assert len(first.buffer) == 0 and first.posterior.n_obs == 0
+    assert len(first.buffer) == 0 and first.arm_mode is None and first.heads[0].n_obs == 0
     np.testing.assert_array_equal(rewards, play(first))
 
 
@@ -168,7 +169,8 @@ def test_disk_buffer_backend_drives_the_same_agent(tmp_path):
         env = gym.make("Bandexa/Synthetic-v0")
         run(agent, env, 250, seed=0)
         assert len(buffer) == 250 and agent.trainings == 2
-        assert agent.posterior.n_obs == 250
+        assert agent.arm_mode == "per_arm"  # ten fixed arms: a head each
+        assert sum(head.n_obs for head in agent.heads) == 250
 
 
 @pytest.mark.filterwarnings("ignore::bandexa_gym.numerics.NumericalWarning")

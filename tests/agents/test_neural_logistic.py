@@ -135,9 +135,12 @@ def test_learns_a_bernoulli_problem_and_beats_uniform() -> None:
     assert regret["neural_linear_ts"] < 0.5 * regret["uniform"], regret
 
 
-def test_batched_observe_equals_the_loop_with_training_inside_batches() -> None:
-    venv = gym.vector.SyncVectorEnv([BernoulliEnv for _ in range(4)])
-    batched, looped = _agent(venv, seed=2, train_every=10), _agent(venv, seed=2, train_every=10)
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_batched_observe_equals_the_loop_with_training_inside_batches(one_hot: bool) -> None:
+    # Candidates drawn afresh every round: one shared head; one-hot arms: one head per arm.
+    venv = gym.vector.SyncVectorEnv([lambda: BernoulliEnv(one_hot=one_hot)] * 4)
+    arm_heads = "per_arm" if one_hot else "shared"
+    batched, looped = (_agent(venv, seed=2, train_every=10, arm_heads=arm_heads) for _ in range(2))
     obs, _ = venv.reset(seed=0)
     for _ in range(8):  # 32 rounds; trainings after rounds 10, 20 and 30 fall inside batches
         actions = batched.act(obs)
@@ -153,7 +156,9 @@ def test_batched_observe_equals_the_loop_with_training_inside_batches() -> None:
     # float32 encoder computes in a batch of 4 or of 1, equal to round-off (as for the
     # Gaussian head).
     a, b = _state(batched), _state(looped)
-    for key in ("posterior.mean", "posterior.sqrt_covariance"):
+    heads = [k for k in a if k.startswith("heads.")]
+    assert len(heads) == (2 * 5 if one_hot else 2)
+    for key in heads:
         torch.testing.assert_close(a.pop(key), b.pop(key), rtol=0, atol=1e-6)
     _assert_same_state(a, b)
 
@@ -223,3 +228,22 @@ def test_config_defaults_follow_the_head_kind_and_forgetting_weights_rebuilds() 
     run(windowed, env, 50, seed=0)
     windowed.rebuild_posterior()
     assert windowed.posterior.n_obs == 20
+
+
+def test_per_arm_heads_are_logistic_and_rebuild_from_their_arms_rows() -> None:
+    env = BernoulliEnv(one_hot=True)
+    agent = _agent(env, train_every=0)
+    run(agent, env, 80, seed=0)
+    assert agent.arm_mode == "per_arm" and len(agent.heads) == 5
+    assert all(isinstance(h, LaplaceLogisticRegression) for h in agent.heads)
+    agent.train_encoder(optimizer_steps=5)
+    agent.rebuild_posterior()
+    X, A, R = next(agent.buffer.iter_chunks(1000))
+    with torch.no_grad():
+        Z = agent.encoder(X, A)
+    for arm, head in enumerate(agent.heads):
+        rows = A.argmax(-1) == arm
+        fresh = LaplaceLogisticRegression(8, intercept=True)
+        fresh.rebuild([(Z[rows], R[rows].double())])
+        torch.testing.assert_close(head.mean, fresh.mean, rtol=0, atol=1e-8)
+        assert head.n_obs == int(rows.sum())
