@@ -662,8 +662,15 @@ class NeuralLinearTS(HeadAgent):
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+        gamma = self.config.head.forgetting
         if arms is None:
             _absorb(self.heads[0], z, targets)
+        elif gamma != 1.0:  # every arm's head forgets every round: rows one at a time
+            for row, arm in enumerate(arms.tolist()):
+                for other, head in enumerate(self.heads):
+                    if other != arm:
+                        head.discount(gamma)
+                self.heads[arm].update(z[row], targets[row])
         else:
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
