@@ -258,6 +258,11 @@ class LaplaceLogisticRegression:
         return self._prior_var
 
     @property
+    def sample_scale(self) -> float:
+        """Scale ``c`` of the Thompson draws: ``w ~ N(μ, c² Σ)``."""
+        return self._scale
+
+    @property
     def n_obs(self) -> float:
         """Observations absorbed since the last reset (a rebuild sets it to the data's N); an
         int, or with forgetting or a weighted refit the discounted count."""

@@ -197,16 +197,20 @@ class ArmHeads:
         Heads are independent, so candidate k's score ``z·w`` has its exact marginal: a
         Gaussian ``N(m, q)`` for a fixed-noise head, a scaled t for a NIG head (drawn as
         ``m + sqrt(b / g) · sqrt(q) · ε`` with ``g ~ Gamma(a)``), where ``m`` and ``q`` are
-        the posterior mean and the σ²-scaled variance of the score. O(M·K) draws instead of
-        M weight vectors per arm.
+        the posterior mean and the σ²-scaled variance of the score; ``N(m, c² q)`` for a
+        logistic head, whose draws are ``w ~ N(μ, c² Σ)`` (``c = sample_scale``). O(M·K)
+        draws instead of M weight vectors per arm.
         """
         mean, variance = self.predict(features)  # (B, K) each
         heads = self.heads
-        scale = torch.tensor([h.noise_scale() for h in heads], dtype=mean.dtype, device=mean.device)
         arms = features.arms
-        q = variance / scale[arms]  # σ²-scaled variance of each candidate's score
         shape = (draws, *mean.shape)
         eps = torch.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        if hasattr(heads[0], "sample_scale"):  # Gaussian draws N(μ, c² Σ): a logistic head
+            c = torch.tensor([h.sample_scale for h in heads], dtype=mean.dtype, device=mean.device)
+            return mean + c[arms] * torch.sqrt(variance) * eps
+        scale = torch.tensor([h.noise_scale() for h in heads], dtype=mean.dtype, device=mean.device)
+        q = variance / scale[arms]  # σ²-scaled variance of each candidate's score
         if heads[0].noise == "nig":
             a = torch.tensor([h.a for h in heads], dtype=mean.dtype, device=mean.device)[arms]
             b = torch.tensor([h.b for h in heads], dtype=mean.dtype, device=mean.device)[arms]

@@ -333,3 +333,14 @@ def test_a_switch_to_concat_refits_the_new_head_from_the_store() -> None:
     fresh.rebuild([(torch.cat([X, A.double()], 1), R.double())])
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
     assert agent.posterior.n_obs == agent.rounds
+
+
+def test_action_distribution_matches_the_frequency_of_thompson_choices() -> None:
+    env = BernoulliEnv(one_hot=True)
+    agent = make_agent("logistic_ts", env, seed=0, propensity_draws=20_000)
+    _play(agent, env, 60)
+    obs, _ = env.reset(seed=11)
+    probs = agent.action_distribution(obs)  # per-arm heads: exact marginal score draws
+    counts = np.bincount([agent.act(obs) for _ in range(4000)], minlength=5) / 4000
+    np.testing.assert_allclose(probs, counts, atol=0.03)
+    assert probs.sum() == pytest.approx(1.0)
