@@ -16,6 +16,7 @@ from bandexa_gym.agents.bootstrapped import BootstrappedConfig, BootstrappedNN
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.loading import load_agent, load_state
+from bandexa_gym.agents.logistic_ts import LogisticTS
 from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTS,
     NeuralLinearTSConfig,
@@ -33,6 +34,7 @@ __all__ = [
     "Decision",
     "HeadAgent",
     "LinearTS",
+    "LogisticTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
     "NeuralTS",

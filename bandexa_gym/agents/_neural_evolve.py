@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.encoders import Encoder
-from bandexa_gym.posterior import load_rebased
+from bandexa_gym.posterior import LaplaceLogisticRegression, load_rebased
 
 NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
 OldTransitions = Literal["pad", "drop"]
@@ -196,6 +196,42 @@ def _move_buffer(
     return f"buffer: {copied} transitions copied{how} into the template's{lost}"
 
 
+def _carry_head(new: Any, old: Any) -> bool:
+    """Load ``old``'s state into ``new``; a Gaussian head is re-based on ``new``'s prior if it
+    differs (returns whether it was), a logistic one is copied (same prior, checked before)."""
+    if isinstance(new, LaplaceLogisticRegression):
+        new.load_state_dict(old.state_dict())
+        return False
+    return load_rebased(new, old.state_dict())
+
+
+def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
+    """Move the head(s): the shared head, or one head per arm (arms keep their identity:
+    one-hot positions, or content rows padded with zeros for new action features)."""
+    if agent.arm_mode != "per_arm":
+        template.arm_mode = agent.arm_mode if template.config.arm_heads == "auto" else "shared"
+        template.heads = [template.new_head()]
+        rebased = _carry_head(template.heads[0], agent.heads[0])
+        head = agent.heads[0]
+        return rebased, f"head kept (d={head.dim}, n_obs={head.n_obs})"
+    if template.config.arm_heads == "shared":
+        raise ValueError(
+            "arm heads differ: the trained agent has one head per arm, the template "
+            "arm_heads='shared'; per-arm heads cannot become one shared head"
+        )
+    scalars, rows = agent.registry.state()
+    width = template.encoder.action_dim
+    padded = torch.cat([rows, rows.new_zeros(rows.shape[0], width - rows.shape[1])], dim=1)
+    template.registry.load(scalars, padded)
+    template.arm_mode = "per_arm"
+    template.heads = [template.new_head() for _ in range(template.registry.n_arms)]
+    rebased = False
+    for old, new in zip(agent.heads, template.heads, strict=False):
+        rebased |= _carry_head(new, old)
+    added = len(template.heads) - len(agent.heads)
+    return rebased, f"{len(agent.heads)} per-arm heads kept, {added} new arms at the prior"
+
+
 def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
     """The template's head came in the trained agent's reward units: take its scaler too
     (a template that does not standardize rebuilds its head in raw units)."""
@@ -215,6 +251,18 @@ def evolve_neural(
     :func:`bandexa_gym.transfer.evolve` for the contract); returns a one-line summary."""
     if old_transitions not in ("pad", "drop"):
         raise ValueError(f"old_transitions must be 'pad' or 'drop', got {old_transitions!r}")
+    kind = getattr(agent.config, "head_kind", "gaussian")
+    if getattr(template.config, "head_kind", "gaussian") != kind:
+        raise ValueError(
+            f"head_kind differs: the trained agent has a {kind!r} head, the template a "
+            f"{template.config.head_kind!r} one"
+        )
+    if kind == "logistic" and template.config.head.prior_var != agent.config.head.prior_var:
+        raise ValueError(
+            f"prior_var differs ({agent.config.head.prior_var} -> "
+            f"{template.config.head.prior_var}): a logistic head cannot be re-based on another "
+            "prior (its posterior is not conjugate); evolve with the same prior_var"
+        )
     old_enc, new_enc = agent.encoder, template.encoder
     grown = _check_encoders(old_enc, new_enc)
     if old_transitions == "drop" and template.buffer is agent.buffer:
@@ -241,7 +289,7 @@ def evolve_neural(
     with torch.no_grad():
         new_enc.load_state_dict(state)
         template.readout.load_state_dict(agent.readout.state_dict())
-    rebased = load_rebased(template.posterior, agent.posterior.state_dict())
+    rebased, head_note = _carry_heads(agent, template)
     optimizer_note = _carry_optimizer_state(agent, template)
     buffer_note = _move_buffer(agent, template, pad, old_transitions)
     template.rounds = agent.rounds
@@ -265,7 +313,7 @@ def evolve_neural(
     )
     phase = "still in warm-up" if template.exploring else "past warm-up"
     return (
-        f"{encoder_note}; head kept (d={agent.posterior.dim}, n_obs={agent.posterior.n_obs})"
+        f"{encoder_note}; {head_note}"
         f"{hyper_note(rebased, agent.config.head, template.config.head)}; readout kept; "
         f"{optimizer_note}; {buffer_note}; rounds={template.rounds} kept ({phase})"
     )
