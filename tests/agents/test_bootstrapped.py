@@ -249,3 +249,11 @@ def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path):
     contract.rewrite_checkpoint(path, edit)
     with pytest.raises(CheckpointError, match=message):
         load_agent(path)
+
+
+def test_device_is_respected():
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent("bootstrapped_nn", env, seed=0, device="cpu", n_members=2)
+    contract.play(agent, contract.observations((10,), 10, 10, 3, seed=0))
+    assert agent.device == torch.device("cpu")
+    assert all(t.device == agent.device for t in agent.state_tensors()[1].values())

@@ -289,3 +289,17 @@ def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path, mo
         load_agent(path)
     if message == "not fit":
         assert devices == ["meta"]  # only the allocation-free shape check ran
+
+
+def test_device_is_respected():
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent("neural_ts", env, seed=0, device="cpu", warmup_random=2, train_every=4)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        action = agent.act(obs)
+        next_obs, reward, *_ = env.step(action)
+        agent.observe(obs, action, reward)
+        obs = next_obs
+    assert agent.device == torch.device("cpu")
+    assert all(t.device == agent.device for t in agent.state_tensors()[1].values())
+    assert agent.generator.device == agent.device
