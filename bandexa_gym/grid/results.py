@@ -255,7 +255,6 @@ def platform_info() -> dict[str, Any]:
     return {
         "system": platform.platform(),
         "machine": platform.machine(),
-        "node": platform.node(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
