@@ -24,19 +24,22 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import importlib.util
 import inspect
 import math
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import gymnasium as gym
+import torch
 
-from bandexa_gym import runner
-from bandexa_gym.agents.base import AGENTS
+from bandexa_gym import delays, runner
+from bandexa_gym.agents.base import AGENTS, PerformanceHint
 from bandexa_gym.grid.driver import (
     ExistingRunsError,
     GridOutcome,
@@ -82,6 +85,7 @@ DEFAULT_HORIZON = 20_000
 """Rounds per run of the default benchmark: about a minute for all four agents on 2 cores."""
 SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN")
 DELAY_FORMS = "fixed:N, geometric:MEAN or uniform:LO:HI"
+LOGS_EXTRA = 'pip install "bandexa-gym[logs]"'
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
@@ -129,34 +133,17 @@ def _resources(minimum: float, strict: bool) -> Any:
 
 
 def parse_delay(text: str) -> str:
-    """Validate a ``--delay`` model and return it in canonical form.
-
-    ``fixed:N`` (every reward N >= 0 rounds late), ``geometric:MEAN`` (geometric delays of
-    mean MEAN > 0 rounds), ``uniform:LO:HI`` (uniform on the integers 0 <= LO <= HI).
+    """Validate a ``--delay`` model (:func:`bandexa_gym.delays.parse_delay`) and return it in
+    canonical form: ``fixed:N``, ``geometric:MEAN`` or ``uniform:LO:HI``.
 
     Raises:
         argparse.ArgumentTypeError: Anything else (the message says what is expected).
     """
-    kind, _, rest = text.strip().partition(":")
-    parts = rest.split(":") if rest else []
     try:
-        if kind == "fixed" and len(parts) == 1:
-            (n,) = (int(p) for p in parts)
-            if n >= 0:
-                return f"fixed:{n}"
-        elif kind == "geometric" and len(parts) == 1:
-            mean = float(parts[0])
-            if math.isfinite(mean) and mean > 0:
-                return f"geometric:{mean:g}"
-        elif kind == "uniform" and len(parts) == 2:
-            lo, hi = (int(p) for p in parts)
-            if 0 <= lo <= hi:
-                return f"uniform:{lo}:{hi}"
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f"expected {DELAY_FORMS} (N, LO, HI integers with 0 <= LO <= HI; MEAN > 0), got {text!r}"
-    )
+        model = delays.parse_delay(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return str(model)
 
 
 def parse_value(text: str) -> Any:
@@ -231,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="registered agents (uniform, linear_ts, neural_linear_ts, ...) and sb3:PPO, "
-        "sb3:A2C, sb3:DQN (default: " + " ".join(DEFAULT_AGENTS) + "; with --suite: "
-        "uniform, linear_ts, neural_linear_ts, the peer:* agents, then every other "
-        "registered agent)",
+        help="registered agents (uniform, linear_ts, neural_linear_ts, ...; other "
+        "libraries as peer:bayesianbandits, peer:vw-squarecb, peer:mabwiser-lints with the "
+        "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN; an agent that cannot play an env is "
+        "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + "; with "
+        "--suite: uniform, linear_ts, neural_linear_ts, the peer:* agents, then every "
+        "other registered agent)",
     )
     what.add_argument(
         "--agent-kwargs",
@@ -421,7 +410,12 @@ def _check_writable(parser: argparse.ArgumentParser, option: str, folder: Path) 
 
 
 def _check_runner_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The runner must accept the options asked for (``delay=``, ``feedback_batch=``, ``log=``)."""
+    """The runner must accept the options asked for (``delay=``, ``feedback_batch=``,
+    ``log=``), and they must go together."""
+    if args.delay is not None and args.feedback_batch is not None:
+        parser.error("--delay and --feedback-batch are alternatives: pass one of them")
+    if args.log is not None and importlib.util.find_spec("pyarrow") is None:
+        parser.error(f"--log writes Parquet and needs pyarrow: {LOGS_EXTRA}")
     accepted = inspect.signature(runner.run).parameters
     for option, keyword in (("--delay", "delay"), ("--feedback-batch", "feedback_batch")):
         if getattr(args, keyword) is not None and keyword not in accepted:
@@ -511,6 +505,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # the checks build agents here, as runs do
+    try:
+        with warnings.catch_warnings():
+            # --threads is the knob here (default 1): no hint to call set_num_threads
+            warnings.simplefilter("ignore", PerformanceHint)
+            return _main(parser, args, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> int:
+    """:func:`main` once the arguments are parsed."""
     grid = _grid(parser, args)
     _check_envs(parser, sorted({p.env_id for p in grid.problems}))
     _check_agents(parser, grid.agents)
@@ -646,6 +655,9 @@ def _run(
     except (ExistingRunsError, ValueError) as err:
         parser.error(str(err))
     note = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    sb3 = [agent for agent in grid.agents if agent.startswith("sb3:")]
+    if args.log is not None and sb3:
+        note(f"--log: {', '.join(sb3)} are not logged (SB3 plays inside model.learn)")
     if args.resume:
         note(
             f"resume: {len(plan.done)} of {len(jobs)} runs already finished in {args.out}; "

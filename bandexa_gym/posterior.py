@@ -466,9 +466,7 @@ class BayesianLinearRegression:
         """Reset to the prior and absorb a stream of ``(Z, r)`` chunks in O(N d²).
 
         Sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr`` and N are accumulated in the state
-        dtype; one :func:`safe_cholesky` of ``Λ = I / prior_var + ZᵀZ / σ²`` at the end gives
-        ``μ = Λ⁻¹ Zᵀr / σ²``, ``S = L⁻ᵀ`` (upper triangular) and
-        ``quad = rᵀr / σ² − μᵀΛμ`` (clamped at 0 against round-off). Under NIG σ² = 1.
+        dtype, then :meth:`rebuild_from_statistics` sets the posterior from them.
 
         Args:
             chunks: Iterable of ``(Z (n_i, d), r (n_i,))``; read once.
@@ -494,10 +492,39 @@ class BayesianLinearRegression:
             zr.addmv_(Z.T, r)
             rr.add_(r.dot(r))
             n += Z.shape[0]
+        self.rebuild_from_statistics(gram, zr, rr, n)
+
+    def rebuild_from_statistics(self, gram: Tensor, zr: Tensor, rr: Tensor | float, n: int) -> None:
+        """Set the posterior of data with sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr``, n.
+
+        One :func:`safe_cholesky` of ``Λ = I / prior_var + ZᵀZ / σ²`` gives
+        ``μ = Λ⁻¹ Zᵀr / σ²``, ``S = L⁻ᵀ`` (upper triangular) and
+        ``quad = rᵀr / σ² − μᵀΛμ`` (clamped at 0 against round-off); under NIG σ² = 1.
+        O(d³). The statistics of transformed targets follow from raw ones, so an agent can
+        re-standardize its rewards without keeping the data.
+
+        Args:
+            gram: ``ZᵀZ`` (d, d).
+            zr: ``Zᵀr`` (d,).
+            rr: ``rᵀr``.
+            n: Number of observations.
+
+        Raises:
+            ValueError: Bad shapes or non-finite statistics; the posterior is left unchanged.
+        """
+        d, dt, dev = self._dim, self._dtype, self._device
+        gram = torch.as_tensor(gram).to(device=dev, dtype=dt)
+        zr = torch.as_tensor(zr).to(device=dev, dtype=dt)
+        rr = torch.as_tensor(rr).to(device=dev, dtype=dt)
+        if gram.shape != (d, d) or zr.shape != (d,) or rr.shape != ():
+            raise ValueError(
+                f"expected statistics of shapes ({d}, {d}), ({d},) and (), got "
+                f"{tuple(gram.shape)}, {tuple(zr.shape)} and {tuple(rr.shape)}"
+            )
         if not bool(torch.isfinite(gram).all() & torch.isfinite(zr).all() & rr.isfinite()):
-            raise ValueError("rebuild chunks must be finite")
+            raise ValueError("rebuild statistics must be finite")
         var = self._obs_var
-        prec = gram.div_(var)
+        prec = gram / var
         prec.diagonal().add_(1.0 / self._prior_var)
         L = safe_cholesky(prec)
         rhs = (zr / var).unsqueeze(1)
@@ -508,9 +535,39 @@ class BayesianLinearRegression:
         quad, logdet = torch.stack((rr / var - fit, -2.0 * L.diagonal().log().sum())).tolist()
         self._S.copy_(factor)
         self._mu.copy_(mu)
-        self._n = n
+        self._n = int(n)
         self._quad = max(quad, 0.0)
         self._logdet = logdet
+
+    def retarget(self, zr: Tensor, rr: Tensor | float) -> None:
+        """Give the absorbed observations new targets, the same features, in O(d²).
+
+        The precision ``Λ = I / prior_var + ZᵀZ / σ²`` (so ``S``, ``n`` and ``log det Σ``)
+        does not depend on the targets; only ``μ = Σ Zᵀr / σ²`` and
+        ``quad = rᵀr / σ² − μᵀΛμ`` do, and both follow from the new ``Zᵀr`` and ``rᵀr``
+        (``μᵀΛμ = ‖Sᵀ Zᵀr‖² / σ⁴``). Agents use it to re-standardize rewards without the
+        data (see :class:`~bandexa_gym.agents.head_agent.RewardScaler`).
+
+        Args:
+            zr: ``Zᵀr`` (d,) of the absorbed observations with the new targets.
+            rr: ``rᵀr`` of the new targets.
+
+        Raises:
+            ValueError: Bad shape or non-finite values; the posterior is left unchanged.
+        """
+        zr = torch.as_tensor(zr).to(device=self._device, dtype=self._dtype)
+        if zr.shape != self._shape or not bool(torch.isfinite(zr).all()):
+            raise ValueError(
+                f"expected a finite Zᵀr of shape ({self._dim},), got {tuple(zr.shape)}"
+            )
+        var = self._obs_var
+        half = torch.mv(self._S.T, zr) / var  # Sᵀ Zᵀr / σ²
+        mu = torch.mv(self._S, half)
+        quad = float(rr) / var - float(half.dot(half))
+        if not (math.isfinite(quad) and bool(torch.isfinite(mu).all())):
+            raise ValueError("retarget overflowed (targets too large); posterior unchanged")
+        self._mu.copy_(mu)
+        self._quad = max(quad, 0.0)
 
     def expand(self, new_dim: int) -> None:
         """Grow to ``new_dim`` features by appending prior blocks for the new trailing ones.

@@ -9,9 +9,12 @@ in :mod:`bandexa_gym.bench`.
 
 from __future__ import annotations
 
+import heapq
+import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bandexa_gym.agents.base import Agent
+from bandexa_gym.delays import DelayModel, parse_delay
 from bandexa_gym.envs.wrappers import RegretMonitor
+
+Observation = Mapping[str, Any]
 
 __all__ = [
     "RunResult",
@@ -75,6 +81,10 @@ def run(
     seed: int | None = None,
     progress: bool = False,
     desc: str | None = None,
+    delay: DelayModel | str | None = None,
+    feedback_batch: int = 1,
+    log: str | os.PathLike[str] | None = None,
+    log_propensities: bool = True,
 ) -> RunResult:
     """Drive ``agent`` on ``env`` for ``horizon`` rounds and record reward and regret.
 
@@ -82,30 +92,143 @@ def run(
     that measures stable-baselines3 baselines. A vector env plays ``num_envs`` rounds per
     step; its rounds are recorded step by step, sub-env by sub-env, from the step infos.
 
+    Feedback (single env): by default every reward is observed before the next decision.
+    With ``delay`` the agent decides (``agent.decide``) and each reward comes back through
+    ``agent.feedback`` after the delay the model draws for it, in release order (ties in
+    decision order); rewards still pending at the end are fed back then, so every decision
+    is learned exactly once. With ``feedback_batch=B`` the agent decides B rounds as it is
+    and then observes all B at once, as one batched ``observe`` (the same definition a
+    vector env's batch uses). ``fixed:0`` and ``B = 1`` equal the ordinary loop.
+
     Args:
         agent: Any :class:`~bandexa_gym.agents.Agent`.
         env: A ``Bandexa/*`` env, or a Gymnasium vector env over one.
         horizon: Number of rounds (decisions) to play, >= 1.
-        seed: Seeds the env's round stream (the agent keeps its own seed).
+        seed: Seeds the env's round stream (the agent keeps its own seed) and the delays.
         progress: Show a tqdm progress bar.
         desc: Label of the progress bar.
+        delay: A :class:`~bandexa_gym.delays.DelayModel` or its text form
+            (``"fixed:N"``, ``"geometric:MEAN"``, ``"uniform:LO:HI"``).
+        feedback_batch: Rounds decided before their rewards are observed together.
+        log: Write every round to a Parquet log in this folder (:mod:`bandexa_gym.logs`,
+            extra ``[logs]``): context, candidates, mask, action, propensity, reward and
+            every candidate's expected reward from the env's oracle.
+        log_propensities: With ``log``, estimate each decision's propensity
+            (``agent.decide``); False logs NaN and costs nothing extra.
 
     Returns:
         The :class:`RunResult`, with exactly ``horizon`` rounds.
-    """
-    if not isinstance(env, gym.vector.VectorEnv):
 
-        def play(env: gym.Env, bar: tqdm) -> None:
-            obs, _ = env.reset(seed=seed)
-            for _ in range(horizon):
-                action = agent.act(obs)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                agent.observe(obs, action, reward)
+    Raises:
+        ValueError: Bad options (``delay`` together with ``feedback_batch > 1``, or either
+            with a vector env).
+    """
+    delay = parse_delay(delay)
+    if (
+        isinstance(feedback_batch, bool)
+        or not isinstance(feedback_batch, int)
+        or feedback_batch < 1
+    ):
+        raise ValueError(f"feedback_batch must be an integer >= 1, got {feedback_batch!r}")
+    if delay is not None and feedback_batch > 1:
+        raise ValueError("delay and feedback_batch are alternatives: pass one of them")
+    if isinstance(env, gym.vector.VectorEnv):
+        if delay is not None or feedback_batch > 1 or log is not None:
+            raise ValueError("delay, feedback_batch and log apply to a single env")
+        return _run_vector(agent, env, horizon, seed=seed, progress=progress, desc=desc)
+
+    def play(env: gym.Env, bar: tqdm) -> None:
+        feedback = _Feedback(agent, delay, feedback_batch, seed)
+        writer = _log_writer(log, agent, env, seed)
+        decide = delay is not None or (writer is not None and log_propensities)
+        obs, _ = env.reset(seed=seed)
+        try:
+            for t in range(horizon):
+                feedback.release(t)
+                if decide:
+                    decision = agent.decide(obs, propensity=writer is not None and log_propensities)
+                    action, propensity, decision_id = (
+                        decision.action,
+                        decision.propensity,
+                        decision.id,
+                    )
+                else:
+                    action, propensity, decision_id = agent.act(obs), math.nan, t
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                if writer is not None:
+                    writer.append(
+                        **obs, action=action, propensity=propensity, reward=float(reward),
+                        expected_rewards=info.get("expected_rewards"), round=t,
+                    )  # fmt: skip
+                feedback.add(t, obs, action, float(reward), decision_id)
                 obs = env.reset()[0] if terminated or truncated else next_obs
                 bar.update(1)
+            feedback.release(None)
+        finally:
+            if writer is not None:
+                writer.close()
 
-        return measure(env, horizon, play, name=agent.name, seed=seed, progress=progress, desc=desc)
+    return measure(env, horizon, play, name=agent.name, seed=seed, progress=progress, desc=desc)
 
+
+class _Feedback:
+    """When rewards reach the agent: at once, in batches of B, or after drawn delays."""
+
+    def __init__(self, agent: Agent, delay: DelayModel | None, batch: int, seed: int | None):
+        self.agent, self.delay, self.batch = agent, delay, batch
+        self.rng = np.random.default_rng(seed)
+        self.queued: list[tuple[Observation, int, float]] = []  # batched feedback
+        self.heap: list[tuple[int, int, Any, float]] = []  # (release round, t, id, reward)
+
+    def add(self, t: int, obs: Observation, action: int, reward: float, decision_id: Any) -> None:
+        if self.delay is not None:
+            release = t + int(self.delay.draw(self.rng)) + 1
+            heapq.heappush(self.heap, (release, t, decision_id, reward))
+        elif self.batch == 1:
+            self.agent.observe(obs, action, reward)
+        else:
+            self.queued.append((obs, action, reward))
+            if len(self.queued) == self.batch:
+                self._observe_queued()
+
+    def release(self, t: int | None) -> None:
+        """Feed back what is due before the decision of round ``t`` (None: everything)."""
+        while self.heap and (t is None or self.heap[0][0] <= t):
+            _, _, decision_id, reward = heapq.heappop(self.heap)
+            self.agent.feedback(decision_id, reward)
+        if t is None and self.queued:
+            self._observe_queued()
+
+    def _observe_queued(self) -> None:
+        rows, self.queued = self.queued, []
+        stacked = {
+            key: np.stack([np.asarray(obs[key]) for obs, _, _ in rows]) for key in rows[0][0]
+        }
+        actions = np.asarray([action for _, action, _ in rows], dtype=np.int64)
+        self.agent.observe(stacked, actions, np.asarray([reward for _, _, reward in rows]))
+
+
+def _log_writer(
+    log: str | os.PathLike[str] | None, agent: Agent, env: gym.Env, seed: int | None
+) -> Any:
+    if log is None:
+        return None
+    from bandexa_gym.logs import LogWriter  # pyarrow is an optional extra
+
+    spec = getattr(env, "spec", None)
+    meta = {"env": getattr(spec, "id", None), "agent": agent.name, "seed": seed}
+    return LogWriter(log, metadata=meta)
+
+
+def _run_vector(
+    agent: Agent,
+    env: gym.vector.VectorEnv,
+    horizon: int,
+    *,
+    seed: int | None,
+    progress: bool,
+    desc: str | None,
+) -> RunResult:
     check_horizon(horizon)
     bar = progress_bar(horizon, progress, desc)
     start = time.perf_counter()

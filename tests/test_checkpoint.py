@@ -412,3 +412,72 @@ def test_a_head_state_that_fails_to_load_leaves_the_agent_untouched(tmp_path: Pa
             torch.equal(v, after[k]) if torch.is_tensor(v) else v == after[k]
             for k, v in state.items()
         )
+
+
+# ---- edited metadata, oversized specs, format versions --------------------------------
+
+
+def _rewrite(path: Path, edit: Callable[[dict], None], *, redigest: bool) -> None:
+    """Edit a checkpoint's metadata in place (recomputing the digest when asked)."""
+    meta = read_metadata(path)
+    tensors = load_file(str(path))
+    edit(meta)
+    if redigest:
+        meta["sha256"] = checkpoint._digest(meta, tensors)
+    save_file(tensors, str(path), metadata={"bandexa_gym": json.dumps(meta)})
+
+
+def test_an_edited_metadata_field_fails_the_digest(saved_mlp: tuple[NeuralLinearTS, Path]) -> None:
+    _, path = saved_mlp
+    _rewrite(path, lambda m: m["spec"]["config"].update(lr=1.001), redigest=False)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_agent(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["state"].update(rounds=-5), "rounds"),
+        (lambda m: m["spec"]["config"]["head"].update(prior_var=-1.0), "prior_var"),
+        (lambda m: m["spec"]["config"].update(train_every="often"), "train_every"),
+        (lambda m: m["state"]["posterior"].update(n_obs=-1), "n_obs"),
+        (lambda m: m.update({"class": "NoSuchAgent"}), "unknown agent class"),
+    ],
+    ids=["negative-rounds", "bad-prior", "bad-schedule", "bad-count", "unknown-class"],
+)
+def test_invalid_values_are_checkpoint_errors(
+    saved_mlp: tuple[NeuralLinearTS, Path], edit: Callable[[dict], None], message: str
+) -> None:
+    _, path = saved_mlp
+    _rewrite(path, edit, redigest=True)  # a consistent digest: the values themselves are bad
+    with pytest.raises(CheckpointError, match=message):
+        load_agent(path)
+
+
+def test_an_oversized_encoder_spec_is_refused_before_anything_is_built(
+    saved_mlp: tuple[NeuralLinearTS, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, path = saved_mlp
+    _rewrite(
+        path, lambda m: m["spec"]["encoder"]["kwargs"].update(hidden=[60000, 60000]), redigest=True
+    )
+    from bandexa_gym import encoders
+
+    devices = []
+    real = encoders.build_encoder
+
+    def spy(spec, *, device=None):
+        devices.append(device)
+        return real(spec, device=device)
+
+    monkeypatch.setattr("bandexa_gym.agents.neural_linear_ts.build_encoder", spy)
+    with pytest.raises(CheckpointError, match="wrong shapes"):
+        load_agent(path)
+    assert devices == ["meta"]  # only the allocation-free shape check ran
+
+
+def test_a_version_1_checkpoint_names_both_versions(saved_mlp: tuple[NeuralLinearTS, Path]) -> None:
+    _, path = saved_mlp
+    _rewrite(path, lambda m: m.update(format_version=1, library_version="0.1.0"), redigest=False)
+    with pytest.raises(CheckpointError, match=r"version 1 .*reads version 2.*0\.1\.0"):
+        load_agent(path)

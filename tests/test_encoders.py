@@ -250,3 +250,29 @@ def test_preprocess_mnist_for_resnet() -> None:
     torch.testing.assert_close(u8, preprocess_mnist_for_resnet(x, size=32))
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         preprocess_mnist_for_resnet(torch.zeros(2, 3, 28, 28))
+
+
+def test_a_plain_module_is_refused_with_what_it_lacks() -> None:
+    from bandexa_gym.agents import NeuralLinearTS
+
+    with pytest.raises(TypeError, match="lacks feature_dim, context_shape, action_dim"):
+        NeuralLinearTS(torch.nn.Linear(3, 3))
+
+
+def test_the_documented_encoder_recipe_trains_and_saves(tmp_path) -> None:
+    import re
+    from pathlib import Path
+
+    import numpy as np
+
+    from bandexa_gym.agents import NeuralLinearTS, load_agent
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "development.md").read_text()
+    recipe = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)[-1]
+    namespace: dict = {}
+    exec(recipe, namespace)
+    agent = NeuralLinearTS(namespace["BilinearEncoder"](4, 3), seed=0)
+    obs = {"context": np.ones(4, np.float32), "candidates": np.eye(5, 3, dtype=np.float32)}
+    agent.observe(obs, agent.act(obs), 1.0)
+    loaded = load_agent(agent.save(tmp_path / "custom.safetensors"))
+    assert np.array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])

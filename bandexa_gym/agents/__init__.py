@@ -5,6 +5,8 @@ from bandexa_gym.agents.base import (
     Agent,
     Capabilities,
     Decision,
+    NotApplicableError,
+    PerformanceHint,
     make_agent,
     observation_space,
     register_agent,
@@ -18,6 +20,7 @@ from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTSConfig,
     default_encoder,
 )
+from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 
 __all__ = [
     "AGENTS",
@@ -28,6 +31,10 @@ __all__ = [
     "LinearTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
+    "NotApplicableError",
+    "PEERS",
+    "PEERS_EXTRA",
+    "PerformanceHint",
     "UniformAgent",
     "default_encoder",
     "load_agent",

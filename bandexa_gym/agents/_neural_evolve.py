@@ -196,6 +196,18 @@ def _move_buffer(
     return f"buffer: {copied} transitions copied{how} into the template's{lost}"
 
 
+def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
+    """The template's head came in the trained agent's reward units: take its scaler too
+    (a template that does not standardize rebuilds its head in raw units)."""
+    source, target = agent.reward_scaler, template.reward_scaler
+    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
+    target.shift, target.scale = source.shift, source.scale
+    if not target.enabled and (target.shift, target.scale) != (0.0, 1.0):
+        target.shift, target.scale = 0.0, 1.0
+        if len(template.buffer):
+            template.rebuild_posterior()
+
+
 def evolve_neural(
     agent: NeuralAgent, template: NeuralAgent, old_transitions: OldTransitions = "pad"
 ) -> str:
@@ -236,6 +248,7 @@ def evolve_neural(
     template.trainings = agent.trainings
     template.encoder.eval()
     template.clear_feature_cache()  # its encoder weights were replaced
+    _carry_reward_units(agent, template)
 
     growth = []
     if tuple(new_enc.context_shape) != tuple(old_enc.context_shape):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -34,7 +35,9 @@ __all__ = [
     "Agent",
     "Capabilities",
     "Decision",
+    "NotApplicableError",
     "Observations",
+    "PerformanceHint",
     "make_agent",
     "observation_space",
     "register_agent",
@@ -45,6 +48,31 @@ MAX_ABS_REWARD = 1e100
 """Rewards beyond this magnitude are rejected: their squares overflow the heads' statistics."""
 MAX_ABS_INPUT = 1e100
 """Context and candidate values beyond this magnitude are rejected for the same reason."""
+
+
+class PerformanceHint(UserWarning):
+    """A setting that makes an agent much slower than it needs to be (said once)."""
+
+
+_THREADS_HINTED = False
+
+
+def _hint_threads(device: torch.device) -> None:
+    """Once per process: say that several torch CPU threads slow small models down."""
+    global _THREADS_HINTED
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads <= 1 or _THREADS_HINTED:
+        return
+    _THREADS_HINTED = True
+    warnings.warn(
+        f"torch uses {threads} CPU threads; bandit agents run small models whose operations "
+        "are too short to split, and on a busy machine several threads made neural_linear_ts "
+        "10-40x slower. Call torch.set_num_threads(1) first (bandexa-bench, the examples and "
+        "notebooks do); silence this with warnings.filterwarnings('ignore', "
+        "category=bandexa_gym.agents.PerformanceHint)",
+        PerformanceHint,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,11 @@ class Capabilities:
         batched: Batched ``act``/``observe`` equal the looped single-observation calls.
         cuda: Runs with ``device="cuda"``.
         binary_rewards: Learns only from rewards in {0, 1} (others are a ``ValueError``).
+        changing_candidates: Handles candidate sets whose rows change from round to round.
+            False for per-arm models that identify an arm by its candidate index: they need
+            the same candidate rows every round and raise :class:`NotApplicableError` on a
+            problem whose candidates change (see
+            :func:`bandexa_gym.agents.applicability.not_applicable_reason`).
         reasons: Capability name -> why it is missing.
     """
 
@@ -80,11 +113,19 @@ class Capabilities:
     batched: bool = True
     cuda: bool = True
     binary_rewards: bool = False
+    changing_candidates: bool = True
     reasons: Mapping[str, str] = field(default_factory=dict)
 
     def reason(self, capability: str) -> str:
         """Why ``capability`` is missing (``"not supported"`` when no reason was given)."""
         return self.reasons.get(capability, "not supported")
+
+
+class NotApplicableError(ValueError):
+    """An agent cannot play a problem at all (not a bad setting): for example a per-arm
+    model on a problem whose candidates change every round, or a library too slow for the
+    problem's size. ``bandexa-bench`` reports such a pair as "n/a" with the message as the
+    reason instead of failing the grid."""
 
 
 class Observations(NamedTuple):
@@ -164,6 +205,7 @@ class Agent(ABC):
         max_pending: int = 10_000,
     ) -> None:
         self.device = torch.device(device)
+        _hint_threads(self.device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.seed = _check_seed(seed)
@@ -184,10 +226,16 @@ class Agent(ABC):
         batch = self.observations(obs)
         return _unbatch(self._choose(batch), batch.batched)
 
-    def decide(self, obs: Observation) -> Decision:
+    def decide(self, obs: Observation, *, propensity: bool = True) -> Decision:
         """Choose like :meth:`act` (the same action) and say with what probability.
 
         The decision is remembered until its reward comes back through :meth:`feedback`.
+
+        Args:
+            obs: A single or batched observation.
+            propensity: Estimate the probability of the chosen action (a Monte Carlo
+                estimate costs extra posterior draws for Thompson sampling); when False
+                ``Decision.propensity`` is NaN.
 
         Raises:
             ValueError: More than ``max_pending`` decisions await feedback.
@@ -200,7 +248,10 @@ class Agent(ABC):
                 "raise max_pending)"
             )
         actions = self._choose(batch)
-        propensities = self._propensities(batch, actions)
+        if propensity:
+            propensities = self._propensities(batch, actions)
+        else:
+            propensities = torch.full((batch.size,), math.nan, dtype=torch.float64)
         rows = torch.arange(batch.size, device=actions.device)
         chosen = batch.candidates[rows, actions]
         ids = []

@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -132,6 +132,55 @@ class ArmHeads:
         return torch.stack(rows, dim=0 if draws is None else 1)
 
 
+class TargetStats:
+    """Raw-reward statistics of the rows one head absorbed: ``Zᵀr``, ``Zᵀ1``, n, Σr, Σr².
+
+    With them a head can be re-expressed for standardized targets ``(r − shift) / scale`` at
+    any time, exactly and in O(d²) (``BayesianLinearRegression.retarget``), without the data.
+
+    Attributes:
+        zr: ``Zᵀr`` (d,), float64.
+        zs: ``Zᵀ1`` (d,), float64.
+        moments: ``[n, Σr, Σr²]`` (3,), float64.
+    """
+
+    def __init__(self, dim: int, device: torch.device) -> None:
+        self.zr = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.zs = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.moments = torch.zeros(3, dtype=torch.float64, device=device)
+
+    def add(self, Z: torch.Tensor, r: torch.Tensor) -> None:
+        """Add rows Z (n, d) with raw rewards r (n,)."""
+        self.zr.addmv_(Z.T, r)
+        self.zs.add_(Z.sum(dim=0))
+        self.moments.add_(torch.stack((r.new_tensor(float(r.numel())), r.sum(), r.dot(r))))
+
+    def standardized(self, scaler: RewardScaler) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Zᵀr̃`` and ``r̃ᵀr̃`` for the scaler's ``r̃ = (r − shift) / scale``."""
+        n, total, squares = self.moments
+        shift, scale = scaler.shift, scaler.scale
+        zr = (self.zr - shift * self.zs) / scale
+        rr = (squares - 2.0 * shift * total + n * shift * shift) / (scale * scale)
+        return zr, rr
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.zr": self.zr, f"{prefix}.zs": self.zs, f"{prefix}.moments": self.moments}
+
+    def load(self, tensors: Mapping[str, torch.Tensor], prefix: str) -> TargetStats:
+        """A copy holding the checkpoint's tensors (shapes checked)."""
+        out = TargetStats(self.zr.shape[0], self.zr.device)
+        for name in ("zr", "zs", "moments"):
+            value = _take(tensors, f"{prefix}.{name}").to(out.zr.device, torch.float64)
+            if value.shape != getattr(out, name).shape or not bool(torch.isfinite(value).all()):
+                raise ValueError(f"tensor {prefix}.{name} has the wrong shape or is not finite")
+            setattr(out, name, value.clone())
+        return out
+
+
+def _is_power_of_two(rounds: int) -> bool:
+    return rounds > 0 and rounds & (rounds - 1) == 0
+
+
 class LinearTS(HeadAgent):
     """Exploration on a conjugate Bayesian linear head over fixed features.
 
@@ -152,6 +201,10 @@ class LinearTS(HeadAgent):
         head: Hyper-parameters of the head(s) (default :class:`HeadConfig()`); or give
             ``prior_var``, ``noise``, ``a0``, ``b0`` one by one.
         exploration: Exploration rule (see :class:`HeadAgent`), default Thompson sampling.
+        standardize_rewards: Learn on rewards standardized by their running mean and
+            standard deviation (re-fitted at rounds 2, 4, 8, ..., the heads re-expressed
+            exactly from per-head statistics), so decisions do not depend on the reward's
+            units and the prior means the same thing on every problem.
         seed: Seed of the agent's generators.
         device: Torch device.
         **kwargs: ``prior_var``, ``noise``, ``a0``, ``b0``, and the :class:`HeadAgent`
@@ -168,6 +221,7 @@ class LinearTS(HeadAgent):
         feature_map: FeatureMap = "auto",
         head: HeadConfig | None = None,
         exploration: Any = "thompson",
+        standardize_rewards: bool = True,
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
@@ -181,6 +235,7 @@ class LinearTS(HeadAgent):
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
         self.head_config = head if head is not None else HeadConfig(**head_fields)
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
+        self.reward_scaler = RewardScaler(standardize_rewards)
         self.context_shape = tuple(int(s) for s in context_shape)
         self.context_dim = math.prod(self.context_shape)
         self.action_dim = int(action_dim)
@@ -192,6 +247,7 @@ class LinearTS(HeadAgent):
         self.requested_feature_map: FeatureMap = feature_map
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []
+        self.target_stats: list[TargetStats] = []
         if feature_map != "auto":
             self.build_heads(feature_map)
 
@@ -203,10 +259,10 @@ class LinearTS(HeadAgent):
     def build_heads(self, feature_map: FeatureMap) -> None:
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
-        if feature_map == "concat":
-            self.heads = [self.new_head(self.context_dim + self.action_dim)]
-        else:
-            self.heads = [self.new_head(self.context_dim) for _ in range(self.action_dim)]
+        n_heads = 1 if feature_map == "concat" else self.action_dim
+        dim = self.head_dim(feature_map)
+        self.heads = [self.new_head(dim) for _ in range(n_heads)]
+        self.target_stats = [TargetStats(dim, self.device) for _ in range(n_heads)]
         self.clear_feature_cache()
 
     def _resolve(self, candidates: torch.Tensor) -> None:
@@ -238,8 +294,9 @@ class LinearTS(HeadAgent):
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
+        self.reward_scaler = RewardScaler(self.reward_scaler.enabled)
         self.feature_map = self.requested_feature_map
-        self.heads = []
+        self.heads, self.target_stats = [], []
         if self.feature_map != "auto":
             self.build_heads(self.feature_map)
 
@@ -280,14 +337,36 @@ class LinearTS(HeadAgent):
         self._resolve(chosen)
         x = self._flat(contexts)  # inputs were checked finite and below MAX_ABS_INPUT
         if self.feature_map == "concat":
-            z = torch.cat([x, chosen.to(torch.float64)], dim=1)
-            _absorb(self.heads[0], z, rewards)
+            z, heads = torch.cat([x, chosen.to(torch.float64)], dim=1), None
         else:
-            arms = chosen.argmax(dim=-1)
-            for arm in torch.unique(arms).tolist():
-                rows = arms == arm
-                _absorb(self.heads[arm], x[rows], rewards[rows])
-        self.rounds += x.shape[0]
+            z, heads = x, chosen.argmax(dim=-1)
+        for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
+            self._absorb_rows(z[begin:end], None if heads is None else heads[begin:end],
+                              rewards[begin:end])  # fmt: skip
+            self.rounds += end - begin
+            self.reward_scaler.update(rewards[begin:end])
+            if _is_power_of_two(self.rounds) and self.reward_scaler.refit():
+                self.retarget_heads()
+
+    def _absorb_rows(
+        self, z: torch.Tensor, heads: torch.Tensor | None, rewards: torch.Tensor
+    ) -> None:
+        """Update the head(s) with standardized rewards and their raw statistics."""
+        targets = self.reward_scaler(rewards)
+        if heads is None:
+            _absorb(self.heads[0], z, targets)
+            self.target_stats[0].add(z, rewards)
+            return
+        for arm in torch.unique(heads).tolist():
+            rows = heads == arm
+            _absorb(self.heads[arm], z[rows], targets[rows])
+            self.target_stats[arm].add(z[rows], rewards[rows])
+
+    def retarget_heads(self) -> None:
+        """Re-express every head for the reward scaler's current shift and scale (O(d²) each)."""
+        for head, stats in zip(self.heads, self.target_stats, strict=True):
+            head.retarget(*stats.standardized(self.reward_scaler))
+        self.clear_feature_cache()
 
     # -- persistence ------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -297,6 +376,7 @@ class LinearTS(HeadAgent):
             "feature_map": self.feature_map,
             "requested_feature_map": self.requested_feature_map,
             "head": self.head_config.to_dict(),
+            "standardize_rewards": self.reward_scaler.enabled,
             "exploration": self.exploration.spec(),
         }
 
@@ -314,7 +394,13 @@ class LinearTS(HeadAgent):
             tensors[f"heads.{i}.mean"] = state["mean"]
             tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
             heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
-        return {"heads": heads, "feature_map": self.feature_map}, tensors
+            tensors.update(self.target_stats[i].tensors(f"heads.{i}"))
+        scalars = {
+            "heads": heads,
+            "feature_map": self.feature_map,
+            "reward_scaler": self.reward_scaler.state(),
+        }
+        return scalars, tensors
 
     def head_dim(self, feature_map: str) -> int:
         """Feature dimension of each head under ``feature_map``."""
@@ -328,9 +414,12 @@ class LinearTS(HeadAgent):
             raise ValueError(f"{n_heads} heads do not fit feature_map={feature_map!r}")
         # Load into fresh heads and swap them in at the end, so a state that fails to load
         # leaves the agent's own heads untouched.
-        fresh = []
+        scaler = RewardScaler(self.reward_scaler.enabled)
+        scaler.load(scalars["reward_scaler"])
+        fresh, stats = [], []
         for i, head_scalars in enumerate(scalars["heads"]):
             head = self.new_head(self.head_dim(feature_map))
+            stats.append(TargetStats(head.dim, self.device).load(tensors, f"heads.{i}"))
             state = {
                 "dim": head.dim,
                 **self.head_config.to_dict(),
@@ -341,16 +430,19 @@ class LinearTS(HeadAgent):
             head.load_state_dict(state)
             fresh.append(head)
         if feature_map != "auto":
-            self.feature_map, self.heads = feature_map, fresh
+            self.feature_map, self.heads, self.target_stats = feature_map, fresh, stats
+        self.reward_scaler = scaler
         self.clear_feature_cache()
 
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
+        wants = {"mean": (dim,), "sqrt_covariance": (dim, dim), "zr": (dim,), "zs": (dim,),
+                 "moments": (3,)}  # fmt: skip
         for name, shape in shapes.items():
             if name.startswith("heads."):
-                want = (dim,) if name.endswith(".mean") else (dim, dim)
+                want = wants.get(name.rsplit(".", 1)[-1])
                 if tuple(shape) != want:
                     raise ValueError(
                         f"tensor {name} has shape {tuple(shape)}, the spec needs {want}"
@@ -371,6 +463,7 @@ class LinearTS(HeadAgent):
             feature_map=spec["feature_map"],
             head=HeadConfig.from_dict(spec["head"]),
             exploration=spec.get("exploration", "thompson"),
+            standardize_rewards=spec["standardize_rewards"],
             seed=seed,
             device=device,
             **kwargs,
@@ -427,6 +520,35 @@ def _ranges(items: list[int]) -> str:
     return ", ".join(out)
 
 
+def _carry_reward_units(
+    agent: LinearTS, template: LinearTS, dx_old: int, da_old: int, dx_new: int, da_new: int
+) -> None:
+    """Give the template the trained agent's reward statistics, grown like its heads.
+
+    New features were absent (zero) in every old row, so their ``Zᵀr`` and ``Zᵀ1`` are 0.
+    """
+    concat = agent.feature_map == "concat"
+    order = _concat_order(dx_old, da_old, dx_new, da_new) if concat else None
+    for old, new in zip(agent.target_stats, template.target_stats, strict=False):
+        for name in ("zr", "zs"):
+            grown = getattr(new, name).zero_()
+            grown[: getattr(old, name).shape[0]] = getattr(old, name)
+            if order is not None:
+                setattr(new, name, grown[order.to(grown.device)].clone())
+        new.moments.copy_(old.moments)
+    source, target = agent.reward_scaler, template.reward_scaler
+    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
+    target.shift, target.scale = source.shift, source.scale  # the units the heads are in
+
+
+def _settle_reward_units(template: LinearTS) -> None:
+    """A template that does not standardize rewards gets its heads back in raw units."""
+    scaler = template.reward_scaler
+    if not scaler.enabled and (scaler.shift, scaler.scale) != (0.0, 1.0):
+        scaler.shift, scaler.scale = 0.0, 1.0
+        template.retarget_heads()
+
+
 def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
     dx_old, dx_new = context_growth(agent.context_shape, template.context_shape, "agent")
     da_old, da_new = agent.action_dim, template.action_dim
@@ -447,6 +569,7 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
     if template.feature_map == "auto":
         template.build_heads(fmap)  # the template would resolve the same way on its data
     template.rounds = agent.rounds
+    _carry_reward_units(agent, template, dx_old, da_old, dx_new, da_new)
     note = hyper_note(True, agent.head_config, template.head_config)
     context = (
         f"context {dx_old} -> {dx_new} features"
@@ -457,6 +580,7 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
         old_head, new_head = agent.heads[0], template.heads[0]
         order = _concat_order(dx_old, da_old, dx_new, da_new)
         rebased = load_rebased(new_head, grown_state(old_head, dx_new + da_new, order))
+        _settle_reward_units(template)
         return (
             f"concat head expanded {old_head.dim} -> {new_head.dim} "
             f"({context}, action {da_old} -> {da_new} features; new weights at the prior, "
@@ -469,6 +593,7 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
     rebased = False
     for arm in kept:
         rebased |= load_rebased(template.heads[arm], grown_state(agent.heads[arm], dx_new))
+    _settle_reward_units(template)
     with_data = [arm for arm in kept if agent.heads[arm].n_obs > 0]
     grown = f"heads grown {dx_old} -> {dx_new} by prior blocks; " if dx_new > dx_old else ""
     return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.encoders import (
     ConvEncoder,
@@ -58,6 +59,10 @@ class NeuralLinearTSConfig:
         weight_decay: Adam weight decay.
         loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
         buffer_capacity: Capacity of the default in-memory replay buffer.
+        standardize_rewards: The head and the (MSE) readout learn rewards standardized by
+            their running mean and standard deviation, re-fitted before every training burst
+            and at rounds 2, 4, 8, ... (the head is then rebuilt), so the agent decides the
+            same whatever the reward's units and its priors mean the same thing everywhere.
 
     Raises:
         ValueError: A setting out of range (named in the message), at construction.
@@ -74,6 +79,7 @@ class NeuralLinearTSConfig:
     weight_decay: float = 0.0
     loss: str = "mse"
     buffer_capacity: int = 100_000
+    standardize_rewards: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.head, Mapping):
@@ -102,6 +108,10 @@ class NeuralLinearTSConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if not isinstance(self.standardize_rewards, bool):
+            raise TypeError(
+                f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
+            )
 
     @classmethod
     def from_settings(cls, **settings: Any) -> NeuralLinearTSConfig:
@@ -208,6 +218,8 @@ class NeuralLinearTS(HeadAgent):
         )
         self.rounds = 0
         self.trainings = 0
+        self.reward_scaler = RewardScaler(cfg.standardize_rewards)
+        self._warned_non_finite = False
         self.clear_feature_cache()
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -298,23 +310,60 @@ class NeuralLinearTS(HeadAgent):
         cfg = self.config
         steps = cfg.optimizer_steps if optimizer_steps is None else optimizer_steps
         size = cfg.batch_size if batch_size is None else batch_size
-        loss_fn = _loss_fn(cfg.loss if loss is None else loss)
+        loss = cfg.loss if loss is None else loss
+        loss_fn = _loss_fn(loss)
+        standardize = loss == "mse"  # a logistic loss needs the raw {0, 1} targets
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
         self.encoder.train()
         total = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
         for _ in range(steps):
             x, a, r = (t.to(self.device) for t in self.buffer.sample(size, self.sample_generator))
             prediction = self.readout(self.encoder(x, a)).squeeze(-1)
+            if standardize:
+                r = self.reward_scaler(r)
             value = loss_fn(prediction, r.to(prediction.dtype))
             self.optimizer.zero_grad(set_to_none=True)
             value.backward()
-            self.optimizer.step()
-            total += value.detach()  # summed on the device: no host sync per step
+            bad = self._step_if_finite()
+            skipped += bad
+            total += torch.where(bad.bool(), 0.0, value.detach())  # no host sync
         self.encoder.eval()
         self.clear_feature_cache()  # features cached before training are stale
         self.trainings += 1
-        return float(total) / steps
+        n_skipped = int(skipped.item())
+        if n_skipped and not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(
+                f"{self.name}: skipped {n_skipped} of {steps} training steps whose loss or "
+                "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
+                "training goes on without them (said once per agent)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        done = steps - n_skipped
+        return float(total) / done if done else float("nan")
+
+    def _step_if_finite(self) -> torch.Tensor:
+        """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
+        skipped. Fused Adam reads the flag on the device (no host synchronization)."""
+        grads = [
+            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
+        found_inf = torch.zeros((), device=self.device)
+        if self.optimizer.defaults.get("fused"):
+            torch._amp_foreach_non_finite_check_and_unscale_(
+                grads, found_inf, torch.ones((), device=self.device)
+            )
+            self.optimizer.found_inf = found_inf  # Adam's fused kernel skips the update
+            self.optimizer.step()
+            self.optimizer.found_inf = None
+        elif all(bool(torch.isfinite(g).all()) for g in grads):
+            self.optimizer.step()
+        else:
+            found_inf.fill_(1.0)
+        return found_inf
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder and rebuild the head from it."""
@@ -324,7 +373,8 @@ class NeuralLinearTS(HeadAgent):
         def encoded() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             with torch.no_grad():
                 for x, a, r in self.buffer.iter_chunks(size):
-                    yield self.encoder(x.to(self.device), a.to(self.device)), r.to(self.device)
+                    r = self.reward_scaler(r.to(self.device, torch.float64))
+                    yield self.encoder(x.to(self.device), a.to(self.device)), r
 
         self.posterior.rebuild(encoded())
         self.clear_feature_cache()
@@ -373,23 +423,21 @@ class NeuralLinearTS(HeadAgent):
         rewards: torch.Tensor,
     ) -> None:
         self._check_candidates(chosen[:, None])
-        n = contexts.shape[0]
-        start = 0
-        while start < n:
-            # Rows up to (and including) the next scheduled training round, then train.
-            end = start
-            while end < n and not self._training_due(self.rounds + end - start + 1):
-                end += 1
-            end = min(end + 1, n)
-            z = self.cached_chosen_features(
-                contexts[start:end], chosen[start:end], indices[start:end]
-            )
-            self._absorb(contexts[start:end], chosen[start:end], z, rewards[start:end])
-            self.rounds += end - start
+        for begin, end in split_at(self.rounds, contexts.shape[0], self._work_due):
+            rows = slice(begin, end)
+            z = self.cached_chosen_features(contexts[rows], chosen[rows], indices[rows])
+            self._absorb(contexts[rows], chosen[rows], z, rewards[rows])
+            self.rounds += end - begin
             if self._training_due(self.rounds):
+                self.reward_scaler.refit()
                 self.train_encoder()
                 self.rebuild_posterior()
-            start = end
+            elif _is_power_of_two(self.rounds) and self.reward_scaler.refit():
+                self.rebuild_posterior()  # the head in the new reward units
+
+    def _work_due(self, rounds: int) -> bool:
+        """Whether training or re-standardizing follows the round that reaches ``rounds``."""
+        return self._training_due(rounds) or _is_power_of_two(rounds)
 
     def _absorb(
         self,
@@ -405,12 +453,14 @@ class NeuralLinearTS(HeadAgent):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
         # The buffer validates its schema before storing anything, and the head only fails
         # on non-finite input (checked above), so a rejected transition changes neither.
+        targets = self.reward_scaler(rewards)
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
-            self.posterior.update(z[0], rewards[0])
+            self.posterior.update(z[0], targets[0])
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
-            self.posterior.update_batch(z, rewards)
+            self.posterior.update_batch(z, targets)
+        self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
         """Start over: reseed, restore the initial encoder, a prior head and counters.
@@ -450,6 +500,7 @@ class NeuralLinearTS(HeadAgent):
         scalars = {
             "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet")},
             "trainings": self.trainings,
+            "reward_scaler": self.reward_scaler.state(),
         }
         return scalars, tensors
 
@@ -462,6 +513,8 @@ class NeuralLinearTS(HeadAgent):
         trainings = scalars["trainings"]
         if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:
             raise ValueError(f"trainings must be an integer >= 0, got {trainings!r}")
+        scaler = RewardScaler(self.config.standardize_rewards)
+        scaler.load(scalars["reward_scaler"])
         posterior = self.new_head()
         posterior.load_state_dict(
             {
@@ -472,7 +525,7 @@ class NeuralLinearTS(HeadAgent):
                 **scalars["posterior"],
             }
         )  # fails here, before the agent is touched
-        self.posterior = posterior
+        self.posterior, self.reward_scaler = posterior, scaler
         self.encoder.load_state_dict(encoder_state)
         self.readout.load_state_dict(readout_state)
         self.trainings = trainings
@@ -539,6 +592,10 @@ class NeuralLinearTS(HeadAgent):
         if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != expected:
             shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
+
+
+def _is_power_of_two(rounds: int) -> bool:
+    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 def _module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:

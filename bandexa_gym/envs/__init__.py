@@ -15,6 +15,7 @@ id                            entry point
 ``Bandexa/Letter-v0``          :class:`LetterBanditEnv`
 ``Bandexa/Satimage-v0``        :class:`SatimageBanditEnv`
 ``Bandexa/Pendigits-v0``       :class:`PendigitsBanditEnv`
+``Bandexa/Wheel-v0``           :class:`WheelBanditEnv` (hard exploration, rare large rewards)
 ============================  =====================================================
 
 No id sets ``max_episode_steps``: a bandit is one unending stream of rounds, and an
@@ -46,6 +47,7 @@ from bandexa_gym.envs.uci import (
     SatimageBanditEnv,
 )
 from bandexa_gym.envs.vector import make_vector_env
+from bandexa_gym.envs.wheel import WheelBanditEnv
 from bandexa_gym.envs.wrappers import FlattenCandidates, RegretMonitor, RewardAffine
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "Round",
     "SatimageBanditEnv",
     "SyntheticBanditEnv",
+    "WheelBanditEnv",
     "make_vector_env",
     "register_envs",
 ]
@@ -82,6 +85,7 @@ ENV_IDS: dict[str, str] = {
     "Bandexa/Letter-v0": "bandexa_gym.envs.uci:LetterBanditEnv",
     "Bandexa/Satimage-v0": "bandexa_gym.envs.uci:SatimageBanditEnv",
     "Bandexa/Pendigits-v0": "bandexa_gym.envs.uci:PendigitsBanditEnv",
+    "Bandexa/Wheel-v0": "bandexa_gym.envs.wheel:WheelBanditEnv",
 }
 
 #: Vector entry points: ``gym.make_vec`` shares one problem across the sub-envs.

@@ -16,6 +16,7 @@ import random
 import re
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bandexa_gym.agents.base import make_agent
+from bandexa_gym.agents.base import PerformanceHint, make_agent
 from bandexa_gym.runner import RunResult, run
 
 __all__ = [
@@ -271,7 +272,12 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
                 **job.agent_kwargs,
             )
         else:
-            agent = make_agent(job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs)
+            with warnings.catch_warnings():
+                # job.threads is a deliberate setting: no hint to change the thread count
+                warnings.simplefilter("ignore", PerformanceHint)
+                agent = make_agent(
+                    job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs
+                )
             result = run(
                 agent,
                 env,

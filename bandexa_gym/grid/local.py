@@ -179,6 +179,7 @@ class ProcessPoolBackend:
             return
         index, job = worker.job
         worker.job = None
+        worker.process.join(_TERMINATE_GRACE_SECONDS)  # reap it: its exit code is known then
         message = f"WorkerDied: the worker process exited with code {worker.process.exitcode}"
         events.finished(index, RunRecord.failure(job, message))
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from bandexa_gym.agents import base as agents_base
-from bandexa_gym.agents.base import make_agent, observation_space
+from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
+from bandexa_gym.agents.base import NotApplicableError, make_agent, observation_space
 from bandexa_gym.grid.suites import Problem
 
 __all__ = ["SB3_FEEDBACK_REASON", "Preflight", "PreflightError", "preflight"]
@@ -40,15 +40,6 @@ class Preflight:
 
     sb3_hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_applicable: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-def _capability_reason(agent: Any, env: gym.Env) -> str | None:
-    """Why an agent's capabilities rule ``env`` out (the peer adapters' probe), or None."""
-    try:
-        from bandexa_gym.agents.applicability import not_applicable_reason  # type: ignore
-    except ImportError:  # the capability probe lands with the peer adapters
-        return None
-    return not_applicable_reason(agent, env)
 
 
 def preflight(
@@ -77,7 +68,6 @@ def preflight(
     Raises:
         PreflightError: An env or an agent cannot be built with its settings.
     """
-    not_applicable_error = getattr(agents_base, "NotApplicableError", None)
     found = Preflight()
     for problem in problems:
         try:
@@ -89,6 +79,7 @@ def preflight(
             ) from err
         try:
             observation_space(env)
+            changes = None  # whether the env's candidates change: probed once, if asked
             for agent in agents:
                 pair = (problem.name, agent)
                 overrides = agent_kwargs.get(agent, {})
@@ -110,14 +101,12 @@ def preflight(
                             raise
                         found.not_applicable[pair] = f"not installed ({err})"
                         continue
-                    except Exception as err:
-                        if not_applicable_error is None or not isinstance(
-                            err, not_applicable_error
-                        ):
-                            raise
+                    except NotApplicableError as err:
                         found.not_applicable[pair] = str(err)
                         continue
-                    reason = _capability_reason(built, env)
+                    if not built.capabilities.changing_candidates and changes is None:
+                        changes = candidates_change(env)
+                    reason = not_applicable_reason(built, env, changes=changes)
                     if reason is not None:
                         found.not_applicable[pair] = reason
         except Exception as err:  # bad overrides: TypeError, ValueError, ...

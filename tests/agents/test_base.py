@@ -37,6 +37,8 @@ def test_a_reused_observation_dict_is_never_served_stale(name: str) -> None:
     for key, value in _state(fresh).items():
         torch.testing.assert_close(_state(reused)[key], value)
     # A caller mutating its arrays in place is seen too.
+    later, *_ = env.step(1)
+    reused.observe(later, 2, -0.5)  # two different rewards: the head has a slope to show
     arrays = {k: np.array(v, copy=True) for k, v in next_obs.items()}
     first = reused.predict(arrays)[0].copy()
     arrays["context"][:] = -arrays["context"]

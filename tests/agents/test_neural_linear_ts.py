@@ -109,7 +109,7 @@ def test_transition_the_buffer_rejects_leaves_the_head_unchanged():
 
 
 def test_training_between_act_and_observe_does_not_reuse_stale_features():
-    agent = _agent(train_every=0)
+    agent = _agent(train_every=0, standardize_rewards=False)  # raw units: one rank-1 update
     for _ in range(20):
         agent.update(torch.randn(3), torch.randn(2), float(torch.randn(())))
     obs = {"context": torch.randn(3).numpy(), "candidates": torch.randn(4, 2).numpy()}
@@ -167,3 +167,32 @@ def test_disk_buffer_backend_drives_the_same_agent(tmp_path):
         run(agent, env, 250, seed=0)
         assert len(buffer) == 250 and agent.trainings == 2
         assert agent.posterior.n_obs == 250
+
+
+@pytest.mark.filterwarnings("ignore::bandexa_gym.numerics.NumericalWarning")
+def test_one_extreme_context_does_not_brick_the_encoder():
+    agent = _agent(train_every=10, optimizer_steps=20, batch_size=8)
+    gen = torch.Generator().manual_seed(0)
+    extreme = torch.zeros(3)
+    extreme[0] = 1e30
+    agent.update(extreme, torch.randn(2, generator=gen), 1.0)
+    for _ in range(9):
+        agent.update(torch.randn(3, generator=gen), torch.randn(2, generator=gen), 0.5)
+    with pytest.warns(RuntimeWarning, match="skipped .* training steps"):
+        agent.train_encoder()
+    assert all(torch.isfinite(p).all() for p in agent.encoder.parameters())
+    agent.rebuild_posterior()
+    obs = {"context": np.zeros(3, np.float32), "candidates": np.eye(4, 2, dtype=np.float32)}
+    for _ in range(30):  # later rounds keep working (and train without a second warning)
+        agent.observe(obs, agent.act(obs), 0.1)
+    assert agent.trainings >= 3 and torch.isfinite(agent.posterior.mean).all()
+
+
+def test_features_that_overflow_are_rejected_before_they_are_stored():
+    agent = _agent()
+    with torch.no_grad():
+        agent.encoder.net[0].weight.mul_(1e30)  # any input now overflows float32
+    obs = {"context": np.full(3, 1e10, np.float32), "candidates": np.eye(4, 2, dtype=np.float32)}
+    with pytest.raises(ValueError, match="not finite"):
+        agent.observe(obs, 0, 1.0)
+    assert len(agent.buffer) == 0 and agent.posterior.n_obs == 0

@@ -27,6 +27,7 @@ ENTRY_POINTS = {
     "Bandexa/Letter-v0": "bandexa_gym.envs.uci:LetterBanditEnv",
     "Bandexa/Satimage-v0": "bandexa_gym.envs.uci:SatimageBanditEnv",
     "Bandexa/Pendigits-v0": "bandexa_gym.envs.uci:PendigitsBanditEnv",
+    "Bandexa/Wheel-v0": "bandexa_gym.envs.wheel:WheelBanditEnv",
 }
 
 VECTOR_ENTRY_POINTS = {
@@ -72,6 +73,7 @@ def test_exports() -> None:
         "LetterBanditEnv",
         "SatimageBanditEnv",
         "PendigitsBanditEnv",
+        "WheelBanditEnv",
         "RegretMonitor",
         "FlattenCandidates",
         "RewardAffine",
