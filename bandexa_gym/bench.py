@@ -25,7 +25,6 @@ import argparse
 import ast
 import importlib
 import importlib.util
-import inspect
 import math
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any, NoReturn
 import gymnasium as gym
 import torch
 
-from bandexa_gym import delays, runner
+from bandexa_gym import delays
 from bandexa_gym.agents.base import AGENTS, PerformanceHint
 from bandexa_gym.grid.driver import (
     ExistingRunsError,
@@ -410,20 +409,11 @@ def _check_writable(parser: argparse.ArgumentParser, option: str, folder: Path) 
 
 
 def _check_runner_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The runner must accept the options asked for (``delay=``, ``feedback_batch=``,
-    ``log=``), and they must go together."""
+    """``--delay`` and ``--feedback-batch`` exclude each other; ``--log`` needs pyarrow."""
     if args.delay is not None and args.feedback_batch is not None:
         parser.error("--delay and --feedback-batch are alternatives: pass one of them")
     if args.log is not None and importlib.util.find_spec("pyarrow") is None:
         parser.error(f"--log writes Parquet and needs pyarrow: {LOGS_EXTRA}")
-    accepted = inspect.signature(runner.run).parameters
-    for option, keyword in (("--delay", "delay"), ("--feedback-batch", "feedback_batch")):
-        if getattr(args, keyword) is not None and keyword not in accepted:
-            parser.error(
-                f"{option} needs bandexa_gym.runner.run to take {keyword}=; this one does not"
-            )
-    if args.log is not None and "log" not in accepted:
-        parser.error("--log needs bandexa_gym.runner.run to take log=; this one does not")
 
 
 def _check_backend(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
