@@ -502,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # --threads is the knob here (default 1): no hint to call set_num_threads
             warnings.simplefilter("ignore", PerformanceHint)
             return _main(parser, args, argv)
+    except KeyboardInterrupt:  # Ctrl-C outside the grid (the checks): one line, no traceback
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_SIGNAL["SIGINT"]
     finally:
         torch.set_num_threads(threads)
 
