@@ -39,6 +39,7 @@ from bandexa_gym.numerics import (
 )
 
 __all__ = [
+    "HEAD_FIELDS",
     "BayesianLinearRegression",
     "Head",
     "HeadConfig",
@@ -65,6 +66,10 @@ class HeadConfig:
             positive noise variance.
         a0: Inverse-gamma shape of the noise prior (NIG only), > 0.
         b0: Inverse-gamma scale of the noise prior (NIG only), > 0.
+        forgetting: Discount factor γ in (0, 1]: before every update the whole posterior is
+            discounted (precision × γ; the data's counts too), so an observation ``k``
+            updates old weighs ``γᵏ`` — for rewards that drift. ``rebuild`` keeps the prior
+            and weights each row by ``γ^age`` instead. 1 (default) forgets nothing.
 
     Raises:
         ValueError: A value out of range or of the wrong type (named in the message), at
@@ -75,11 +80,14 @@ class HeadConfig:
     noise: str | float = "nig"
     a0: float = 1.0
     b0: float = 1.0
+    forgetting: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("prior_var", "a0", "b0"):
+        for name in ("prior_var", "a0", "b0", "forgetting"):
             _check_positive(name, getattr(self, name))
             object.__setattr__(self, name, float(getattr(self, name)))
+        if self.forgetting > 1.0:
+            raise ValueError(f"forgetting must be in (0, 1], got {self.forgetting!r}")
         if isinstance(self.noise, str):
             if self.noise != "nig":
                 raise ValueError(f"noise must be 'nig' or a positive number, got {self.noise!r}")
@@ -98,6 +106,10 @@ class HeadConfig:
         if unknown:
             raise ValueError(f"unknown head settings {sorted(unknown)}")
         return cls(**values)
+
+
+HEAD_FIELDS: tuple[str, ...] = tuple(HeadConfig.__dataclass_fields__)
+"""The names of :class:`HeadConfig`'s fields (the settings agents accept one by one)."""
 
 
 @runtime_checkable
@@ -217,17 +229,16 @@ class BayesianLinearRegression:
         noise: str | float | None = None,
         a0: float | None = None,
         b0: float | None = None,
+        forgetting: float | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         dim = int(dim)
-        given = {
-            k: v
-            for k, v in (("prior_var", prior_var), ("noise", noise), ("a0", a0), ("b0", b0))
-            if v is not None
-        }
+        fields = {"prior_var": prior_var, "noise": noise, "a0": a0, "b0": b0,
+                  "forgetting": forgetting}  # fmt: skip
+        given = {k: v for k, v in fields.items() if v is not None}
         if config is not None and given:
             raise ValueError(f"pass either config= or {sorted(given)}, not both")
         config = config if config is not None else HeadConfig(**given)
@@ -237,6 +248,7 @@ class BayesianLinearRegression:
         self._noise: str | float = config.noise
         self._prior_var = config.prior_var
         self._a0, self._b0 = config.a0, config.b0
+        self._forgetting = config.forgetting
         obs_var = 1.0 if config.noise == "nig" else float(config.noise)
         self._obs_var = obs_var  # σ² for fixed noise; 1 under NIG (Σ is σ²-scaled)
         self._obs_sd = math.sqrt(obs_var)
@@ -280,8 +292,9 @@ class BayesianLinearRegression:
         return self._config
 
     @property
-    def n_obs(self) -> int:
-        """Number of observations absorbed since the last reset/rebuild."""
+    def n_obs(self) -> float:
+        """Observations absorbed since the last reset/rebuild (an int; with forgetting or a
+        weighted rebuild, the discounted count)."""
         return self._n
 
     @property
@@ -375,18 +388,23 @@ class BayesianLinearRegression:
         if z.shape != self._shape:
             raise ValueError(f"expected z of shape ({self._dim},), got {tuple(z.shape)}")
         r = _scalar(r)
-        d = self._dim
+        d, g = self._dim, self._forgetting
         v = torch.mv(self._buf.T, z)  # (d + 1,) = [φ = Sᵀz ; zᵀμ]
         phi = v[:d]
-        q = float(torch.dot(phi, phi))
+        q = float(torch.dot(phi, phi)) / g  # with the discounted S/√γ: φ/√γ, so q/γ
         m = float(v[d])
         s = self._obs_var + q  # predictive variance (divided by σ² under NIG)
         e = r - m
-        quad = self._quad + e * e / s
+        quad = g * self._quad + e * e / s
         # NaN/inf anywhere in z reaches q (S is non-singular) and NaN/inf in r reaches quad:
         # this is the input check, done before any state is touched.
         if not (math.isfinite(q) and math.isfinite(quad)):
             raise ValueError("z and r must be finite (got a non-finite value, or an overflow)")
+        if g != 1.0:  # discount the whole posterior first: Σ/γ, i.e. S/√γ (φ/√γ, Σz/γ)
+            self._S.mul_(1.0 / math.sqrt(g))
+            phi = phi / math.sqrt(g)
+            self._logdet -= d * math.log(g)
+            self._n *= g  # (quad was discounted above, with the input check)
         u = torch.mv(self._S, phi)  # Σ z
         # Potter: S ← S − α γ (Sφ) φᵀ with α = 1/s, γ = 1/(1 + sqrt(α σ²)),
         # i.e. α γ = 1 / (s + σ √s).
@@ -395,6 +413,26 @@ class BayesianLinearRegression:
         self._quad = quad
         self._logdet += math.log(self._obs_var / s)
         self._n += 1
+
+    def discount(self, factor: float) -> None:
+        """Discount the whole posterior: precision × ``factor`` (``S ← S / √factor``), and the
+        data's counts (``n``, ``quad``) × ``factor``; the mean is kept. O(d²).
+
+        :meth:`update` does this with ``factor = forgetting`` before every observation; an
+        agent with several heads (one per arm) calls it on the heads a round did not update,
+        so that every head forgets at the same pace.
+
+        Args:
+            factor: In (0, 1].
+        """
+        if not 0.0 < factor <= 1.0:
+            raise ValueError(f"a discount factor must be in (0, 1], got {factor!r}")
+        if factor == 1.0:
+            return
+        self._S.mul_(1.0 / math.sqrt(factor))
+        self._quad *= factor
+        self._n *= factor
+        self._logdet -= self._dim * math.log(factor)
 
     def update_batch(self, Z: Tensor, r: Tensor) -> None:
         """Absorb n observations at once, exactly as n calls of :meth:`update` would.
@@ -425,6 +463,9 @@ class BayesianLinearRegression:
             return
         if not bool(torch.isfinite(Z).all() & torch.isfinite(r).all()):
             raise ValueError("Z and r must be finite")
+        if self._forgetting != 1.0:  # each row discounts before it: one at a time, exactly
+            self._update_rows(Z, r)
+            return
         S, mu, var, sd = self._S, self._mu, self._obs_var, self._obs_sd
         chunk = max(d, 64)
         quad = torch.zeros((), dtype=self._dtype, device=self._device)
@@ -456,20 +497,34 @@ class BayesianLinearRegression:
         self._logdet += scalars[1]
         self._n += n
 
+    def _update_rows(self, Z: Tensor, r: Tensor) -> None:
+        """Sequential updates, all-or-nothing (the state is restored if a row fails)."""
+        saved = (self._buf.clone(), self._n, self._quad, self._logdet)
+        try:
+            for z, reward in zip(Z, r.tolist(), strict=True):
+                self.update(z, reward)
+        except ValueError:
+            self._buf.copy_(saved[0])
+            self._n, self._quad, self._logdet = saved[1:]
+            raise ValueError("update overflowed (inputs too large); posterior unchanged") from None
+
     def reset(self) -> None:
         """Return to the prior (keeping ``dim`` and the hyper-parameters)."""
         self._S.copy_(self._prior_factor(self._dim))
         self._mu.zero_()
         self._reset_scalars()
 
-    def rebuild(self, chunks: Iterable[tuple[Tensor, Tensor]]) -> None:
+    def rebuild(self, chunks: Iterable[tuple[Tensor, ...]]) -> None:
         """Reset to the prior and absorb a stream of ``(Z, r)`` chunks in O(N d²).
 
-        Sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr`` and N are accumulated in the state
-        dtype, then :meth:`rebuild_from_statistics` sets the posterior from them.
+        Sufficient statistics ``ZᵀWZ``, ``ZᵀWr``, ``rᵀWr`` and ``ΣW`` are accumulated in the
+        state dtype, then :meth:`rebuild_from_statistics` sets the posterior from them. A
+        chunk may carry row weights ``w`` (n_i,) as a third element — ``γ^age`` rebuilds a
+        forgetting head with the data discounted and the prior kept; 0/1 weights give a
+        sliding window. Without weights every row counts once.
 
         Args:
-            chunks: Iterable of ``(Z (n_i, d), r (n_i,))``; read once.
+            chunks: Iterable of ``(Z (n_i, d), r (n_i,))`` or ``(Z, r, w (n_i,))``; read once.
 
         Raises:
             ValueError: A chunk with bad shapes or non-finite values (the posterior is left
@@ -479,20 +534,29 @@ class BayesianLinearRegression:
         gram = torch.zeros(d, d, dtype=dt, device=dev)
         zr = torch.zeros(d, dtype=dt, device=dev)
         rr = torch.zeros((), dtype=dt, device=dev)
-        n = 0
-        for Z, r in chunks:
-            Z = torch.as_tensor(Z).detach().to(device=dev, dtype=dt)
-            r = torch.as_tensor(r).detach().to(device=dev, dtype=dt)
+        n = torch.zeros((), dtype=dt, device=dev)
+        weighted = False
+        for chunk in chunks:
+            Z = torch.as_tensor(chunk[0]).detach().to(device=dev, dtype=dt)
+            r = torch.as_tensor(chunk[1]).detach().to(device=dev, dtype=dt)
             if Z.ndim != 2 or Z.shape[1] != d or r.shape != (Z.shape[0],):
                 raise ValueError(
                     f"expected chunks of Z (n, {d}) and r (n,), got {tuple(Z.shape)} and "
                     f"{tuple(r.shape)}"
                 )
-            gram.addmm_(Z.T, Z)
-            zr.addmv_(Z.T, r)
-            rr.add_(r.dot(r))
-            n += Z.shape[0]
-        self.rebuild_from_statistics(gram, zr, rr, n)
+            if len(chunk) > 2:
+                weighted = True
+                w = torch.as_tensor(chunk[2]).detach().to(device=dev, dtype=dt)
+                if w.shape != r.shape or not bool((w >= 0).all()):
+                    raise ValueError(f"expected weights >= 0 of shape {tuple(r.shape)}")
+            else:
+                w = torch.ones_like(r)
+            gram.addmm_(Z.T * w, Z)
+            zr.addmv_(Z.T, w * r)
+            rr.add_((w * r).dot(r))
+            n.add_(w.sum())
+        count = float(n) if weighted else int(round(float(n)))
+        self.rebuild_from_statistics(gram, zr, rr, count)
 
     def rebuild_from_statistics(self, gram: Tensor, zr: Tensor, rr: Tensor | float, n: int) -> None:
         """Set the posterior of data with sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr``, n.
@@ -507,7 +571,7 @@ class BayesianLinearRegression:
             gram: ``ZᵀZ`` (d, d).
             zr: ``Zᵀr`` (d,).
             rr: ``rᵀr``.
-            n: Number of observations.
+            n: Number of observations (a weighted count may be fractional).
 
         Raises:
             ValueError: Bad shapes or non-finite statistics; the posterior is left unchanged.
@@ -535,7 +599,7 @@ class BayesianLinearRegression:
         quad, logdet = torch.stack((rr / var - fit, -2.0 * L.diagonal().log().sum())).tolist()
         self._S.copy_(factor)
         self._mu.copy_(mu)
-        self._n = int(n)
+        self._n = n
         self._quad = max(quad, 0.0)
         self._logdet = logdet
 
@@ -731,6 +795,7 @@ class BayesianLinearRegression:
             "prior_var": self._prior_var,
             "a0": self._a0,
             "b0": self._b0,
+            "forgetting": self._forgetting,
             "mean": self._mu.clone(),
             "sqrt_covariance": self._S.clone(),
             "n_obs": self._n,
@@ -745,18 +810,28 @@ class BayesianLinearRegression:
             ValueError: Missing keys, a dimension/hyper-parameter mismatch, tensors of the
                 wrong shape, or non-finite values. The head is left unchanged then.
         """
-        keys = ("dim", "noise", "prior_var", "a0", "b0", "mean", "sqrt_covariance", "n_obs",
-                "quad", "logdet")  # fmt: skip
+        keys = (
+            "dim",
+            "noise",
+            "prior_var",
+            "a0",
+            "b0",
+            "mean",
+            "sqrt_covariance",
+            "n_obs",
+            "quad",
+            "logdet",
+        )  # fmt: skip  (forgetting: optional, default 1)
         missing = [k for k in keys if k not in state]
         if missing:
             raise ValueError(f"state_dict is missing {missing}")
         d = int(state["dim"])
         if d != self._dim:
             raise ValueError(f"state_dict has dim {d}, this head has dim {self._dim}")
-        for key in ("noise", "prior_var", "a0", "b0"):
-            mine = getattr(self, "_" + key)
-            if state[key] != mine:
-                raise ValueError(f"state_dict has {key}={state[key]!r}, this head has {mine!r}")
+        for key in ("noise", "prior_var", "a0", "b0", "forgetting"):
+            mine, theirs = getattr(self, "_" + key), state.get(key, 1.0)
+            if theirs != mine:
+                raise ValueError(f"state_dict has {key}={theirs!r}, this head has {mine!r}")
         mean = torch.as_tensor(state["mean"]).to(device=self._device, dtype=self._dtype)
         factor = torch.as_tensor(state["sqrt_covariance"]).to(
             device=self._device, dtype=self._dtype
@@ -766,10 +841,11 @@ class BayesianLinearRegression:
                 f"expected mean ({d},) and sqrt_covariance ({d}, {d}), got "
                 f"{tuple(mean.shape)} and {tuple(factor.shape)}"
             )
-        n, quad, logdet = int(state["n_obs"]), float(state["quad"]), float(state["logdet"])
+        n, quad, logdet = float(state["n_obs"]), float(state["quad"]), float(state["logdet"])
         finite = bool(torch.isfinite(mean).all() & torch.isfinite(factor).all())
-        if not finite or n < 0 or not math.isfinite(quad) or not math.isfinite(logdet):
+        if not finite or not n >= 0 or not math.isfinite(quad) or not math.isfinite(logdet):
             raise ValueError("state_dict holds non-finite values or a negative n_obs")
+        n = int(n) if n.is_integer() else n
         self._S.copy_(factor)
         self._mu.copy_(mean)
         self._n, self._quad, self._logdet = n, quad, logdet
@@ -863,7 +939,7 @@ def load_rebased(head: BayesianLinearRegression, state: Mapping[str, Any]) -> bo
     Returns:
         Whether the state was re-based (with equal hyper-parameters it is copied exactly).
     """
-    theirs = HeadConfig(**{k: state[k] for k in ("prior_var", "noise", "a0", "b0")})
+    theirs = HeadConfig(**{k: state[k] for k in HEAD_FIELDS if k in state})
     if theirs == head.config:
         head.load_state_dict(state)
         return False

@@ -143,7 +143,7 @@ def main() -> None:
             cells.append(f"{ratio.mean():.3f} ± {ratio.std():.3f} ({ratio.max():.3f})")
         print(f"{p:22s}" + "".join(f"{c:>28s}" for c in cells))
     print(
-        f"# decisions/s (mean): "
+        "# decisions/s (mean): "
         + "; ".join(
             f"{n} " + ", ".join(f"{p}={np.mean(rates[(p, n)]):.0f}" for p in args.problems)
             for n in names

@@ -459,3 +459,48 @@ def test_batched_draws_consume_the_generator_like_single_draws(
     one_gen = torch.Generator().manual_seed(9)
     single_gen = torch.Generator().manual_seed(9)
     assert torch.equal(head.sample(1, generator=one_gen)[0], head.sample(generator=single_gen))
+
+
+# -- forgetting -------------------------------------------------------------------------------
+@pytest.mark.parametrize("noise", NOISES)
+def test_forgetting_matches_the_discounted_closed_form(noise: str | float) -> None:
+    gamma, d, n = 0.995, 4, 2000
+    Z, r = _data(n, d, seed=3)
+    head = BayesianLinearRegression(d, noise=noise, forgetting=gamma, prior_var=2.0)
+    for z, reward in zip(Z, r.tolist(), strict=True):
+        head.update(z, reward)
+    v = 1.0 if noise == "nig" else noise
+    weights = gamma ** torch.arange(n - 1, -1, -1, dtype=F64)  # γ^(T−s)
+    precision = gamma**n * torch.eye(d, dtype=F64) / 2.0 + (Z.T * weights) @ Z / v
+    eta = Z.T @ (weights * r) / v
+    mean = torch.linalg.solve(precision, eta)
+    torch.testing.assert_close(head.mean, mean, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(head.precision(), precision, rtol=1e-8, atol=1e-8)
+    quad = (weights * r * r).sum() / v - mean @ precision @ mean
+    assert head.n_obs == pytest.approx(float(weights.sum()), rel=1e-10)
+    assert head.b == pytest.approx(1.0 + 0.5 * float(quad), rel=1e-8)
+
+
+@pytest.mark.parametrize("noise", NOISES)
+def test_a_weighted_rebuild_keeps_the_prior(noise: str | float) -> None:
+    gamma, d, n = 0.99, 3, 500
+    Z, r = _data(n, d, seed=4)
+    weights = gamma ** torch.arange(n - 1, -1, -1, dtype=F64)
+    head = BayesianLinearRegression(d, noise=noise, forgetting=gamma)
+    head.rebuild([(Z[:200], r[:200], weights[:200]), (Z[200:], r[200:], weights[200:])])
+    v = 1.0 if noise == "nig" else noise
+    precision = torch.eye(d, dtype=F64) + (Z.T * weights) @ Z / v  # the prior, undiscounted
+    torch.testing.assert_close(head.precision(), precision, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(head.mean, torch.linalg.solve(precision, Z.T @ (weights * r) / v))
+
+
+def test_no_forgetting_is_the_plain_head_exactly() -> None:
+    Z, r = _data(50, 5, seed=5)
+    plain, unit = BayesianLinearRegression(5), BayesianLinearRegression(5, forgetting=1.0)
+    for z, reward in zip(Z, r.tolist(), strict=True):
+        plain.update(z, reward)
+        unit.update(z, reward)
+    assert torch.equal(plain.mean, unit.mean) and plain.b == unit.b
+    assert torch.equal(plain.sqrt_covariance, unit.sqrt_covariance)
+    with pytest.raises(ValueError, match="forgetting"):
+        BayesianLinearRegression(5, forgetting=1.5)

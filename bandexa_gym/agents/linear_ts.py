@@ -17,6 +17,7 @@ from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
 from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.posterior import (
+    HEAD_FIELDS,
     BayesianLinearRegression,
     HeadConfig,
     grown_state,
@@ -149,6 +150,11 @@ class TargetStats:
         self.zs = torch.zeros(dim, dtype=torch.float64, device=device)
         self.moments = torch.zeros(3, dtype=torch.float64, device=device)
 
+    def discount(self, factor: float) -> None:
+        """Weigh everything so far by ``factor`` (as a forgetting head does its data)."""
+        for value in (self.zr, self.zs, self.moments):
+            value.mul_(factor)
+
     def add(self, Z: torch.Tensor, r: torch.Tensor) -> None:
         """Add rows Z (n, d) with raw rewards r (n,)."""
         self.zr.addmv_(Z.T, r)
@@ -199,7 +205,8 @@ class LinearTS(HeadAgent):
         action_dim: Width d_a of a candidate row.
         feature_map: ``"auto"``, ``"concat"`` or ``"disjoint"``.
         head: Hyper-parameters of the head(s) (default :class:`HeadConfig()`); or give
-            ``prior_var``, ``noise``, ``a0``, ``b0`` one by one.
+            ``prior_var``, ``noise``, ``a0``, ``b0``, ``forgetting`` one by one. With
+            ``forgetting=γ < 1`` every head (every arm's, too) is discounted by γ each round.
         exploration: Exploration rule (see :class:`HeadAgent`), default Thompson sampling.
         standardize_rewards: Learn on rewards standardized by their running mean and
             standard deviation (re-fitted at rounds 2, 4, 8, ..., the heads re-expressed
@@ -230,7 +237,7 @@ class LinearTS(HeadAgent):
             raise ValueError(
                 f"feature_map must be 'auto', 'concat' or 'disjoint', got {feature_map!r}"
             )
-        head_fields = {k: kwargs.pop(k) for k in ("prior_var", "noise", "a0", "b0") if k in kwargs}
+        head_fields = {k: kwargs.pop(k) for k in HEAD_FIELDS if k in kwargs}
         if head is not None and head_fields:
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
         self.head_config = head if head is not None else HeadConfig(**head_fields)
@@ -353,6 +360,17 @@ class LinearTS(HeadAgent):
     ) -> None:
         """Update the head(s) with standardized rewards and their raw statistics."""
         targets = self.reward_scaler(rewards)
+        gamma = self.head_config.forgetting
+        if gamma != 1.0:  # every head forgets every round: rows one at a time
+            for i in range(z.shape[0]):
+                arm = 0 if heads is None else int(heads[i])
+                for j, (head, stats) in enumerate(zip(self.heads, self.target_stats, strict=True)):
+                    stats.discount(gamma)
+                    if j != arm:
+                        head.discount(gamma)  # the updated head discounts inside its update
+                self.heads[arm].update(z[i], targets[i])
+                self.target_stats[arm].add(z[i : i + 1], rewards[i : i + 1])
+            return
         if heads is None:
             _absorb(self.heads[0], z, targets)
             self.target_stats[0].add(z, rewards)

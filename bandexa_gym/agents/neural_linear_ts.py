@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,12 +34,12 @@ from bandexa_gym.encoders import (
     check_encoder,
     encoder_spec,
 )
-from bandexa_gym.posterior import BayesianLinearRegression, HeadConfig
+from bandexa_gym.posterior import HEAD_FIELDS, BayesianLinearRegression, HeadConfig
 
 __all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_HEAD_FIELDS = ("prior_var", "noise", "a0", "b0")
+_HEAD_FIELDS = HEAD_FIELDS
 
 
 @dataclass
@@ -59,6 +60,11 @@ class NeuralLinearTSConfig:
         weight_decay: Adam weight decay.
         loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
         buffer_capacity: Capacity of the default in-memory replay buffer.
+        window: Sliding window: rebuilds use only the last ``window`` rounds of the replay
+            buffer (and training favours them, half-life ``window / 2``); None (default)
+            uses the whole buffer. With the head's ``forgetting=γ`` instead, rebuilds weight
+            a row of age k by ``γᵏ`` (the prior is kept) and training favours recent rows
+            with half-life ``ln 2 / −ln γ`` rounds.
         standardize_rewards: The head and the (MSE) readout learn rewards standardized by
             their running mean and standard deviation, re-fitted before every training burst
             and at rounds 2, 4, 8, ... (the head is then rebuilt), so the agent decides the
@@ -79,6 +85,7 @@ class NeuralLinearTSConfig:
     weight_decay: float = 0.0
     loss: str = "mse"
     buffer_capacity: int = 100_000
+    window: int | None = None
     standardize_rewards: bool = True
 
     def __post_init__(self) -> None:
@@ -108,6 +115,10 @@ class NeuralLinearTSConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ValueError(f"window must be None or an integer >= 1, got {self.window!r}")
         if not isinstance(self.standardize_rewards, bool):
             raise TypeError(
                 f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
@@ -318,8 +329,10 @@ class NeuralLinearTS(HeadAgent):
         self.encoder.train()
         total = torch.zeros((), device=self.device)
         skipped = torch.zeros((), device=self.device)
+        recency = self._recency_half_life()
         for _ in range(steps):
-            x, a, r = (t.to(self.device) for t in self.buffer.sample(size, self.sample_generator))
+            batch = self.buffer.sample(size, self.sample_generator, recency=recency)
+            x, a, r = (t.to(self.device) for t in batch)
             prediction = self.readout(self.encoder(x, a)).squeeze(-1)
             if standardize:
                 r = self.reward_scaler(r)
@@ -344,6 +357,13 @@ class NeuralLinearTS(HeadAgent):
             )
         done = steps - n_skipped
         return float(total) / done if done else float("nan")
+
+    def _recency_half_life(self) -> float | None:
+        """Half-life (in rounds) of the replay sampling's recency weights, or None."""
+        gamma, window = self.config.head.forgetting, self.config.window
+        if window is not None:
+            return window / 2.0
+        return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
 
     def _step_if_finite(self) -> torch.Tensor:
         """One optimizer step, skipped when a gradient is NaN or inf; returns a 0-d 1.0 if
@@ -370,11 +390,23 @@ class NeuralLinearTS(HeadAgent):
         size = self.config.rebuild_chunk if chunk_size is None else chunk_size
         self.encoder.eval()
 
-        def encoded() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gamma, window = self.config.head.forgetting, self.config.window
+        weighted = gamma != 1.0 or window is not None
+        last = self.buffer.last_step if weighted else None
+
+        def encoded() -> Iterator[tuple[torch.Tensor, ...]]:
             with torch.no_grad():
-                for x, a, r in self.buffer.iter_chunks(size):
-                    r = self.reward_scaler(r.to(self.device, torch.float64))
-                    yield self.encoder(x.to(self.device), a.to(self.device)), r
+                for chunk in self.buffer.iter_chunks(size, with_steps=weighted):
+                    x, a, r = (t.to(self.device) for t in chunk[:3])
+                    z, r = self.encoder(x, a), self.reward_scaler(r.to(torch.float64))
+                    if not weighted:
+                        yield z, r
+                        continue
+                    age = (last - chunk[3]).to(self.device, torch.float64)
+                    w = torch.pow(gamma, age)  # the data discounted, the prior kept
+                    if window is not None:
+                        w = w * (age < window)
+                    yield z, r, w
 
         self.posterior.rebuild(encoded())
         self.clear_feature_cache()

@@ -107,3 +107,14 @@ def test_batched_observations_from_a_vector_env():
     assert result.regrets.shape == (402,)
     early, late = result.regrets[:100].mean(), result.regrets[-100:].mean()
     assert late < 0.5 * early
+
+
+def test_with_forgetting_every_arm_forgets_every_round():
+    agent = LinearTS((2,), 3, feature_map="disjoint", forgetting=0.9, standardize_rewards=False)
+    obs = {"context": np.ones(2, np.float32), "candidates": np.eye(3, dtype=np.float32)}
+    agent.observe(obs, 1, 1.0)
+    before = agent.heads[2].scaled_covariance()
+    for _ in range(5):
+        agent.observe(obs, 0, 1.0)  # arm 2 is never played, yet its uncertainty grows
+    torch.testing.assert_close(agent.heads[2].scaled_covariance(), before / 0.9**5)
+    assert agent.heads[1].n_obs == pytest.approx(0.9**5)

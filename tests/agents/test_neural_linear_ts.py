@@ -14,7 +14,9 @@ from bandexa_gym.posterior import BayesianLinearRegression
 def _agent(**config) -> NeuralLinearTS:
     torch.manual_seed(0)
     return NeuralLinearTS(
-        MLPEncoder(3, 2, feature_dim=8, hidden=(16,)), seed=0, config=NeuralLinearTSConfig(**config)
+        MLPEncoder(3, 2, feature_dim=8, hidden=(16,)),
+        seed=0,
+        config=NeuralLinearTSConfig.from_settings(**config),
     )
 
 
@@ -196,3 +198,28 @@ def test_features_that_overflow_are_rejected_before_they_are_stored():
     with pytest.raises(ValueError, match="not finite"):
         agent.observe(obs, 0, 1.0)
     assert len(agent.buffer) == 0 and agent.posterior.n_obs == 0
+
+
+def test_a_forgetting_rebuild_weights_rows_by_age_and_keeps_the_prior():
+    gamma = 0.97
+    agent = _agent(train_every=0, forgetting=gamma, standardize_rewards=False)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(80):
+        agent.update(torch.randn(3, generator=gen), torch.randn(2, generator=gen), 0.3)
+    agent.rebuild_posterior(chunk_size=16)
+    X, A, R = next(agent.buffer.iter_chunks(1000))
+    with torch.no_grad():
+        Z = agent.encoder(X, A).double()
+    weights = gamma ** torch.arange(79, -1, -1, dtype=torch.float64)
+    precision = torch.eye(8, dtype=torch.float64) + (Z.T * weights) @ Z
+    torch.testing.assert_close(agent.posterior.precision(), precision, rtol=1e-7, atol=1e-8)
+    assert agent.posterior.n_obs == pytest.approx(float(weights.sum()))
+
+
+def test_a_window_rebuild_uses_the_last_rounds_only():
+    agent = _agent(train_every=0, window=10, standardize_rewards=False)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(30):
+        agent.update(torch.randn(3, generator=gen), torch.randn(2, generator=gen), 1.0)
+    agent.rebuild_posterior()
+    assert agent.posterior.n_obs == pytest.approx(10.0)
