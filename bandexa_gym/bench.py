@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_resources(0.0, strict=True),
         default=None,
         metavar="N",
-        help="ray: CPUs each run asks for (default: 1)",
+        help="ray: CPUs each run asks for (default: --threads)",
     )
     where.add_argument(
         "--num-gpus-per-run",
@@ -474,11 +474,13 @@ def _backend(args: argparse.Namespace) -> Any:
     if args.backend == "ray":
         return RayBackend(
             address=args.address,
-            num_cpus=args.num_cpus_per_run if args.num_cpus_per_run is not None else 1.0,
+            num_cpus=(
+                args.num_cpus_per_run if args.num_cpus_per_run is not None else float(args.threads)
+            ),
             num_gpus=args.num_gpus_per_run or 0.0,
             max_in_flight=args.workers,
         )
-    return local_backend(args.workers or 1)
+    return local_backend(args.workers or 1, args.threads)
 
 
 # -- the command -------------------------------------------------------------------------------

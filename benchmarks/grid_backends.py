@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--horizon", type=int, default=1000, help="rounds per run")
 parser.add_argument("--workers", type=int, default=2, help="runs at once on either backend")
 parser.add_argument("--out", type=Path, default=None, help="keep the grids here")
+parser.add_argument("--no-resume", action="store_true", help="only compare the backends")
 args = parser.parse_args()
 
 GRID = [
@@ -98,6 +98,8 @@ with tempfile.TemporaryDirectory() as scratch:
     print(f"identical rewards and regrets: {same(curves(base / 'local'), curves(base / 'ray'))}")
 
     # -- 2. killed half-way, resumed ---------------------------------------------------------
+    if args.no_resume:
+        sys.exit(0)
     out = base / "killed"
     command = [sys.executable, "-m", "bandexa_gym.bench", *GRID, "--out", str(out)]
     start = time.perf_counter()
@@ -119,17 +121,21 @@ with tempfile.TemporaryDirectory() as scratch:
     _, err = proc.communicate()
     stopped = time.perf_counter() - signalled
     first = signalled - start
-    kept = len(list(runs.glob("*.npz")))
+    kept = {path.name: path.read_bytes() for path in runs.glob("*.npz")}
     print(
         f"killed after {first:.1f} s: exit {proc.returncode}, stopped {stopped:.1f} s after the "
-        f"signal, {kept} runs kept"
+        f"signal, {len(kept)} runs kept"
     )
     start = time.perf_counter()
     resumed = bench("--out", str(out), "--resume")
     second = time.perf_counter() - start
-    ran = re.search(r"running (\d+)", resumed.stderr)
+    if resumed.returncode != 0:
+        sys.exit(f"--resume failed ({resumed.returncode}): {resumed.stderr}")
+    ran = len([p for p in runs.glob("*.npz") if p.name not in kept])
+    untouched = all((runs / name).read_bytes() == data for name, data in kept.items())
     print(
-        f"--resume: ran {ran.group(1) if ran else '?'} of {RUNS} runs in {second:.1f} s "
-        f"(killed + resumed: {first + stopped + second:.1f} s; uninterrupted: {local:.1f} s)"
+        f"--resume: ran {ran} of {RUNS} runs in {second:.1f} s, the {len(kept)} kept runs "
+        f"untouched: {untouched} (killed + resumed: {first + stopped + second:.1f} s; "
+        f"uninterrupted: {local:.1f} s)"
     )
     print(f"resumed grid equals the uninterrupted one: {same(curves(out), curves(base / 'local'))}")

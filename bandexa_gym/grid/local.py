@@ -15,11 +15,12 @@ processes themselves, so
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -104,15 +105,21 @@ class ProcessPoolBackend:
 
     Args:
         workers: Number of worker processes (at most one per job is started).
+        threads: Threads of the native libraries (OpenMP, OpenBLAS, MKL: NumPy's linear
+            algebra) in each worker, as Ray gives its tasks, unless the environment
+            already sets them; torch's own count is each job's ``threads``.
     """
 
     name = "local"
     in_place = False
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, threads: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.workers = workers
+        self.threads = threads
         self._context = get_context("spawn")
 
     def _start(self, report_progress: bool) -> _Worker:
@@ -123,7 +130,8 @@ class ProcessPoolBackend:
             name="bandexa-bench-worker",
             daemon=True,
         )
-        process.start()
+        with _native_threads(self.threads):
+            process.start()
         child_conn.close()
         return _Worker(process, parent_conn)
 
@@ -203,6 +211,24 @@ def _stop(worker: _Worker, graceful: bool) -> None:
     worker.conn.close()
 
 
-def local_backend(workers: int) -> InProcessBackend | ProcessPoolBackend:
-    """This process for one worker, else a pool of ``workers`` processes."""
-    return InProcessBackend() if workers <= 1 else ProcessPoolBackend(workers)
+def local_backend(workers: int, threads: int = 1) -> InProcessBackend | ProcessPoolBackend:
+    """This process for one worker, else a pool of ``workers`` processes (with ``threads``
+    native threads each)."""
+    return InProcessBackend() if workers <= 1 else ProcessPoolBackend(workers, threads)
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _native_threads(threads: int) -> Iterator[None]:
+    """Set the native libraries' thread counts in ``os.environ`` while a worker starts
+    (it reads them when it imports NumPy), leaving those the user set alone."""
+    added = [name for name in _THREAD_VARIABLES if name not in os.environ]
+    for name in added:
+        os.environ[name] = str(threads)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
