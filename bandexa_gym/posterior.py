@@ -41,6 +41,7 @@ from bandexa_gym.numerics import (
 __all__ = [
     "HEAD_FIELDS",
     "BayesianLinearRegression",
+    "accumulate_statistics",
     "Head",
     "HeadConfig",
     "NumericalWarning",
@@ -66,6 +67,10 @@ class HeadConfig:
             positive noise variance.
         a0: Inverse-gamma shape of the noise prior (NIG only), > 0.
         b0: Inverse-gamma scale of the noise prior (NIG only), > 0.
+        intercept: Regress on ``[z; 1]``: a weight for a constant feature, with the same prior
+            as the others, so the head can fit a mean reward of its own (what standardized
+            rewards, centered at the overall mean, need from per-arm heads). The agents turn
+            it on by default; a bare head has none.
         forgetting: Discount factor γ in (0, 1]: before every update the whole posterior is
             discounted (precision × γ; the data's counts too), so an observation ``k``
             updates old weighs ``γᵏ`` — for rewards that drift. ``rebuild`` keeps the prior
@@ -80,9 +85,12 @@ class HeadConfig:
     noise: str | float = "nig"
     a0: float = 1.0
     b0: float = 1.0
+    intercept: bool = False
     forgetting: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.intercept, bool):
+            raise TypeError(f"intercept must be True or False, got {self.intercept!r}")
         for name in ("prior_var", "a0", "b0", "forgetting"):
             _check_positive(name, getattr(self, name))
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -162,8 +170,17 @@ class Head(Protocol):
         ...
 
 
+def score_dtype(Z: Tensor, w: Tensor) -> torch.dtype:
+    """The precision :func:`score` works in: the features', if floating, else the draw's."""
+    return Z.dtype if Z.dtype in (torch.float32, torch.float64) else w.dtype
+
+
 def score(Z: Tensor, w: Tensor) -> Tensor:
-    """Scores of candidate features under weights: one matmul in ``w.dtype``.
+    """Scores of candidate features under weights: one matmul in the features' precision.
+
+    Float32 features (a neural encoder's) are scored in float32 with the draw rounded to
+    float32, which keeps a batch of B × K candidates from being copied to float64 (the
+    scores only rank candidates); float64 features are scored in float64.
 
     Args:
         Z: Candidate features (K, d), or (n, K, d) with one weight row per leading index.
@@ -172,7 +189,8 @@ def score(Z: Tensor, w: Tensor) -> Tensor:
     Returns:
         ``Z @ w`` (K,) for ``w`` (d,); (n, K) for ``w`` (n, d) (``Z`` (K, d) broadcasts).
     """
-    Z = Z.to(dtype=w.dtype, device=w.device)
+    dtype = score_dtype(Z, w)
+    Z, w = Z.to(dtype=dtype, device=w.device), w.to(dtype)
     if w.ndim == 1:
         return Z @ w
     if w.shape[0] == 1 and Z.ndim == 3:  # one candidate set: the same matrix-vector product
@@ -229,6 +247,7 @@ class BayesianLinearRegression:
         noise: str | float | None = None,
         a0: float | None = None,
         b0: float | None = None,
+        intercept: bool | None = None,
         forgetting: float | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
@@ -237,7 +256,7 @@ class BayesianLinearRegression:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         dim = int(dim)
         fields = {"prior_var": prior_var, "noise": noise, "a0": a0, "b0": b0,
-                  "forgetting": forgetting}  # fmt: skip
+                  "intercept": intercept, "forgetting": forgetting}  # fmt: skip
         given = {k: v for k, v in fields.items() if v is not None}
         if config is not None and given:
             raise ValueError(f"pass either config= or {sorted(given)}, not both")
@@ -254,6 +273,9 @@ class BayesianLinearRegression:
         self._obs_sd = math.sqrt(obs_var)
         self._dtype = dtype
         self._device = torch.device("cpu") if device is None else torch.device(device)
+        self._features = dim  # input width; the state has one more row with an intercept
+        self._intercept = config.intercept
+        dim += int(config.intercept)
         self._dim = dim
         self._set_state(self._prior_factor(dim), torch.zeros(dim, dtype=dtype, device=self._device))
         self._reset_scalars()
@@ -283,8 +305,26 @@ class BayesianLinearRegression:
     # -- properties -------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Feature dimension d."""
+        """Feature dimension d (the width of the ``z`` it takes)."""
+        return self._features
+
+    @property
+    def state_dim(self) -> int:
+        """Rows of the state: d, plus one with an intercept (the last row)."""
         return self._dim
+
+    def augment(self, Z: Tensor) -> Tensor:
+        """The regressors of ``Z`` (..., d): ``[Z, 1]`` with an intercept, else ``Z``."""
+        if not self._intercept:
+            return Z
+        return torch.cat([Z, Z.new_ones((*Z.shape[:-1], 1))], dim=-1)
+
+    def score(self, Z: Tensor, w: Tensor) -> Tensor:
+        """Scores of features ``Z`` (..., K, d) under draws ``w`` (d',) or (n, d') of this
+        head (see :func:`score`), the intercept weight included."""
+        if not self._intercept:
+            return score(Z, w)
+        return score(Z, w[..., :-1]) + w[..., -1:].to(score_dtype(Z, w))
 
     @property
     def config(self) -> HeadConfig:
@@ -385,8 +425,9 @@ class BayesianLinearRegression:
             z = torch.as_tensor(z).to(device=self._device, dtype=self._dtype)
         if z.requires_grad:
             z = z.detach()
-        if z.shape != self._shape:
-            raise ValueError(f"expected z of shape ({self._dim},), got {tuple(z.shape)}")
+        if z.shape != (self._features,):
+            raise ValueError(f"expected z of shape ({self._features},), got {tuple(z.shape)}")
+        z = self.augment(z)
         r = _scalar(r)
         d, g = self._dim, self._forgetting
         v = torch.mv(self._buf.T, z)  # (d + 1,) = [φ = Sᵀz ; zᵀμ]
@@ -453,9 +494,9 @@ class BayesianLinearRegression:
         """
         Z = torch.as_tensor(Z).detach().to(device=self._device, dtype=self._dtype)
         r = torch.as_tensor(r).detach().to(device=self._device, dtype=self._dtype)
-        d = self._dim
-        if Z.ndim != 2 or Z.shape[1] != d:
-            raise ValueError(f"expected Z of shape (n, {d}), got {tuple(Z.shape)}")
+        if Z.ndim != 2 or Z.shape[1] != self._features:
+            raise ValueError(f"expected Z of shape (n, {self._features}), got {tuple(Z.shape)}")
+        Z, d = self.augment(Z), self._dim
         n = Z.shape[0]
         if r.shape != (n,):
             raise ValueError(f"expected r of shape ({n},), got {tuple(r.shape)}")
@@ -464,7 +505,7 @@ class BayesianLinearRegression:
         if not bool(torch.isfinite(Z).all() & torch.isfinite(r).all()):
             raise ValueError("Z and r must be finite")
         if self._forgetting != 1.0:  # each row discounts before it: one at a time, exactly
-            self._update_rows(Z, r)
+            self._update_rows(Z[:, : self._features], r)
             return
         S, mu, var, sd = self._S, self._mu, self._obs_var, self._obs_sd
         chunk = max(d, 64)
@@ -530,33 +571,15 @@ class BayesianLinearRegression:
             ValueError: A chunk with bad shapes or non-finite values (the posterior is left
                 unchanged: nothing is written before the stream is fully read).
         """
-        d, dt, dev = self._dim, self._dtype, self._device
-        gram = torch.zeros(d, d, dtype=dt, device=dev)
-        zr = torch.zeros(d, dtype=dt, device=dev)
-        rr = torch.zeros((), dtype=dt, device=dev)
-        n = torch.zeros((), dtype=dt, device=dev)
-        weighted = False
-        for chunk in chunks:
-            Z = torch.as_tensor(chunk[0]).detach().to(device=dev, dtype=dt)
-            r = torch.as_tensor(chunk[1]).detach().to(device=dev, dtype=dt)
-            if Z.ndim != 2 or Z.shape[1] != d or r.shape != (Z.shape[0],):
-                raise ValueError(
-                    f"expected chunks of Z (n, {d}) and r (n,), got {tuple(Z.shape)} and "
-                    f"{tuple(r.shape)}"
-                )
-            if len(chunk) > 2:
-                weighted = True
-                w = torch.as_tensor(chunk[2]).detach().to(device=dev, dtype=dt)
-                if w.shape != r.shape or not bool((w >= 0).all()):
-                    raise ValueError(f"expected weights >= 0 of shape {tuple(r.shape)}")
-            else:
-                w = torch.ones_like(r)
-            gram.addmm_(Z.T * w, Z)
-            zr.addmv_(Z.T, w * r)
-            rr.add_((w * r).dot(r))
-            n.add_(w.sum())
-        count = float(n) if weighted else int(round(float(n)))
-        self.rebuild_from_statistics(gram, zr, rr, count)
+        augmented = ((self._augment_chunk(c[0]), *c[1:]) for c in chunks)
+        stats = accumulate_statistics(augmented, self._dim, self._dtype, self._device)
+        self.rebuild_from_statistics(*stats)
+
+    def _augment_chunk(self, Z: Tensor) -> Tensor:
+        Z = torch.as_tensor(Z)
+        if Z.ndim != 2 or Z.shape[1] != self._features:
+            raise ValueError(f"expected chunks of Z (n, {self._features}), got {tuple(Z.shape)}")
+        return self.augment(Z.to(self._dtype))
 
     def rebuild_from_statistics(self, gram: Tensor, zr: Tensor, rr: Tensor | float, n: int) -> None:
         """Set the posterior of data with sufficient statistics ``ZᵀZ``, ``Zᵀr``, ``rᵀr``, n.
@@ -567,9 +590,9 @@ class BayesianLinearRegression:
         O(d³). The statistics of transformed targets follow from raw ones, so an agent can
         re-standardize its rewards without keeping the data.
 
-        Args:
-            gram: ``ZᵀZ`` (d, d).
-            zr: ``Zᵀr`` (d,).
+        Args (``Z`` is the regressors, :meth:`augment` of the features; d' = :attr:`state_dim`):
+            gram: ``ZᵀZ`` (d', d').
+            zr: ``Zᵀr`` (d',).
             rr: ``rᵀr``.
             n: Number of observations (a weighted count may be fractional).
 
@@ -620,7 +643,7 @@ class BayesianLinearRegression:
             ValueError: Bad shape or non-finite values; the posterior is left unchanged.
         """
         zr = torch.as_tensor(zr).to(device=self._device, dtype=self._dtype)
-        if zr.shape != self._shape or not bool(torch.isfinite(zr).all()):
+        if zr.shape != (self._dim,) or not bool(torch.isfinite(zr).all()):
             raise ValueError(
                 f"expected a finite Zᵀr of shape ({self._dim},), got {tuple(zr.shape)}"
             )
@@ -643,17 +666,21 @@ class BayesianLinearRegression:
         Raises:
             ValueError: ``new_dim < dim``.
         """
-        old = self._dim
+        old = self._features
         if isinstance(new_dim, bool) or not isinstance(new_dim, numbers.Integral) or new_dim < old:
             raise ValueError(f"new_dim must be an int >= dim = {old}, got {new_dim!r}")
         new_dim = int(new_dim)
         if new_dim == old:
             return
-        factor = self._prior_factor(new_dim)
-        factor[:old, :old] = self._S
-        mean = torch.zeros(new_dim, dtype=self._dtype, device=self._device)
-        mean[:old] = self._mu
+        extra = int(self._intercept)
+        rows = list(range(old)) + ([new_dim] if extra else [])  # the intercept stays last
+        index = torch.tensor(rows, device=self._device)
+        factor = self._prior_factor(new_dim + extra)
+        factor[index[:, None], index] = self._S
+        mean = torch.zeros(new_dim + extra, dtype=self._dtype, device=self._device)
+        mean[index] = self._mu
         self._set_state(factor, mean)
+        self._features = new_dim
         self._logdet += (new_dim - old) * math.log(self._prior_var)
 
     # -- prediction and sampling -------------------------------------------------------
@@ -684,9 +711,12 @@ class BayesianLinearRegression:
             ``(mean, variance)``, each (..., K) in ``dtype``.
         """
         Z = Z.to(dtype=self._dtype, device=self._device)
-        if Z.shape[-1] != self._dim:
-            raise ValueError(f"expected Z of shape (..., K, {self._dim}), got {tuple(Z.shape)}")
-        proj = Z @ self._buf  # (..., K, d + 1) = [Sᵀz ; zᵀμ] per row
+        f = self._features
+        if Z.shape[-1] != f:
+            raise ValueError(f"expected Z of shape (..., K, {f}), got {tuple(Z.shape)}")
+        proj = Z @ self._buf[:f]  # (..., K, d' + 1) = [Sᵀz ; zᵀμ] per row
+        if self._intercept:
+            proj = proj + self._buf[f]  # the constant regressor's row
         variance = proj[..., : self._dim].pow(2).sum(-1).mul_(self.noise_scale())
         return proj[..., self._dim], variance
 
@@ -756,11 +786,13 @@ class BayesianLinearRegression:
         """
         if draws is None:
             w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
-            return score(Z, w)
+            return self.score(Z, w)
         lead = Z.shape[:-2]
-        w = self.sample(draws * math.prod(lead), generator=generator)  # (M · n, d)
+        w = self.sample(draws * math.prod(lead), generator=generator)  # (M · n, d')
         w = w.reshape(draws, *lead, 1, self._dim)
-        return (Z.to(dtype=w.dtype, device=w.device) * w).sum(-1)
+        f = self._features
+        scores = (Z.to(dtype=w.dtype, device=w.device) * w[..., :f]).sum(-1)
+        return scores + w[..., f] if self._intercept else scores
 
     def log_marginal_likelihood(self) -> float:
         """Log evidence ``log p(r₁..rₙ | z₁..zₙ)`` of the data absorbed so far, in O(1).
@@ -790,7 +822,8 @@ class BayesianLinearRegression:
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and Python scalars describing the head (copies)."""
         return {
-            "dim": self._dim,
+            "dim": self._features,
+            "intercept": self._intercept,
             "noise": self._noise,
             "prior_var": self._prior_var,
             "a0": self._a0,
@@ -825,11 +858,15 @@ class BayesianLinearRegression:
         missing = [k for k in keys if k not in state]
         if missing:
             raise ValueError(f"state_dict is missing {missing}")
-        d = int(state["dim"])
-        if d != self._dim:
-            raise ValueError(f"state_dict has dim {d}, this head has dim {self._dim}")
-        for key in ("noise", "prior_var", "a0", "b0", "forgetting"):
-            mine, theirs = getattr(self, "_" + key), state.get(key, 1.0)
+        if int(state["dim"]) != self._features:
+            raise ValueError(
+                f"state_dict has dim {state['dim']}, this head has dim {self._features}"
+            )
+        d = self._dim
+        defaults = {"noise": None, "prior_var": None, "a0": None, "b0": None,
+                    "intercept": False, "forgetting": 1.0}  # fmt: skip
+        for key, default in defaults.items():
+            mine, theirs = getattr(self, "_" + key), state.get(key, default)
             if theirs != mine:
                 raise ValueError(f"state_dict has {key}={theirs!r}, this head has {mine!r}")
         mean = torch.as_tensor(state["mean"]).to(device=self._device, dtype=self._dtype)
@@ -858,7 +895,7 @@ class BayesianLinearRegression:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(dim={self._dim}, noise={self._noise!r}, "
+            f"{type(self).__name__}(dim={self._features}, noise={self._noise!r}, "
             f"prior_var={self._prior_var}, n_obs={self._n}, device={self._device})"
         )
 
@@ -875,6 +912,58 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def accumulate_statistics(
+    chunks: Iterable[tuple[Tensor, ...]],
+    dim: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device | None = None,
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """Sufficient statistics ``(ZᵀWZ, ZᵀWr, rᵀWr, ΣW)`` of ``(Z, r[, w])`` chunks.
+
+    What :meth:`BayesianLinearRegression.rebuild` streams; agents with one head per arm
+    call it per arm.
+
+    Args:
+        chunks: Iterable of ``(Z (n_i, d), r (n_i,))`` or ``(Z, r, w (n_i,))``.
+        dim: d.
+        dtype: Accumulation dtype.
+        device: Accumulation device.
+
+    Returns:
+        ``gram`` (d, d), ``zr`` (d,), ``rr`` (), and the (weighted) count (an int without
+        weights).
+
+    Raises:
+        ValueError: Bad shapes or negative weights.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    gram = torch.zeros(dim, dim, dtype=dtype, device=device)
+    zr = torch.zeros(dim, dtype=dtype, device=device)
+    rr = torch.zeros((), dtype=dtype, device=device)
+    n = torch.zeros((), dtype=dtype, device=device)
+    weighted = False
+    for chunk in chunks:
+        Z = torch.as_tensor(chunk[0]).detach().to(device=device, dtype=dtype)
+        r = torch.as_tensor(chunk[1]).detach().to(device=device, dtype=dtype)
+        if Z.ndim != 2 or Z.shape[1] != dim or r.shape != (Z.shape[0],):
+            raise ValueError(
+                f"expected chunks of Z (n, {dim}) and r (n,), got {tuple(Z.shape)} and "
+                f"{tuple(r.shape)}"
+            )
+        if len(chunk) > 2:
+            weighted = True
+            w = torch.as_tensor(chunk[2]).detach().to(device=device, dtype=dtype)
+            if w.shape != r.shape or not bool((w >= 0).all()):
+                raise ValueError(f"expected weights >= 0 of shape {tuple(r.shape)}")
+        else:
+            w = torch.ones_like(r)
+        gram.addmm_(Z.T * w, Z)
+        zr.addmv_(Z.T, w * r)
+        rr.add_((w * r).dot(r))
+        n.add_(w.sum())
+    return gram, zr, rr, (float(n) if weighted else int(round(float(n))))
 
 
 def rebase_head_state(
@@ -905,6 +994,8 @@ def rebase_head_state(
         A state dict for a head with the new hyper-parameters.
     """
     new = config if config is not None else HeadConfig(**fields)
+    if bool(state.get("intercept", False)) != new.intercept:
+        raise ValueError("a head with an intercept cannot be re-based on one without (or back)")
     mean = torch.as_tensor(state["mean"])
     factor = torch.as_tensor(state["sqrt_covariance"]).to(mean.dtype)
     d = mean.shape[0]
@@ -923,7 +1014,7 @@ def rebase_head_state(
     new_factor = torch.linalg.solve_triangular(L, eye, upper=False).T  # L⁻ᵀ
     fit = float((L.T @ new_mean).pow(2).sum())  # μ'ᵀ Λ' μ'
     return {
-        "dim": d,
+        "dim": int(state["dim"]),
         **new.to_dict(),
         "mean": new_mean,
         "sqrt_covariance": new_factor,
@@ -969,6 +1060,8 @@ def grown_state(
     state = grown.state_dict()
     if order is not None:
         order = order.to(state["mean"].device)
+        if head.config.intercept:  # the intercept row stays last
+            order = torch.cat([order, order.new_tensor([new_dim])])
         state["mean"] = state["mean"][order]
         state["sqrt_covariance"] = state["sqrt_covariance"][order]
     return state

@@ -46,6 +46,7 @@ def probe_scores(agent: HeadAgent, obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 FAST = {"warmup_random": 5, "train_every": 10, "optimizer_steps": 3, "batch_size": 8}
+SHARED = {"arm_heads": "shared"}  # random candidate rows: one head for all of them
 
 
 def _observations(
@@ -78,7 +79,7 @@ def _train(agent: Agent, observations: list[dict[str, np.ndarray]]) -> None:
 
 def _neural(encoder: Encoder, **config) -> NeuralLinearTS:
     return NeuralLinearTS(
-        encoder, config=NeuralLinearTSConfig.from_settings(**{**FAST, **config}), seed=3
+        encoder, config=NeuralLinearTSConfig.from_settings(**{**FAST, **SHARED, **config}), seed=3
     )
 
 
@@ -197,7 +198,7 @@ def test_a_reopened_disk_buffer_can_be_handed_to_the_loaded_agent(tmp_path: Path
     agent = NeuralLinearTS(
         MLPEncoder(6, 4, feature_dim=8, hidden=(16,)),
         buffer=buffer,
-        config=NeuralLinearTSConfig(**FAST),
+        config=NeuralLinearTSConfig(**FAST, **SHARED),
         seed=np.int64(3),  # numpy scalars are stored as plain JSON numbers
     )
     _train(agent, _observations((6,), 5, 4, False, 20, seed=0))
@@ -226,7 +227,7 @@ def test_no_pickle_is_involved_in_loading(tmp_path: Path, monkeypatch: pytest.Mo
     # A plain safetensors file: JSON metadata in the header, tensors by name.
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["bandexa_gym"])
-        assert "posterior.mean" in f.keys()
+        assert "heads.0.mean" in f.keys()
     assert meta["format_version"] == FORMAT_VERSION
     assert meta["spec"]["encoder"] == {
         "class": "TwoTowerEncoder",
@@ -440,7 +441,7 @@ def test_an_edited_metadata_field_fails_the_digest(saved_mlp: tuple[NeuralLinear
         (lambda m: m["state"].update(rounds=-5), "rounds"),
         (lambda m: m["spec"]["config"]["head"].update(prior_var=-1.0), "prior_var"),
         (lambda m: m["spec"]["config"].update(train_every="often"), "train_every"),
-        (lambda m: m["state"]["posterior"].update(n_obs=-1), "n_obs"),
+        (lambda m: m["state"]["heads"][0].update(n_obs=-1), "n_obs"),
         (lambda m: m.update({"class": "NoSuchAgent"}), "unknown agent class"),
     ],
     ids=["negative-rounds", "bad-prior", "bad-schedule", "bad-count", "unknown-class"],

@@ -235,12 +235,14 @@ def test_score_shapes() -> None:
     gen = torch.Generator().manual_seed(0)
     Z = torch.randn(7, 4)  # float32 candidates
     w = head.sample(generator=gen)
-    assert torch.allclose(score(Z, w), Z.double() @ w)
+    assert score(Z, w).dtype == torch.float32  # float32 features are scored in float32
+    assert torch.allclose(score(Z, w).double(), Z.double() @ w, atol=1e-5)
+    assert torch.equal(score(Z.double(), w), Z.double() @ w)
     W = head.sample(3, generator=gen)
     Zb = torch.randn(3, 7, 4)
     s = score(Zb, W)
     assert s.shape == (3, 7)
-    assert torch.allclose(s[1], Zb[1].double() @ W[1])
+    assert torch.allclose(s[1].double(), Zb[1].double() @ W[1], atol=1e-5)
     assert head.thompson_scores(Z, generator=gen).shape == (7,)
     assert head.thompson_scores(Zb, generator=gen).shape == (3, 7)
     assert head.sample(0, generator=gen).shape == (0, 4)
@@ -504,3 +506,44 @@ def test_no_forgetting_is_the_plain_head_exactly() -> None:
     assert torch.equal(plain.sqrt_covariance, unit.sqrt_covariance)
     with pytest.raises(ValueError, match="forgetting"):
         BayesianLinearRegression(5, forgetting=1.5)
+
+
+# -- intercept ----------------------------------------------------------------------------
+@pytest.mark.parametrize("noise", NOISES)
+def test_an_intercept_head_regresses_on_z_and_one(noise: str | float) -> None:
+    Z, r = _data(80, 3, seed=6)
+    r = r + 5.0  # a mean the features cannot explain
+    head = BayesianLinearRegression(3, noise=noise, intercept=True)
+    head.update_batch(Z[:50], r[:50])
+    for z, reward in zip(Z[50:], r[50:].tolist(), strict=True):
+        head.update(z, reward)
+    plain = BayesianLinearRegression(4, noise=noise)
+    plain.update_batch(torch.cat([Z, torch.ones(80, 1, dtype=F64)], 1), r)
+    torch.testing.assert_close(head.mean, plain.mean)
+    assert head.dim == 3 and head.state_dim == 4 and head.b == pytest.approx(plain.b)
+    probe = torch.randn(2, 5, 3, dtype=F64)
+    mean, variance = head.predict(probe)
+    ref_mean, ref_variance = plain.predict(torch.cat([probe, torch.ones(2, 5, 1, dtype=F64)], -1))
+    torch.testing.assert_close(mean, ref_mean)
+    torch.testing.assert_close(variance, ref_variance)
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    torch.testing.assert_close(
+        head.thompson_scores(probe, generator=gen_a),
+        plain.thompson_scores(
+            torch.cat([probe, torch.ones(2, 5, 1, dtype=F64)], -1), generator=gen_b
+        ),
+    )
+    rebuilt = BayesianLinearRegression(3, noise=noise, intercept=True)
+    rebuilt.rebuild([(Z, r)])
+    torch.testing.assert_close(rebuilt.mean, head.mean)
+
+
+def test_growing_an_intercept_head_keeps_the_intercept_last() -> None:
+    Z, r = _data(40, 2, seed=7)
+    head = BayesianLinearRegression(2, intercept=True)
+    head.update_batch(Z, r + 3.0)
+    before = head.predict(Z[:5])[0]
+    head.expand(4)
+    grown = head.predict(torch.cat([Z[:5], torch.zeros(5, 2, dtype=F64)], 1))[0]
+    torch.testing.assert_close(grown, before)  # new features at zero change nothing
+    assert head.dim == 4 and head.state_dim == 5

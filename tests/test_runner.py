@@ -78,7 +78,7 @@ def test_delayed_feedback_costs_regret_and_batches_learn_everything() -> None:
     env = _env()
     batched = make_agent("linear_ts", env, seed=0)
     run(batched, env, 95, seed=0, feedback_batch=20)  # 4 full batches and a last one of 15
-    assert batched.rounds == 95 and batched.posterior.n_obs == 95
+    assert batched.rounds == 95 and sum(head.n_obs for head in batched.heads) == 95
 
 
 def test_bad_feedback_options_are_refused() -> None:

@@ -21,7 +21,7 @@ from bandexa_gym.agents import (
 )
 from bandexa_gym.bench import run
 from bandexa_gym.encoders import ConvEncoder, MLPEncoder, TwoTowerEncoder
-from bandexa_gym.posterior import BayesianLinearRegression
+from bandexa_gym.posterior import BayesianLinearRegression, HeadConfig
 from bandexa_gym.transfer import evolve, rebase_head_state
 from tests.agents.linear_env import LinearEnv
 
@@ -37,7 +37,10 @@ def _thompson_scores(agent: LinearTS, x: torch.Tensor, candidates: torch.Tensor)
     return agent.head.thompson_scores(features, generator=agent.generator)[0]
 
 
-SMALL = NeuralLinearTSConfig(train_every=25, optimizer_steps=5, batch_size=32)
+# A head without an intercept: the tests below check the head's state layout directly.
+SMALL = NeuralLinearTSConfig(
+    head=HeadConfig(), arm_heads="shared", train_every=25, optimizer_steps=5, batch_size=32
+)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -141,10 +144,10 @@ def _observations(env: gym.Env, n: int, seed: int = 5) -> list[dict[str, np.ndar
 
 # -- LinearTS ------------------------------------------------------------------------------
 def test_concat_head_grows_by_prior_blocks_between_x_and_a():
-    trained = LinearTS((8,), 4, feature_map="concat", seed=0)
+    trained = LinearTS((8,), 4, feature_map="concat", seed=0, intercept=False)
     run(trained, _synthetic(), 150, seed=0)
     before = _snapshot(trained)
-    template = LinearTS((10,), 6, feature_map="concat", seed=1)
+    template = LinearTS((10,), 6, feature_map="concat", seed=1, intercept=False)
     evolved = evolve(trained, template)
 
     assert evolved is template
@@ -184,10 +187,24 @@ def test_concat_head_grows_by_prior_blocks_between_x_and_a():
     assert 0 <= evolved.act(_pad_obs(obs, 10, 6)) < 5
 
 
+def test_an_intercept_head_grows_with_the_intercept_kept_last():
+    trained = LinearTS((8,), 4, feature_map="concat", seed=0)  # the default: an intercept
+    run(trained, _synthetic(), 120, seed=0)
+    evolved = evolve(trained, LinearTS((10,), 6, feature_map="concat", seed=1))
+    assert evolved.posterior.state_dim == 17
+    for obs in _observations(_synthetic(), 5):
+        torch.testing.assert_close(
+            probe_scores(evolved, _pad_obs(obs, 10, 6)),
+            probe_scores(trained, obs),
+            atol=1e-6,
+            rtol=0,
+        )
+
+
 def test_concat_action_growth_alone_appends_at_the_end():
-    trained = LinearTS((8,), 4, feature_map="concat", seed=0)
+    trained = LinearTS((8,), 4, feature_map="concat", seed=0, intercept=False)
     run(trained, _synthetic(), 60, seed=0)
-    evolved = evolve(trained, LinearTS((8,), 6, feature_map="concat", seed=0))
+    evolved = evolve(trained, LinearTS((8,), 6, feature_map="concat", seed=0, intercept=False))
     assert torch.equal(evolved.posterior.mean[:12], trained.posterior.mean)
     torch.testing.assert_close(
         evolved.posterior.covariance()[:12, :12], trained.posterior.covariance(), rtol=1e-12, atol=0
@@ -196,12 +213,12 @@ def test_concat_action_growth_alone_appends_at_the_end():
 
 def test_disjoint_arms_are_kept_added_and_dropped():
     env = LinearEnv(one_hot=True, n_arms=6)
-    trained = LinearTS((4,), 6, feature_map="disjoint", seed=0)
+    trained = LinearTS((4,), 6, feature_map="disjoint", seed=0, intercept=False)
     run(trained, env, 200, seed=0)
     before = _snapshot(trained)
 
     # More context features and more arms; the template's "auto" adopts "disjoint".
-    grown = evolve(trained, LinearTS((6,), 8, seed=1))
+    grown = evolve(trained, LinearTS((6,), 8, seed=1, intercept=False))
     _assert_same(before, _snapshot(trained))
     assert grown.feature_map == "disjoint" and grown.requested_feature_map == "auto"
     assert len(grown.heads) == 8
@@ -218,13 +235,13 @@ def test_disjoint_arms_are_kept_added_and_dropped():
         _assert_same(grown.heads[arm].state_dict(), prior)
 
     # Fewer arms, same context: kept heads are bit-identical, arms 4 and 5 are dropped.
-    fewer = evolve(trained, LinearTS((4,), 4, feature_map="disjoint", seed=1))
+    fewer = evolve(trained, LinearTS((4,), 4, feature_map="disjoint", seed=1, intercept=False))
     assert len(fewer.heads) == 4
     for arm in range(4):
         _assert_same(fewer.heads[arm].state_dict(), trained.heads[arm].state_dict())
 
     # Same context, more arms: with the same generator state the old arms' draws match.
-    more = evolve(trained, LinearTS((4,), 8, feature_map="disjoint", seed=1))
+    more = evolve(trained, LinearTS((4,), 8, feature_map="disjoint", seed=1, intercept=False))
     x = torch.randn(4, generator=torch.Generator().manual_seed(3))
     for _ in range(3):
         more.generator.set_state(trained.generator.get_state())
@@ -282,10 +299,13 @@ def test_rebase_equals_a_head_fed_the_same_data_under_the_new_prior():
         )
 
     # Through evolve: a template with another prior gets the re-based head.
-    trained = LinearTS((3,), 2, feature_map="concat")
+    trained = LinearTS((3,), 2, feature_map="concat", intercept=False)
     for z, y in zip(Z[:, :5].float(), r, strict=True):
         trained.heads[0].update(z, y)
-    evolved = evolve(trained, LinearTS((3,), 2, feature_map="concat", prior_var=4.0, noise=0.09))
+    evolved = evolve(
+        trained,
+        LinearTS((3,), 2, feature_map="concat", prior_var=4.0, noise=0.09, intercept=False),
+    )
     reference = BayesianLinearRegression(5, prior_var=4.0, noise=0.09)
     reference.update_batch(Z.float().double(), r)
     torch.testing.assert_close(evolved.posterior.mean, reference.mean, rtol=1e-8, atol=1e-10)
@@ -326,6 +346,22 @@ def test_disjoint_learns_new_mnist_labels_without_losing_old_ones():
 
 
 # -- NeuralLinearTS -------------------------------------------------------------------------
+def test_per_arm_neural_heads_keep_their_arms_and_new_arms_start_at_the_prior():
+    env = LinearEnv(one_hot=True, n_arms=4)
+    config = NeuralLinearTSConfig(train_every=25, optimizer_steps=5, batch_size=32)
+    torch.manual_seed(0)
+    trained = NeuralLinearTS(MLPEncoder(4, 4, feature_dim=8, hidden=(16,)), seed=0, config=config)
+    run(trained, env, 120, seed=0)
+    assert trained.arm_mode == "per_arm" and len(trained.heads) == 4
+    torch.manual_seed(0)
+    template = NeuralLinearTS(MLPEncoder(4, 6, feature_dim=8, hidden=(16,)), seed=1, config=config)
+    evolved = evolve(trained, template)
+    assert evolved.arm_mode == "per_arm" and len(evolved.heads) == 6
+    for old, new in zip(trained.heads, evolved.heads, strict=False):
+        assert torch.equal(old.mean, new.mean) and old.n_obs == new.n_obs
+    assert all(head.n_obs == 0 for head in evolved.heads[4:])
+
+
 @pytest.mark.parametrize("kind", ["mlp", "two_tower"])
 def test_neural_growth_keeps_features_head_readout_and_pads_the_buffer(kind):
     trained = _neural(8, 4, kind)

@@ -196,6 +196,33 @@ def _move_buffer(
     return f"buffer: {copied} transitions copied{how} into the template's{lost}"
 
 
+def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
+    """Move the head(s): the shared head, or one head per arm (arms keep their identity:
+    one-hot positions, or content rows padded with zeros for new action features)."""
+    if agent.arm_mode != "per_arm":
+        template.arm_mode = agent.arm_mode if template.config.arm_heads == "auto" else "shared"
+        template.heads = [template.new_head()]
+        rebased = load_rebased(template.heads[0], agent.heads[0].state_dict())
+        head = agent.heads[0]
+        return rebased, f"head kept (d={head.dim}, n_obs={head.n_obs})"
+    if template.config.arm_heads == "shared":
+        raise ValueError(
+            "arm heads differ: the trained agent has one head per arm, the template "
+            "arm_heads='shared'; per-arm heads cannot become one shared head"
+        )
+    scalars, rows = agent.registry.state()
+    width = template.encoder.action_dim
+    padded = torch.cat([rows, rows.new_zeros(rows.shape[0], width - rows.shape[1])], dim=1)
+    template.registry.load(scalars, padded)
+    template.arm_mode = "per_arm"
+    template.heads = [template.new_head() for _ in range(template.registry.n_arms)]
+    rebased = False
+    for old, new in zip(agent.heads, template.heads, strict=False):
+        rebased |= load_rebased(new, old.state_dict())
+    added = len(template.heads) - len(agent.heads)
+    return rebased, f"{len(agent.heads)} per-arm heads kept, {added} new arms at the prior"
+
+
 def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
     """The template's head came in the trained agent's reward units: take its scaler too
     (a template that does not standardize rebuilds its head in raw units)."""
@@ -241,7 +268,7 @@ def evolve_neural(
     with torch.no_grad():
         new_enc.load_state_dict(state)
         template.readout.load_state_dict(agent.readout.state_dict())
-    rebased = load_rebased(template.posterior, agent.posterior.state_dict())
+    rebased, head_note = _carry_heads(agent, template)
     optimizer_note = _carry_optimizer_state(agent, template)
     buffer_note = _move_buffer(agent, template, pad, old_transitions)
     template.rounds = agent.rounds
@@ -265,7 +292,7 @@ def evolve_neural(
     )
     phase = "still in warm-up" if template.exploring else "past warm-up"
     return (
-        f"{encoder_note}; head kept (d={agent.posterior.dim}, n_obs={agent.posterior.n_obs})"
+        f"{encoder_note}; {head_note}"
         f"{hyper_note(rebased, agent.config.head, template.config.head)}; readout kept; "
         f"{optimizer_note}; {buffer_note}; rounds={template.rounds} kept ({phase})"
     )

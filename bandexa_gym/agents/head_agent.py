@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +20,169 @@ from bandexa_gym.agents.base import Agent, Observation, Observations, _check_cou
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.posterior import Head
 
-__all__ = ["HeadAgent", "RewardScaler", "split_at"]
+__all__ = [
+    "ArmFeatures",
+    "ArmHeads",
+    "ArmRegistry",
+    "ArmSetChanged",
+    "HeadAgent",
+    "RewardScaler",
+    "is_one_hot",
+    "split_at",
+]
+
+MAX_FIXED_ARMS = 64
+"""Candidate sets up to this size are taken for a fixed set of arms (one head per arm)."""
+
+
+def is_one_hot(candidates: torch.Tensor) -> bool:
+    """Whether every row of ``candidates`` (..., K, d_a) is a one-hot vector."""
+    binary = ((candidates == 0) | (candidates == 1)).all()
+    return bool(binary and (candidates.sum(dim=-1) == 1).all())
+
+
+class ArmSetChanged(ValueError):
+    """Candidate rows keep changing: they are not a fixed set of arms (one head each)."""
+
+
+class ArmRegistry:
+    """Names the arms of a fixed arm set: which head scores a candidate row.
+
+    One-hot rows are the arm at the position of their 1 (labels, classes). Other rows are
+    arms by their content: the first distinct row seen is arm 0, the next arm 1, ... (the
+    fixed arms of a synthetic bandit), up to ``capacity`` distinct rows; a row beyond it
+    raises :class:`ArmSetChanged` (the candidates are not a fixed arm set after all).
+
+    Args:
+        action_dim: d_a.
+        capacity: Most distinct content-keyed rows (ignored for one-hot rows).
+    """
+
+    def __init__(self, action_dim: int, capacity: int) -> None:
+        self.action_dim, self.capacity = int(action_dim), int(capacity)
+        self.one_hot: bool | None = None  # decided by the first candidate set
+        self.rows: list[bytes] = []
+        self._index: dict[bytes, int] = {}
+
+    @property
+    def n_arms(self) -> int:
+        """Arms known so far (``action_dim`` for one-hot rows)."""
+        return self.action_dim if self.one_hot else len(self.rows)
+
+    def arms(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Arm index of every row of ``candidates`` (..., K, d_a): (..., K) int64.
+
+        Raises:
+            ArmSetChanged: More distinct rows than ``capacity``, or a non-one-hot row after
+                one-hot ones (nothing is registered then).
+        """
+        if self.one_hot is None:
+            self.one_hot = is_one_hot(candidates)
+        if self.one_hot:
+            if not is_one_hot(candidates):
+                raise ArmSetChanged("a candidate row is not one-hot, unlike the first ones")
+            return candidates.argmax(dim=-1)
+        flat = candidates.reshape(-1, self.action_dim).to("cpu", torch.float32).numpy()
+        keys = [row.tobytes() for row in flat]
+        new = list(dict.fromkeys(k for k in keys if k not in self._index))
+        if len(self.rows) + len(new) > self.capacity:
+            raise ArmSetChanged(
+                f"more than {self.capacity} distinct candidate rows: the candidates change "
+                "from round to round, so they are not a fixed set of arms"
+            )
+        for key in new:
+            self._index[key] = len(self.rows)
+            self.rows.append(key)
+        ids = torch.tensor([self._index[k] for k in keys], dtype=torch.int64)
+        return ids.reshape(candidates.shape[:-1]).to(candidates.device)
+
+    def state(self) -> tuple[dict[str, Any], torch.Tensor]:
+        """(JSON scalars, the content-keyed rows (n, d_a) float32) for checkpoints."""
+        rows = torch.tensor(
+            [list(np.frombuffer(k, dtype=np.float32)) for k in self.rows], dtype=torch.float32
+        ).reshape(len(self.rows), self.action_dim)
+        return {"one_hot": self.one_hot, "capacity": self.capacity}, rows
+
+    def load(self, scalars: Mapping[str, Any], rows: torch.Tensor) -> None:
+        """Restore :meth:`state` output.
+
+        Raises:
+            ValueError: Rows of the wrong width or repeated rows.
+        """
+        if rows.ndim != 2 or rows.shape[1] != self.action_dim:
+            raise ValueError(f"arm rows must be (n, {self.action_dim}), got {tuple(rows.shape)}")
+        keys = [row.tobytes() for row in rows.to(torch.float32).numpy()]
+        if len(set(keys)) != len(keys):
+            raise ValueError("arm rows repeat a row")
+        one_hot = scalars.get("one_hot")
+        if one_hot not in (None, True, False):
+            raise ValueError(f"one_hot must be a bool or null, got {one_hot!r}")
+        self.one_hot, self.rows = one_hot, keys
+        self._index = {k: i for i, k in enumerate(keys)}
+
+
+class ArmFeatures(NamedTuple):
+    """Features for per-arm heads: what each candidate's head reads, and its arm.
+
+    Attributes:
+        x: (B, d) shared by the candidates of a row (the context, for per-arm linear
+            heads), or (B, K, d) one per candidate (learned features z(x, a)).
+        arms: Arm index of every candidate (B, K), int64.
+    """
+
+    x: torch.Tensor
+    arms: torch.Tensor
+
+
+class ArmHeads:
+    """One head per arm seen as one head (what the exploration rules read).
+
+    ``predict`` and ``thompson_scores`` on :class:`ArmFeatures`: candidate ``k`` of row ``b``
+    is scored by the head of its arm. A Thompson draw samples, row by row, one weight
+    vector per arm present in the row, in ascending arm order (so B rows consume the
+    generator as B single rows do).
+    """
+
+    def __init__(self, heads: list[Any]) -> None:
+        self.heads = heads
+
+    def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        x, arms = features
+        dtype = self.heads[0].dtype
+        mean = torch.empty(arms.shape, dtype=dtype, device=x.device)
+        variance = torch.empty_like(mean)
+        for arm in torch.unique(arms).tolist():
+            where = arms == arm
+            if x.ndim == 2:  # one feature vector per row, shared by its candidates
+                m, v = self.heads[arm].predict(x[:, None, :])  # (B, 1)
+                mean = torch.where(where, m, mean)
+                variance = torch.where(where, v, variance)
+            else:
+                mean[where], variance[where] = self.heads[arm].predict(x[where])
+        return mean, variance
+
+    def thompson_scores(
+        self,
+        features: ArmFeatures,
+        generator: torch.Generator | None = None,
+        draws: int | None = None,
+    ) -> torch.Tensor:
+        x, arms = features
+        shared = x.ndim == 2
+        if not shared:
+            x = x.to(self.heads[0].dtype)
+        f = self.heads[0].dim  # a draw is [w | intercept] for a head with an intercept
+        rows = []
+        for b in range(arms.shape[0]):
+            row_arms = arms[b].tolist()
+            present = sorted(set(row_arms))
+            w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
+            if shared:  # (K,) or (M, K)
+                parts = [_dot(w[arm], x[b], f) for arm in row_arms]
+            else:
+                parts = [_dot(w[arm], x[b, k], f) for k, arm in enumerate(row_arms)]
+            rows.append(torch.stack(parts, dim=-1 if draws else 0))
+        return torch.stack(rows, dim=0 if draws is None else 1)
 
 
 class RewardScaler:
@@ -124,6 +286,12 @@ def split_at(start_round: int, n: int, due: Any) -> list[tuple[int, int]]:
     return out
 
 
+def _dot(w: torch.Tensor, x: torch.Tensor, f: int) -> torch.Tensor:
+    """``x · w`` for draws ``w`` (d',) or (M, d') of a head over f features (+ intercept)."""
+    out = w[..., :f] @ x
+    return out + w[..., f] if w.shape[-1] > f else out
+
+
 class HeadAgent(Agent):
     """An agent that scores candidates with an exploration rule on a Bayesian head.
 
@@ -188,9 +356,13 @@ class HeadAgent(Agent):
     ) -> torch.Tensor | None:
         """Features of the chosen rows (B, d) if the last decision computed them, else None."""
         cached = self._feature_cache
-        if cached is None or not isinstance(cached[2], torch.Tensor):
+        if cached is None:
             return None
         ctx, cand, Z = cached
+        if isinstance(Z, ArmFeatures) and Z.x.ndim == 3:
+            Z = Z.x  # per-arm heads on per-candidate features
+        if not isinstance(Z, torch.Tensor) or Z.ndim != 3:
+            return None
         if ctx is not contexts and (ctx.shape != contexts.shape or not torch.equal(ctx, contexts)):
             return None
         rows = torch.arange(contexts.shape[0], device=indices.device)

@@ -7,6 +7,7 @@ class, :class:`LinearTS`, with different exploration rules.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -15,7 +16,17 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import (
+    MAX_FIXED_ARMS,
+    ArmFeatures,
+    ArmHeads,
+    ArmRegistry,
+    ArmSetChanged,
+    HeadAgent,
+    RewardScaler,
+    is_one_hot,
+    split_at,
+)
 from bandexa_gym.posterior import (
     HEAD_FIELDS,
     BayesianLinearRegression,
@@ -26,25 +37,7 @@ from bandexa_gym.posterior import (
 
 __all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
 
-FeatureMap = Literal["auto", "concat", "disjoint"]
-
-
-def is_one_hot(candidates: torch.Tensor) -> bool:
-    """Whether every row of ``candidates`` (..., K, d_a) is a one-hot vector."""
-    binary = ((candidates == 0) | (candidates == 1)).all()
-    return bool(binary and (candidates.sum(dim=-1) == 1).all())
-
-
-class ArmFeatures(NamedTuple):
-    """Features for per-arm heads: the context of each row and the arm of each candidate.
-
-    Attributes:
-        x: Flat contexts (B, d_x), float64.
-        arms: Arm index of every candidate (B, K), int64.
-    """
-
-    x: torch.Tensor
-    arms: torch.Tensor
+FeatureMap = Literal["auto", "concat", "disjoint", "per_arm"]
 
 
 class ConcatFeatures(NamedTuple):
@@ -82,55 +75,22 @@ class ConcatHead:
     ) -> torch.Tensor:
         x, cand = features
         n = x.shape[0] * (1 if draws is None else draws)
-        w = self.head.sample(n, generator=generator)  # (n, d): one row per candidate set
-        dx = self.context_dim
+        w = self.head.sample(n, generator=generator)  # (n, d'): one row per candidate set
+        dx, f = self.context_dim, self.head.dim  # w = [w_x | w_a | intercept]
         if draws is None:
             if x.shape[0] == 1:
                 w = w[0]
-                return torch.addmv(x[0] @ w[:dx], cand[0], w[dx:]).unsqueeze(0)
-            return torch.einsum("bka,ba->bk", cand, w[:, dx:]) + (x * w[:, :dx]).sum(-1, True)
+                base = x[0] @ w[:dx] + (w[f] if f < w.shape[0] else 0.0)
+                return torch.addmv(base, cand[0], w[dx:f]).unsqueeze(0)
+            base = (x * w[:, :dx]).sum(-1, True) + w[:, f:].sum(-1, True)
+            return torch.einsum("bka,ba->bk", cand, w[:, dx:f]) + base
         w = w.reshape(draws, x.shape[0], -1)
-        return torch.einsum("bka,mba->mbk", cand, w[..., dx:]) + (x * w[..., :dx]).sum(-1, True)
+        base = (x * w[..., :dx]).sum(-1, True) + w[..., f:].sum(-1, True)
+        return torch.einsum("bka,mba->mbk", cand, w[..., dx:f]) + base
 
 
-class ArmHeads:
-    """The ``disjoint`` heads (one per arm, over the context) seen as one head.
-
-    Implements what the exploration rules read (``predict``, ``thompson_scores``) on
-    :class:`ArmFeatures`; a Thompson draw samples the arms of a row in ascending order.
-    """
-
-    def __init__(self, heads: list[BayesianLinearRegression]) -> None:
-        self.heads = heads
-
-    def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        x, arms = features
-        mean = torch.empty(arms.shape, dtype=x.dtype, device=x.device)
-        variance = torch.empty_like(mean)
-        for arm in torch.unique(arms).tolist():
-            where = arms == arm
-            m, v = self.heads[arm].predict(x[:, None, :])  # (B, 1)
-            mean = torch.where(where, m, mean)
-            variance = torch.where(where, v, variance)
-        return mean, variance
-
-    def thompson_scores(
-        self,
-        features: ArmFeatures,
-        generator: torch.Generator | None = None,
-        draws: int | None = None,
-    ) -> torch.Tensor:
-        x, arms = features
-        rows = []
-        for b in range(arms.shape[0]):
-            present = sorted(set(arms[b].tolist()))
-            if draws is None:
-                w = {arm: self.heads[arm].sample(generator=generator) for arm in present}
-                rows.append(torch.stack([x[b] @ w[arm] for arm in arms[b].tolist()]))
-            else:
-                w = {arm: self.heads[arm].sample(draws, generator=generator) for arm in present}
-                rows.append(torch.stack([w[arm] @ x[b] for arm in arms[b].tolist()], dim=-1))
-        return torch.stack(rows, dim=0 if draws is None else 1)
+DEFAULT_HEAD = {"intercept": True}
+"""Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
 
 
 class TargetStats:
@@ -196,14 +156,20 @@ class LinearTS(HeadAgent):
     * ``"disjoint"``: one head per arm over the context, φ = x, for one-hot candidates (the arm
       is the position of the 1, e.g. the label on MNIST). Memory is O(d_a · d_x²); no dense
       (d_a · d_x)² matrix is ever formed.
+    * ``"per_arm"``: the same for a fixed set of arms described by feature vectors: each
+      distinct candidate row is an arm (:class:`~bandexa_gym.agents.head_agent.ArmRegistry`),
+      with its own head over the context.
 
-    ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot, else
-    ``"concat"``. With ``exploration="ucb"`` this is LinUCB.
+    ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot,
+    ``"per_arm"`` when it has at most 64 rows (a fixed arm set, as in a classic bandit; if the
+    rows then keep changing, the agent switches to ``"concat"`` once, with a warning), and
+    ``"concat"`` otherwise (large or changing candidate sets, e.g. retrieval). With
+    ``exploration="ucb"`` this is LinUCB.
 
     Args:
         context_shape: Shape of one context; it is flattened to d_x features.
         action_dim: Width d_a of a candidate row.
-        feature_map: ``"auto"``, ``"concat"`` or ``"disjoint"``.
+        feature_map: ``"auto"``, ``"concat"``, ``"disjoint"`` or ``"per_arm"``.
         head: Hyper-parameters of the head(s) (default :class:`HeadConfig()`); or give
             ``prior_var``, ``noise``, ``a0``, ``b0``, ``forgetting`` one by one. With
             ``forgetting=γ < 1`` every head (every arm's, too) is discounted by γ each round.
@@ -233,14 +199,17 @@ class LinearTS(HeadAgent):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> None:
-        if feature_map not in ("auto", "concat", "disjoint"):
+        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
             raise ValueError(
-                f"feature_map must be 'auto', 'concat' or 'disjoint', got {feature_map!r}"
+                "feature_map must be 'auto', 'concat', 'disjoint' or 'per_arm', got "
+                f"{feature_map!r}"
             )
         head_fields = {k: kwargs.pop(k) for k in HEAD_FIELDS if k in kwargs}
         if head is not None and head_fields:
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
-        self.head_config = head if head is not None else HeadConfig(**head_fields)
+        self.head_config = (
+            head if head is not None else HeadConfig(**{**DEFAULT_HEAD, **head_fields})
+        )
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.reward_scaler = RewardScaler(standardize_rewards)
         self.context_shape = tuple(int(s) for s in context_shape)
@@ -255,6 +224,7 @@ class LinearTS(HeadAgent):
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []
         self.target_stats: list[TargetStats] = []
+        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
         if feature_map != "auto":
             self.build_heads(feature_map)
 
@@ -266,11 +236,36 @@ class LinearTS(HeadAgent):
     def build_heads(self, feature_map: FeatureMap) -> None:
         """Fix the feature map and start prior heads for it (what ``"auto"`` does on first use)."""
         self.feature_map = feature_map
-        n_heads = 1 if feature_map == "concat" else self.action_dim
-        dim = self.head_dim(feature_map)
-        self.heads = [self.new_head(dim) for _ in range(n_heads)]
-        self.target_stats = [TargetStats(dim, self.device) for _ in range(n_heads)]
+        n_heads = {"concat": 1, "disjoint": self.action_dim, "per_arm": 0}[feature_map]
+        self.heads = [self.new_head(self.head_dim(feature_map)) for _ in range(n_heads)]
+        self.target_stats = [TargetStats(h.state_dim, self.device) for h in self.heads]
+        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
         self.clear_feature_cache()
+
+    def _grow_heads(self) -> None:
+        """One head per arm the registry knows (``per_arm`` heads appear with their arms)."""
+        while len(self.heads) < self.registry.n_arms:
+            self.heads.append(self.new_head(self.head_dim(self.feature_map)))
+            self.target_stats.append(TargetStats(self.heads[-1].state_dim, self.device))
+
+    def _arms(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Arm of every candidate row (..., K, d_a) under a per-arm map: (..., K)."""
+        if self.feature_map == "disjoint":
+            return candidates.argmax(dim=-1)
+        try:
+            arms = self.registry.arms(candidates)
+        except ArmSetChanged as err:
+            if self.requested_feature_map == "per_arm":
+                raise ValueError(f"feature_map='per_arm' needs a fixed arm set: {err}") from None
+            warnings.warn(
+                f"{self.name}: {err}; switching to one head over [x; a] (feature_map='concat')",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.build_heads("concat")
+            raise _Retry from None
+        self._grow_heads()
+        return arms
 
     def _resolve(self, candidates: torch.Tensor) -> None:
         if candidates.shape[-1] != self.action_dim:
@@ -279,7 +274,12 @@ class LinearTS(HeadAgent):
                 f"got shape {tuple(candidates.shape)}"
             )
         if self.feature_map == "auto":
-            self.build_heads("disjoint" if is_one_hot(candidates) else "concat")
+            if is_one_hot(candidates):
+                self.build_heads("disjoint")
+            elif candidates.shape[-2] <= MAX_FIXED_ARMS:
+                self.build_heads("per_arm")
+            else:
+                self.build_heads("concat")
         elif self.feature_map == "disjoint" and not is_one_hot(candidates):
             raise ValueError(
                 "feature_map='disjoint' needs one-hot candidate rows (the arm is the position "
@@ -304,6 +304,7 @@ class LinearTS(HeadAgent):
         self.reward_scaler = RewardScaler(self.reward_scaler.enabled)
         self.feature_map = self.requested_feature_map
         self.heads, self.target_stats = [], []
+        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
         if self.feature_map != "auto":
             self.build_heads(self.feature_map)
 
@@ -323,15 +324,21 @@ class LinearTS(HeadAgent):
         x = self._flat(contexts)
         if self.feature_map == "concat":
             return ConcatFeatures(x, candidates.to(torch.float64))
-        return ArmFeatures(x, candidates.argmax(dim=-1))
+        return ArmFeatures(x, self._arms(candidates))
 
     def _choose(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        return super()._choose(batch)
+        try:
+            return super()._choose(batch)
+        except _Retry:  # the arm set turned out not to be fixed: now one concat head
+            return super()._choose(batch)
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        return super()._distribution(batch)
+        try:
+            return super()._distribution(batch)
+        except _Retry:
+            return super()._distribution(batch)
 
     # -- learning ---------------------------------------------------------------------
     def _learn(
@@ -341,12 +348,15 @@ class LinearTS(HeadAgent):
         indices: torch.Tensor,
         rewards: torch.Tensor,
     ) -> None:
-        self._resolve(chosen)
+        self._resolve(chosen[:, None])
         x = self._flat(contexts)  # inputs were checked finite and below MAX_ABS_INPUT
-        if self.feature_map == "concat":
-            z, heads = torch.cat([x, chosen.to(torch.float64)], dim=1), None
-        else:
-            z, heads = x, chosen.argmax(dim=-1)
+        heads = None
+        if self.feature_map != "concat":
+            try:
+                heads = self._arms(chosen[:, None])[:, 0]
+            except _Retry:
+                pass  # now a concat head
+        z = torch.cat([x, chosen.to(torch.float64)], dim=1) if heads is None else x
         for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
             self._absorb_rows(z[begin:end], None if heads is None else heads[begin:end],
                               rewards[begin:end])  # fmt: skip
@@ -369,16 +379,18 @@ class LinearTS(HeadAgent):
                     if j != arm:
                         head.discount(gamma)  # the updated head discounts inside its update
                 self.heads[arm].update(z[i], targets[i])
-                self.target_stats[arm].add(z[i : i + 1], rewards[i : i + 1])
+                self.target_stats[arm].add(
+                    self.heads[arm].augment(z[i : i + 1]), rewards[i : i + 1]
+                )
             return
         if heads is None:
             _absorb(self.heads[0], z, targets)
-            self.target_stats[0].add(z, rewards)
+            self.target_stats[0].add(self.heads[0].augment(z), rewards)
             return
         for arm in torch.unique(heads).tolist():
             rows = heads == arm
             _absorb(self.heads[arm], z[rows], targets[rows])
-            self.target_stats[arm].add(z[rows], rewards[rows])
+            self.target_stats[arm].add(self.heads[arm].augment(z[rows]), rewards[rows])
 
     def retarget_heads(self) -> None:
         """Re-express every head for the reward scaler's current shift and scale (O(d²) each)."""
@@ -413,10 +425,12 @@ class LinearTS(HeadAgent):
             tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
             heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
             tensors.update(self.target_stats[i].tensors(f"heads.{i}"))
+        registry, tensors["arm_rows"] = self.registry.state()
         scalars = {
             "heads": heads,
             "feature_map": self.feature_map,
             "reward_scaler": self.reward_scaler.state(),
+            "registry": registry,
         }
         return scalars, tensors
 
@@ -427,7 +441,12 @@ class LinearTS(HeadAgent):
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         feature_map = scalars.get("feature_map", self.feature_map)
         n_heads = len(scalars["heads"])
-        expected = {"concat": 1, "disjoint": self.action_dim, "auto": 0}[feature_map]
+        registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
+        registry.load(scalars["registry"], _take(tensors, "arm_rows"))
+        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
+            raise ValueError(f"unknown feature_map {feature_map!r}")
+        expected = {"concat": 1, "disjoint": self.action_dim, "auto": 0,
+                    "per_arm": len(registry.rows)}[feature_map]  # fmt: skip
         if n_heads != expected:
             raise ValueError(f"{n_heads} heads do not fit feature_map={feature_map!r}")
         # Load into fresh heads and swap them in at the end, so a state that fails to load
@@ -437,7 +456,7 @@ class LinearTS(HeadAgent):
         fresh, stats = [], []
         for i, head_scalars in enumerate(scalars["heads"]):
             head = self.new_head(self.head_dim(feature_map))
-            stats.append(TargetStats(head.dim, self.device).load(tensors, f"heads.{i}"))
+            stats.append(TargetStats(head.state_dim, self.device).load(tensors, f"heads.{i}"))
             state = {
                 "dim": head.dim,
                 **self.head_config.to_dict(),
@@ -449,15 +468,19 @@ class LinearTS(HeadAgent):
             fresh.append(head)
         if feature_map != "auto":
             self.feature_map, self.heads, self.target_stats = feature_map, fresh, stats
-        self.reward_scaler = scaler
+        self.reward_scaler, self.registry = scaler, registry
         self.clear_feature_cache()
 
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
+        dim += int(HeadConfig.from_dict(spec["head"]).intercept)
         wants = {"mean": (dim,), "sqrt_covariance": (dim, dim), "zr": (dim,), "zs": (dim,),
                  "moments": (3,)}  # fmt: skip
+        rows = shapes.get("arm_rows")
+        if rows is None or len(rows) != 2 or rows[1] != d_a:
+            raise ValueError(f"tensor arm_rows has shape {rows}, the spec needs (n, {d_a})")
         for name, shape in shapes.items():
             if name.startswith("heads."):
                 want = wants.get(name.rsplit(".", 1)[-1])
@@ -493,6 +516,10 @@ class LinearTS(HeadAgent):
         """Fill this cold-start agent with what ``trained`` learned (see
         :func:`bandexa_gym.transfer.evolve`); returns a one-line summary."""
         return _evolve_linear(trained, self)
+
+
+class _Retry(Exception):
+    """Raised after a switch to ``concat``: the call is made again with the new map."""
 
 
 def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) -> None:
@@ -547,12 +574,17 @@ def _carry_reward_units(
     """
     concat = agent.feature_map == "concat"
     order = _concat_order(dx_old, da_old, dx_new, da_new) if concat else None
+    f_old = dx_old + (da_old if concat else 0)
+    f_new = dx_new + (da_new if concat else 0)
+    extra = int(agent.head_config.intercept and template.head_config.intercept)
     for old, new in zip(agent.target_stats, template.target_stats, strict=False):
         for name in ("zr", "zs"):
-            grown = getattr(new, name).zero_()
-            grown[: getattr(old, name).shape[0]] = getattr(old, name)
+            source, grown = getattr(old, name), getattr(new, name).zero_()
+            grown[:f_old] = source[:f_old]  # features; the new ones were absent (zero)
             if order is not None:
-                setattr(new, name, grown[order.to(grown.device)].clone())
+                grown[:f_new] = grown[:f_new][order.to(grown.device)].clone()
+            if extra:
+                grown[f_new] = source[f_old]  # the intercept's (Σr, n) stays last
         new.moments.copy_(old.moments)
     source, target = agent.reward_scaler, template.reward_scaler
     target.count, target.mean, target.m2 = source.count, source.mean, source.m2
@@ -579,13 +611,18 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
             f"{template.feature_map!r}; a {fmap} posterior cannot become a "
             f"{template.feature_map} one"
         )
-    if fmap == "concat" and da_new < da_old:
+    if fmap in ("concat", "per_arm") and da_new < da_old:
         raise ValueError(
-            f"action_dim shrinks from {da_old} to {da_new}: a 'concat' head cannot drop action "
-            "features (only 'disjoint' heads can drop arms)"
+            f"action_dim shrinks from {da_old} to {da_new}: a {fmap!r} agent cannot drop "
+            "action features (only 'disjoint' heads can drop arms)"
         )
     if template.feature_map == "auto":
         template.build_heads(fmap)  # the template would resolve the same way on its data
+    if fmap == "per_arm":  # the same arms, their rows padded with zeros for new features
+        _, rows = agent.registry.state()
+        padded = torch.cat([rows, rows.new_zeros(rows.shape[0], da_new - da_old)], dim=1)
+        template.registry.load({"one_hot": False}, padded)
+        template._grow_heads()
     template.rounds = agent.rounds
     _carry_reward_units(agent, template, dx_old, da_old, dx_new, da_new)
     note = hyper_note(True, agent.head_config, template.head_config)
@@ -604,6 +641,15 @@ def _evolve_linear(agent: LinearTS, template: LinearTS) -> str:
             f"({context}, action {da_old} -> {da_new} features; new weights at the prior, "
             f"new context features placed between x and a); kept mean, covariance and "
             f"n_obs={old_head.n_obs}{note if rebased else ''}"
+        )
+    if fmap == "per_arm":
+        rebased = False
+        for old_head, new_head in zip(agent.heads, template.heads, strict=True):
+            rebased |= load_rebased(new_head, grown_state(old_head, dx_new))
+        _settle_reward_units(template)
+        return (
+            f"per-arm heads, {context}; kept all {len(agent.heads)} arms (rows padded to "
+            f"{da_new} action features){note if rebased else ''}"
         )
     kept = list(range(min(da_old, da_new)))
     added = list(range(da_old, da_new))

@@ -22,7 +22,17 @@ from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import (
+    MAX_FIXED_ARMS,
+    ArmFeatures,
+    ArmHeads,
+    ArmRegistry,
+    ArmSetChanged,
+    HeadAgent,
+    RewardScaler,
+    is_one_hot,
+    split_at,
+)
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.encoders import (
     ConvEncoder,
@@ -34,7 +44,12 @@ from bandexa_gym.encoders import (
     check_encoder,
     encoder_spec,
 )
-from bandexa_gym.posterior import HEAD_FIELDS, BayesianLinearRegression, HeadConfig
+from bandexa_gym.posterior import (
+    HEAD_FIELDS,
+    BayesianLinearRegression,
+    HeadConfig,
+    accumulate_statistics,
+)
 
 __all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
@@ -47,7 +62,8 @@ class NeuralLinearTSConfig:
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
-        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`).
+        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; an intercept by
+            default).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
@@ -60,6 +76,12 @@ class NeuralLinearTSConfig:
         weight_decay: Adam weight decay.
         loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
         buffer_capacity: Capacity of the default in-memory replay buffer.
+        arm_heads: ``"per_arm"``: one head per arm over the shared learned features
+            (the Neural-Linear design of Riquelme et al. 2018: each arm's uncertainty shrinks
+            only with its own data); ``"shared"``: one head for all candidates; ``"auto"``
+            (default): per arm for one-hot candidates or a set of at most 64 fixed rows
+            (switching once to a shared head, rebuilt from the buffer, if the rows keep
+            changing), shared for large candidate sets.
         window: Sliding window: rebuilds use only the last ``window`` rounds of the replay
             buffer (and training favours them, half-life ``window / 2``); None (default)
             uses the whole buffer. With the head's ``forgetting=γ`` instead, rebuilds weight
@@ -74,7 +96,7 @@ class NeuralLinearTSConfig:
         ValueError: A setting out of range (named in the message), at construction.
     """
 
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: HeadConfig = field(default_factory=lambda: HeadConfig(intercept=True))
     warmup_random: int = 0
     train_every: int = 50
     optimizer_steps: int = 50
@@ -85,6 +107,7 @@ class NeuralLinearTSConfig:
     weight_decay: float = 0.0
     loss: str = "mse"
     buffer_capacity: int = 100_000
+    arm_heads: str = "auto"
     window: int | None = None
     standardize_rewards: bool = True
 
@@ -115,6 +138,10 @@ class NeuralLinearTSConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.arm_heads not in ("auto", "shared", "per_arm"):
+            raise ValueError(
+                f"arm_heads must be 'auto', 'shared' or 'per_arm', got {self.arm_heads!r}"
+            )
         if self.window is not None and (
             isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
         ):
@@ -137,7 +164,7 @@ class NeuralLinearTSConfig:
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}")
         if head:
-            base = settings.pop("head", HeadConfig())
+            base = settings.pop("head", HeadConfig(intercept=True))
             base = HeadConfig.from_dict(base) if isinstance(base, Mapping) else base
             settings["head"] = dataclasses.replace(base, **head)
         return cls(**settings)
@@ -215,7 +242,9 @@ class NeuralLinearTS(HeadAgent):
 
     def _init_learners(self) -> None:
         cfg = self.config
-        self.posterior = self.new_head()
+        self.heads = [self.new_head()]
+        self.arm_mode = "shared" if cfg.arm_heads == "shared" else None  # None: not yet known
+        self.registry = ArmRegistry(self.encoder.action_dim, 2 * MAX_FIXED_ARMS)
         with torch.random.fork_rng(devices=[]):
             if self.seed is not None:
                 torch.manual_seed(self.seed)
@@ -244,8 +273,67 @@ class NeuralLinearTS(HeadAgent):
             self.sample_generator.manual_seed(int(seed) + 1)
 
     @property
-    def head(self) -> BayesianLinearRegression:
-        return self.posterior
+    def posterior(self) -> BayesianLinearRegression:
+        """The shared head (an agent with one head per arm has ``heads`` instead)."""
+        if self.arm_mode == "per_arm":
+            raise AttributeError("this agent has one head per arm: use .heads")
+        return self.heads[0]
+
+    @posterior.setter
+    def posterior(self, head: BayesianLinearRegression) -> None:
+        if self.arm_mode == "per_arm":
+            raise AttributeError("this agent has one head per arm: set .heads")
+        self.heads = [head]
+
+    @property
+    def head(self) -> BayesianLinearRegression | ArmHeads:
+        return ArmHeads(self.heads) if self.arm_mode == "per_arm" else self.heads[0]
+
+    def _resolve_arms(self, candidates: torch.Tensor) -> None:
+        """Fix the arm mode on the first candidate set (``arm_heads="auto"``).
+
+        Rows learned before (``update`` or ``observe`` before any decision) went to the
+        shared head; with one head per arm they are re-learned from the replay buffer.
+        """
+        if self.arm_mode is not None:
+            return
+        fixed = is_one_hot(candidates) or candidates.shape[-2] <= MAX_FIXED_ARMS
+        if self.config.arm_heads == "per_arm" or fixed:
+            self.arm_mode = "per_arm"
+            self.heads = []
+            try:
+                self._arms(candidates)  # registers the arms and makes their heads
+            except _SwitchedToShared:
+                return
+            if len(self.buffer):
+                self.rebuild_posterior()
+        else:
+            self.arm_mode = "shared"
+
+    def _arms(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Arm of every candidate row (..., K, d_a), heads grown for new arms.
+
+        Raises:
+            ValueError: ``arm_heads="per_arm"`` and the rows are not a fixed arm set.
+            _SwitchedToShared: ``"auto"`` found changing rows and switched to a shared head.
+        """
+        try:
+            arms = self.registry.arms(candidates)
+        except ArmSetChanged as err:
+            if self.config.arm_heads == "per_arm":
+                raise ValueError(f"arm_heads='per_arm' needs a fixed arm set: {err}") from None
+            warnings.warn(
+                f"{self.name}: {err}; switching to one head for all candidates, rebuilt from "
+                "the replay buffer",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.arm_mode, self.heads = "shared", [self.new_head()]
+            self.rebuild_posterior()
+            raise _SwitchedToShared from None
+        while len(self.heads) < self.registry.n_arms:
+            self.heads.append(self.new_head())
+        return arms
 
     # -- the original low-level API ---------------------------------------------------
     def select_action(
@@ -266,7 +354,11 @@ class NeuralLinearTS(HeadAgent):
             obs["action_mask"] = mask
         batch = self.observations(obs)
         self._check_candidates(batch.candidates)
-        return int(HeadAgent._choose(self, batch)[0])
+        self._resolve_arms(batch.candidates)
+        try:
+            return int(HeadAgent._choose(self, batch)[0])
+        except _SwitchedToShared:
+            return int(HeadAgent._choose(self, batch)[0])
 
     def update(self, x: torch.Tensor, a: torch.Tensor, r: float) -> None:
         """Store the transition and absorb it into the head with a rank-1 update.
@@ -291,16 +383,18 @@ class NeuralLinearTS(HeadAgent):
     def embed(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Features of one context with each candidate: (K, d), no gradient."""
         x, candidates = torch.as_tensor(x), torch.as_tensor(candidates)
-        return self.compute_features(x.to(self.device)[None], candidates.to(self.device)[None])[0]
+        features = self.compute_features(x.to(self.device)[None], candidates.to(self.device)[None])
+        return (features.x if isinstance(features, ArmFeatures) else features)[0]
 
     def compute_features(self, contexts: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Features (B, K, d) of B contexts with their candidates, in one encoder pass."""
         if self.encoder.training:
             self.encoder.eval()
         with torch.no_grad():
-            return self.encoder.encode_candidates(
+            Z = self.encoder.encode_candidates(
                 contexts, candidates, action_chunk=self.config.action_chunk
             )
+        return Z if self.arm_mode != "per_arm" else ArmFeatures(Z, self._arms(candidates))
 
     def train_encoder(
         self,
@@ -408,8 +502,35 @@ class NeuralLinearTS(HeadAgent):
                         w = w * (age < window)
                     yield z, r, w
 
-        self.posterior.rebuild(encoded())
+        if self.arm_mode != "per_arm":
+            self.heads[0].rebuild(encoded())
+            self.clear_feature_cache()
+            return
+        # One head per arm: route every row to its arm's statistics, then rebuild each head.
+        stats: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        for chunk, actions in zip(encoded(), self._buffer_actions(size), strict=True):
+            arms = self._arms(actions[:, None])[:, 0]
+            for arm in torch.unique(arms).tolist():
+                rows = arms == arm
+                head = self.heads[arm]
+                part = (
+                    head.augment(chunk[0][rows].to(torch.float64)),
+                    *(t[rows] for t in chunk[1:]),
+                )
+                stats.setdefault(arm, []).append(part)
+        fresh = [self.new_head() for _ in self.heads]
+        for arm, head in enumerate(fresh):
+            if arm in stats:
+                head.rebuild_from_statistics(
+                    *accumulate_statistics(stats[arm], head.state_dim, head.dtype, head.device)
+                )
+        self.heads = fresh
         self.clear_feature_cache()
+
+    def _buffer_actions(self, size: int) -> Iterator[torch.Tensor]:
+        """The replay buffer's actions, chunk by chunk as ``iter_chunks`` gives them."""
+        for _, a, _ in self.buffer.iter_chunks(size):
+            yield a.to(self.device)
 
     def clear_decision_cache(self) -> None:
         """Forget cached features; call after changing the encoder's weights outside
@@ -424,16 +545,24 @@ class NeuralLinearTS(HeadAgent):
 
     def _choose(self, batch: Observations) -> torch.Tensor:
         self._check_candidates(batch.candidates)
+        self._resolve_arms(batch.candidates)
         if self.exploring:
             return self.uniform_choice(batch.masks)
-        return super()._choose(batch)
+        try:
+            return super()._choose(batch)
+        except _SwitchedToShared:
+            return super()._choose(batch)
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._check_candidates(batch.candidates)
+        self._resolve_arms(batch.candidates)
         if self.exploring:
             masks = batch.masks.to(torch.float64)
             return masks / masks.sum(-1, keepdim=True)
-        return super()._distribution(batch)
+        try:
+            return super()._distribution(batch)
+        except _SwitchedToShared:
+            return super()._distribution(batch)
 
     def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
         if self.exploring:
@@ -480,18 +609,29 @@ class NeuralLinearTS(HeadAgent):
     ) -> None:
         """Store the rows and update the head; all-or-nothing."""
         if z is None:
-            z = self.compute_features(contexts, chosen[:, None])[:, 0]
+            features = self.compute_features(contexts, chosen[:, None])
+            z = (features.x if isinstance(features, ArmFeatures) else features)[:, 0]
         if not bool(torch.isfinite(z).all()):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
         # The buffer validates its schema before storing anything, and the head only fails
         # on non-finite input (checked above), so a rejected transition changes neither.
         targets = self.reward_scaler(rewards)
+        arms = None
+        if self.arm_mode == "per_arm":
+            try:
+                arms = self._arms(chosen[:, None])[:, 0]
+            except _SwitchedToShared:
+                pass  # one shared head from now on
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
-            self.posterior.update(z[0], targets[0])
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
-            self.posterior.update_batch(z, targets)
+        if arms is None:
+            _absorb(self.heads[0], z, targets)
+        else:
+            for arm in torch.unique(arms).tolist():
+                rows = arms == arm
+                _absorb(self.heads[arm], z[rows], targets[rows])
         self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
@@ -526,11 +666,17 @@ class NeuralLinearTS(HeadAgent):
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         tensors.update({f"readout.{k}": v for k, v in self.readout.state_dict().items()})
-        state = self.posterior.state_dict()
-        tensors["posterior.mean"] = state["mean"]
-        tensors["posterior.sqrt_covariance"] = state["sqrt_covariance"]
+        heads = []
+        for i, head in enumerate(self.heads):
+            state = head.state_dict()
+            tensors[f"heads.{i}.mean"] = state["mean"]
+            tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
+            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
+        registry, tensors["arm_rows"] = self.registry.state()
         scalars = {
-            "posterior": {k: state[k] for k in ("n_obs", "quad", "logdet")},
+            "heads": heads,
+            "arm_mode": self.arm_mode,
+            "registry": registry,
             "trainings": self.trainings,
             "reward_scaler": self.reward_scaler.state(),
         }
@@ -539,25 +685,35 @@ class NeuralLinearTS(HeadAgent):
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         encoder_state = _module_state(self.encoder, tensors, "encoder.")
         readout_state = _module_state(self.readout, tensors, "readout.")
-        for key in ("posterior.mean", "posterior.sqrt_covariance"):
-            if key not in tensors:
-                raise ValueError(f"checkpoint lacks tensor {key!r}")
+        arm_mode = scalars["arm_mode"]
+        if arm_mode not in (None, "shared", "per_arm"):
+            raise ValueError(f"arm_mode must be null, 'shared' or 'per_arm', got {arm_mode!r}")
+        registry = ArmRegistry(self.encoder.action_dim, 2 * MAX_FIXED_ARMS)
+        registry.load(scalars["registry"], _tensor(tensors, "arm_rows"))
         trainings = scalars["trainings"]
         if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:
             raise ValueError(f"trainings must be an integer >= 0, got {trainings!r}")
         scaler = RewardScaler(self.config.standardize_rewards)
         scaler.load(scalars["reward_scaler"])
-        posterior = self.new_head()
-        posterior.load_state_dict(
-            {
-                "dim": self.encoder.feature_dim,
-                **self.config.head.to_dict(),
-                "mean": tensors["posterior.mean"],
-                "sqrt_covariance": tensors["posterior.sqrt_covariance"],
-                **scalars["posterior"],
-            }
-        )  # fails here, before the agent is touched
-        self.posterior, self.reward_scaler = posterior, scaler
+        heads = []
+        for i, head_scalars in enumerate(scalars["heads"]):
+            head = self.new_head()
+            head.load_state_dict(
+                {
+                    "dim": self.encoder.feature_dim,
+                    **self.config.head.to_dict(),
+                    "mean": _tensor(tensors, f"heads.{i}.mean"),
+                    "sqrt_covariance": _tensor(tensors, f"heads.{i}.sqrt_covariance"),
+                    **head_scalars,
+                }
+            )  # fails here, before the agent is touched
+            heads.append(head)
+        if arm_mode == "per_arm" and len(heads) != registry.n_arms:
+            raise ValueError(f"{len(heads)} heads for {registry.n_arms} arms")
+        if arm_mode != "per_arm" and len(heads) != 1:
+            raise ValueError(f"a shared-head checkpoint holds {len(heads)} heads")
+        self.heads, self.arm_mode, self.registry = heads, arm_mode, registry
+        self.reward_scaler = scaler
         self.encoder.load_state_dict(encoder_state)
         self.readout.load_state_dict(readout_state)
         self.trainings = trainings
@@ -577,7 +733,11 @@ class NeuralLinearTS(HeadAgent):
         want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
         d = int(spec["feature_dim"])
         want.update({"readout.weight": (1, d), "readout.bias": (1,)})
-        want.update({"posterior.mean": (d,), "posterior.sqrt_covariance": (d, d)})
+        h = d + int(HeadConfig.from_dict(spec["config"]["head"]).intercept)
+        n_heads = sum(1 for k in shapes if k.startswith("heads.") and k.endswith(".mean"))
+        for i in range(n_heads):
+            want.update({f"heads.{i}.mean": (h,), f"heads.{i}.sqrt_covariance": (h, h)})
+        want["arm_rows"] = (shapes.get("arm_rows", (0,))[0], int(spec["action_dim"]))
         have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
         missing = sorted(set(want) - set(have))
         unexpected = sorted(set(have) - set(want))
@@ -624,6 +784,24 @@ class NeuralLinearTS(HeadAgent):
         if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != expected:
             shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
+
+
+class _SwitchedToShared(Exception):
+    """Raised after a switch to one shared head: the call is made again."""
+
+
+def _absorb(head: BayesianLinearRegression, z: torch.Tensor, targets: torch.Tensor) -> None:
+    """One row by a rank-1 update, several by an exact batch update."""
+    if z.shape[0] == 1:
+        head.update(z[0], targets[0])
+    else:
+        head.update_batch(z, targets)
+
+
+def _tensor(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    if name not in tensors:
+        raise ValueError(f"checkpoint lacks tensor {name!r}")
+    return tensors[name]
 
 
 def _is_power_of_two(rounds: int) -> bool:

@@ -32,12 +32,30 @@ def test_auto_feature_map_picks_disjoint_for_one_hot_candidates_and_learns():
     assert result.cumulative_regret[-1] < 0.3 * uniform.cumulative_regret[-1]
 
 
-def test_auto_feature_map_picks_concat_for_general_candidates():
-    env = LinearEnv()
+def test_auto_feature_map_takes_a_small_candidate_set_for_fixed_arms_until_it_changes():
+    env = LinearEnv()  # six new candidate rows every round
     agent = make_agent("linear_ts", env, seed=0)
     obs, _ = env.reset(seed=0)
     agent.act(obs)
+    assert agent.feature_map == "per_arm" and len(agent.heads) == 6
+    with pytest.warns(RuntimeWarning, match="switching to one head over"):
+        for _ in range(40):
+            action = agent.act(obs)
+            obs, reward, *_ = env.step(action)
+            agent.observe(obs, action, reward)
     assert agent.feature_map == "concat" and agent.posterior.dim == 8
+    wide = LinearEnv(n_arms=80)
+    agent = make_agent("linear_ts", wide, seed=0)
+    agent.act(wide.reset(seed=0)[0])
+    assert agent.feature_map == "concat"  # more than 64 candidates: not taken for arms
+
+
+def test_fixed_feature_arms_get_a_head_each():
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=5, context_dim=3, action_dim=4)
+    agent = make_agent("linear_ts", env, seed=0)
+    run(agent, env, 200, seed=0)
+    assert agent.feature_map == "per_arm" and len(agent.heads) == 5
+    assert sum(h.n_obs for h in agent.heads) == 200
 
 
 def test_same_seed_gives_same_actions():
@@ -96,14 +114,14 @@ def test_integer_contexts_are_accepted():
 
 def test_batched_observations_from_a_vector_env():
     venv = gym.vector.SyncVectorEnv([LinearEnv for _ in range(4)])
-    agent = make_agent("linear_ts", venv, seed=0)
+    agent = make_agent("linear_ts", venv, seed=0, feature_map="concat")  # new rows every round
     obs, _ = venv.reset(seed=0)
     actions = agent.act(obs)
     assert isinstance(actions, np.ndarray) and actions.shape == (4,)
     _, rewards, *_ = venv.step(actions)
     agent.observe(obs, actions, rewards)
     assert agent.posterior.n_obs == 4
-    result = run(make_agent("linear_ts", venv, seed=0), venv, 402, seed=0)
+    result = run(make_agent("linear_ts", venv, seed=0, feature_map="concat"), venv, 402, seed=0)
     assert result.regrets.shape == (402,)
     early, late = result.regrets[:100].mean(), result.regrets[-100:].mean()
     assert late < 0.5 * early

@@ -12,11 +12,12 @@ from bandexa_gym.posterior import BayesianLinearRegression
 
 
 def _agent(**config) -> NeuralLinearTS:
+    """A small agent with one shared head (the unit tests below check that head)."""
     torch.manual_seed(0)
     return NeuralLinearTS(
         MLPEncoder(3, 2, feature_dim=8, hidden=(16,)),
         seed=0,
-        config=NeuralLinearTSConfig.from_settings(**config),
+        config=NeuralLinearTSConfig.from_settings(**{"arm_heads": "shared", **config}),
     )
 
 
@@ -54,8 +55,8 @@ def test_rebuild_after_training_equals_a_head_built_from_fresh_features():
     X, A, R = next(agent.buffer.iter_chunks(10_000))
     with torch.no_grad():
         Z = agent.encoder(X, A)
-    fresh = BayesianLinearRegression(8)
-    for z, r in zip(Z, R, strict=True):
+    fresh = BayesianLinearRegression(8, intercept=True)  # the agents' default head
+    for z, r in zip(Z, agent.reward_scaler(R.double()), strict=True):  # standardized rewards
         fresh.update(z, r)
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(
@@ -118,7 +119,7 @@ def test_training_between_act_and_observe_does_not_reuse_stale_features():
     action = agent.act(obs)
     agent.train_encoder(optimizer_steps=5)
     expected = agent.posterior.state_dict()
-    reference = BayesianLinearRegression(8)
+    reference = BayesianLinearRegression(8, agent.posterior.config)
     reference.load_state_dict(expected)
     reference.update(
         agent.embed(
@@ -141,7 +142,7 @@ def test_same_seed_gives_same_actions_and_reset_starts_over():
     rewards = play(first)
     np.testing.assert_array_equal(rewards, play(second))
     first.reset()
-    assert len(first.buffer) == 0 and first.posterior.n_obs == 0
+    assert len(first.buffer) == 0 and first.arm_mode is None and first.heads[0].n_obs == 0
     np.testing.assert_array_equal(rewards, play(first))
 
 
@@ -168,7 +169,8 @@ def test_disk_buffer_backend_drives_the_same_agent(tmp_path):
         env = gym.make("Bandexa/Synthetic-v0")
         run(agent, env, 250, seed=0)
         assert len(buffer) == 250 and agent.trainings == 2
-        assert agent.posterior.n_obs == 250
+        assert agent.arm_mode == "per_arm"  # ten fixed arms: a head each
+        assert sum(head.n_obs for head in agent.heads) == 250
 
 
 @pytest.mark.filterwarnings("ignore::bandexa_gym.numerics.NumericalWarning")
@@ -209,9 +211,9 @@ def test_a_forgetting_rebuild_weights_rows_by_age_and_keeps_the_prior():
     agent.rebuild_posterior(chunk_size=16)
     X, A, R = next(agent.buffer.iter_chunks(1000))
     with torch.no_grad():
-        Z = agent.encoder(X, A).double()
+        Z = agent.posterior.augment(agent.encoder(X, A).double())  # [z; 1]: the intercept
     weights = gamma ** torch.arange(79, -1, -1, dtype=torch.float64)
-    precision = torch.eye(8, dtype=torch.float64) + (Z.T * weights) @ Z
+    precision = torch.eye(9, dtype=torch.float64) + (Z.T * weights) @ Z
     torch.testing.assert_close(agent.posterior.precision(), precision, rtol=1e-7, atol=1e-8)
     assert agent.posterior.n_obs == pytest.approx(float(weights.sum()))
 
