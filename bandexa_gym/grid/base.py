@@ -59,6 +59,9 @@ class Backend(Protocol):
     name: str
     in_place: bool
 
+    # Backends may also define ``start()``: set-up that prints (a Ray instance starting),
+    # called by the grid before it draws progress bars; ``run`` then reuses it.
+
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
         """Run ``(index, job)`` pairs, reporting every end to ``events.finished``.
 

@@ -284,6 +284,10 @@ def run_grid(
     try:
         try:
             if todo:
+                start_backend = getattr(backend, "start", None)
+                if start_backend is not None:
+                    start_backend()  # e.g. ray.init, whose messages come before the bars
+                bars.open()
                 backend.run(todo, events)
         except GridInterrupted:
             pass

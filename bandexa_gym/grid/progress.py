@@ -33,24 +33,32 @@ class GridProgress:
     def __init__(self, jobs: Sequence[Job], done: int = 0, enabled: bool = True) -> None:
         self.jobs = jobs
         self.enabled = enabled
+        self._done = done
         self._bars: dict[int, tqdm] = {}
         self._slots: dict[int, int] = {}
         self._free = list(range(MAX_RUN_BARS, 0, -1))
-        self._overall = tqdm(
-            total=len(jobs),
-            initial=done,
-            desc="runs",
-            unit="run",
-            file=sys.stderr,
-            disable=not enabled,
-            position=0,
-            dynamic_ncols=True,
-        )
+        self._overall: tqdm | None = None
+        self._ended: set[int] = set()  # late progress reports of these are dropped
+
+    def open(self) -> None:
+        """Draw the overall bar (call it once whatever else prints at start-up is out)."""
+        if self._overall is None:
+            self._overall = tqdm(
+                total=len(self.jobs),
+                initial=self._done,
+                desc="runs",
+                unit="run",
+                file=sys.stderr,
+                disable=not self.enabled,
+                position=0,
+                dynamic_ncols=True,
+            )
 
     def rounds(self, index: int, rounds: int) -> None:
         """Run ``index`` has played ``rounds`` rounds."""
-        if not self.enabled:
+        if not self.enabled or index in self._ended:
             return
+        self.open()
         bar = self._bars.get(index)
         if bar is None:
             if not self._free:
@@ -71,6 +79,9 @@ class GridProgress:
 
     def finished(self, index: int, record: RunRecord) -> None:
         """Run ``index`` ended."""
+        self.open()
+        assert self._overall is not None
+        self._ended.add(index)
         bar = self._bars.pop(index, None)
         if bar is not None:
             self._free.append(self._slots.pop(index))
@@ -84,4 +95,5 @@ class GridProgress:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
-        self._overall.close()
+        if self._overall is not None:
+            self._overall.close()

@@ -103,6 +103,13 @@ class RayBackend:
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_in_flight = max_in_flight
+        self._started_here: bool | None = None  # None: not started by start() or run()
+
+    def start(self) -> None:
+        """Start (or join) Ray now rather than in :meth:`run`; its start-up messages then
+        come before the grid's progress bars."""
+        if self._started_here is None:
+            self._started_here = self._init(_import_ray())
 
     @property
     def workers(self) -> int | None:
@@ -140,7 +147,8 @@ class RayBackend:
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
         """Run the jobs as Ray tasks; see :class:`~bandexa_gym.grid.base.Backend`."""
         ray = _import_ray()
-        started_here = self._init(ray)
+        self.start()
+        started_here, self._started_here = self._started_here, None
         queue = list(reversed(jobs))
         in_flight: dict[Any, tuple[int, Job]] = {}
         progress = None
