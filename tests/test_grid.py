@@ -282,3 +282,29 @@ def test_suite_cells_normalize_per_seed_and_rank() -> None:
     assert lines[7] == "[1] c on p: seed 1 failed: RuntimeError: x"
     assert lines[8] == "[2] c on q: per-arm model"
     assert math.isclose(float(lines[6].split()[-1]), 4.0)
+
+
+def test_progress_bars_follow_runs_and_drop_late_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from bandexa_gym.grid.progress import GridProgress
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    jobs = [Job(**{**JOB.__dict__, "seed": s}) for s in range(3)]
+    bars = GridProgress(jobs, done=1, enabled=True)
+    bars.open()
+    bars.rounds(1, 0)
+    bars.rounds(1, 10)
+    assert bars._bars[1].n == 10
+    bars.finished(1, RunRecord(jobs[1], "ok"))
+    bars.rounds(1, 20)  # a report that arrives after the run ended (Ray's actor)
+    assert not bars._bars
+    bars.finished(2, RunRecord.failure(jobs[2], "RuntimeError: x"))
+    bars.close()
+    text = err.getvalue()
+    assert "3/3" in text and "uniform | Bandexa/Synthetic-v0 | seed 1" in text
+    assert "failed: uniform | Bandexa/Synthetic-v0 | seed 2: RuntimeError: x" in text
