@@ -18,6 +18,7 @@ __all__ = [
     "NumericalWarning",
     "draw_row_length",
     "gamma_from_normals",
+    "gamma_variates",
     "safe_cholesky",
     "standard_gamma",
 ]
@@ -135,7 +136,7 @@ def gamma_from_normals(shape: float, normals: Sequence[float]) -> float | None:
 
 
 def standard_gamma(
-    shape: float,
+    shape: float | Tensor,
     normals: Tensor,
     generator: torch.Generator | None,
 ) -> Tensor:
@@ -144,22 +145,32 @@ def standard_gamma(
     Vectorized Marsaglia–Tsang with the layout of :func:`gamma_from_normals`:
     ``torch._standard_gamma`` takes no generator, so the variates are built from normals
     drawn with ``generator`` (uniforms as ``Φ(y)``): exact rejection sampling whose first
-    accepted candidate per row is kept; rows with none accepted are redrawn.
+    accepted candidate per row is kept; rows with none accepted are redrawn. ``shape`` is
+    one number, or one per row (n,).
     """
     m = (normals.shape[1] - 1) // 2
-    boosted = shape < 1.0
-    alpha = shape + 1.0 if boosted else shape
-    d = alpha - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
+    per_row = isinstance(shape, Tensor)
+    a = (
+        shape.to(normals)
+        if per_row
+        else torch.full(
+            (normals.shape[0],), float(shape), dtype=normals.dtype, device=normals.device
+        )
+    )
+    boosted = a < 1.0
+    alpha = torch.where(boosted, a + 1.0, a)
+    d = (alpha - 1.0 / 3.0).unsqueeze(1)
+    c = 1.0 / torch.sqrt(9.0 * d)
     x, log_u = normals[:, 1 : m + 1], torch.special.log_ndtr(normals[:, m + 1 :])
     t = 1.0 + c * x
     v = t * t * t
     bound = 0.5 * x * x + d * (1.0 - v + torch.log(v.clamp_min(1e-300)))
     accepted = (t > 0.0) & (log_u < bound)
     first = accepted.to(torch.uint8).argmax(dim=1, keepdim=True)
-    g = d * v.gather(1, first).squeeze(1)
-    if boosted:
-        g = g * torch.exp(torch.special.log_ndtr(normals[:, 0]) / shape)
+    g = (d * v).gather(1, first).squeeze(1)
+    if bool(boosted.any()):
+        boost = torch.exp(torch.special.log_ndtr(normals[:, 0]) / a)
+        g = torch.where(boosted, g * boost, g)
     missing = ~accepted.any(dim=1)
     if bool(missing.any()):
         rows = missing.nonzero().squeeze(1)
@@ -167,5 +178,34 @@ def standard_gamma(
             rows.numel(), normals.shape[1], generator=generator, dtype=normals.dtype,
             device=normals.device,
         )  # fmt: skip
-        g[rows] = standard_gamma(shape, fresh, generator)
+        g[rows] = standard_gamma(a[rows], fresh, generator)
     return g
+
+
+def gamma_variates(shape: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gamma(shape) variates, one per element of ``shape`` (any shape, > 0).
+
+    Marsaglia–Tsang with 4 candidates and plain uniforms (``torch.rand``) for the
+    acceptance test: exact, and cheaper than :func:`standard_gamma`, whose layout (normals
+    only, fixed per draw) keeps posterior draws consuming the generator identically in
+    batches; use this one where that does not matter (Monte Carlo estimates). Elements with
+    no accepted candidate (probability <= 0.05⁴ for shape >= 1) are redrawn.
+    """
+    flat = shape.reshape(-1)
+    boosted = flat < 1.0
+    d = (torch.where(boosted, flat + 1.0, flat) - 1.0 / 3.0).unsqueeze(1)
+    c = 1.0 / torch.sqrt(9.0 * d)
+    n = flat.numel()
+    x = torch.randn(n, 4, generator=generator, dtype=flat.dtype, device=flat.device)
+    u = torch.rand(n, 5, generator=generator, dtype=flat.dtype, device=flat.device)
+    t = 1.0 + c * x
+    v = t * t * t
+    bound = 0.5 * x * x + d * (1.0 - v + torch.log(v.clamp_min(1e-300)))
+    accepted = (t > 0.0) & (torch.log(u[:, :4]) < bound)
+    g = (d * v).gather(1, accepted.to(torch.uint8).argmax(dim=1, keepdim=True)).squeeze(1)
+    if bool(boosted.any()):
+        g = torch.where(boosted, g * u[:, 4].pow(1.0 / flat), g)
+    missing = ~accepted.any(dim=1)
+    if bool(missing.any()):
+        g[missing] = gamma_variates(flat[missing], generator)
+    return g.reshape(shape.shape)

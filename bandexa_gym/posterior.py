@@ -15,7 +15,9 @@ Scoring is left to the caller as one matmul, ``Z.to(w.dtype) @ w`` (see :func:`s
 
 :class:`Head` is the interface every head implements (what the exploration rules and the
 agents rely on), and :class:`HeadConfig` holds the hyper-parameters that agents,
-checkpoints and :func:`bandexa_gym.transfer.evolve` share.
+checkpoints and :func:`bandexa_gym.transfer.evolve` share. The Laplace logistic head for
+{0, 1} rewards (:class:`LaplaceLogisticRegression`, :class:`LogisticHeadConfig`) lives in
+:mod:`bandexa_gym.posterior_logistic` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bandexa_gym.numerics import (
     safe_cholesky,
     standard_gamma,
 )
+from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = [
     "HEAD_FIELDS",
@@ -44,6 +47,8 @@ __all__ = [
     "accumulate_statistics",
     "Head",
     "HeadConfig",
+    "LaplaceLogisticRegression",
+    "LogisticHeadConfig",
     "NumericalWarning",
     "rebase_head_state",
     "safe_cholesky",

@@ -52,6 +52,11 @@ PROBLEMS: dict[str, tuple[str, dict[str, Any], int]] = {
         4000,
     ),
     "satimage-x50": ("Bandexa/Satimage-v0", {"_affine": (50.0, 0.0)}, 2000),
+    "retrieval-x100": ("Bandexa/Retrieval-v0", {"_affine": (100.0, 0.0)}, 5000),
+    "retrieval-x0.01": ("Bandexa/Retrieval-v0", {"_affine": (0.01, 0.0)}, 5000),
+    "retrieval+100": ("Bandexa/Retrieval-v0", {"_affine": (1.0, 100.0)}, 5000),
+    # Hard exploration with rare rewards on a scale of tens.
+    "wheel": ("Bandexa/Wheel-v0", {}, 2000),
 }
 
 

@@ -15,6 +15,7 @@ from bandexa_gym.agents.baselines import UniformAgent
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.loading import load_agent, load_state
+from bandexa_gym.agents.logistic_ts import LogisticTS
 from bandexa_gym.agents.neural_linear_ts import (
     NeuralLinearTS,
     NeuralLinearTSConfig,
@@ -29,6 +30,7 @@ __all__ = [
     "Decision",
     "HeadAgent",
     "LinearTS",
+    "LogisticTS",
     "NeuralLinearTS",
     "NeuralLinearTSConfig",
     "NotApplicableError",

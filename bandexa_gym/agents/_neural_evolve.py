@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.encoders import Encoder
-from bandexa_gym.posterior import load_rebased
+from bandexa_gym.posterior import LaplaceLogisticRegression, load_rebased
 
 NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
 OldTransitions = Literal["pad", "drop"]
@@ -196,13 +196,22 @@ def _move_buffer(
     return f"buffer: {copied} transitions copied{how} into the template's{lost}"
 
 
+def _carry_head(new: Any, old: Any) -> bool:
+    """Load ``old``'s state into ``new``; a Gaussian head is re-based on ``new``'s prior if it
+    differs (returns whether it was), a logistic one is copied (same prior, checked before)."""
+    if isinstance(new, LaplaceLogisticRegression):
+        new.load_state_dict(old.state_dict())
+        return False
+    return load_rebased(new, old.state_dict())
+
+
 def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
     """Move the head(s): the shared head, or one head per arm (arms keep their identity:
     one-hot positions, or content rows padded with zeros for new action features)."""
     if agent.arm_mode != "per_arm":
         template.arm_mode = agent.arm_mode if template.config.arm_heads == "auto" else "shared"
         template.heads = [template.new_head()]
-        rebased = load_rebased(template.heads[0], agent.heads[0].state_dict())
+        rebased = _carry_head(template.heads[0], agent.heads[0])
         head = agent.heads[0]
         return rebased, f"head kept (d={head.dim}, n_obs={head.n_obs})"
     if template.config.arm_heads == "shared":
@@ -218,7 +227,7 @@ def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
     template.heads = [template.new_head() for _ in range(template.registry.n_arms)]
     rebased = False
     for old, new in zip(agent.heads, template.heads, strict=False):
-        rebased |= load_rebased(new, old.state_dict())
+        rebased |= _carry_head(new, old)
     added = len(template.heads) - len(agent.heads)
     return rebased, f"{len(agent.heads)} per-arm heads kept, {added} new arms at the prior"
 
@@ -242,6 +251,18 @@ def evolve_neural(
     :func:`bandexa_gym.transfer.evolve` for the contract); returns a one-line summary."""
     if old_transitions not in ("pad", "drop"):
         raise ValueError(f"old_transitions must be 'pad' or 'drop', got {old_transitions!r}")
+    kind = getattr(agent.config, "head_kind", "gaussian")
+    if getattr(template.config, "head_kind", "gaussian") != kind:
+        raise ValueError(
+            f"head_kind differs: the trained agent has a {kind!r} head, the template a "
+            f"{template.config.head_kind!r} one"
+        )
+    if kind == "logistic" and template.config.head.prior_var != agent.config.head.prior_var:
+        raise ValueError(
+            f"prior_var differs ({agent.config.head.prior_var} -> "
+            f"{template.config.head.prior_var}): a logistic head cannot be re-based on another "
+            "prior (its posterior is not conjugate); evolve with the same prior_var"
+        )
     old_enc, new_enc = agent.encoder, template.encoder
     grown = _check_encoders(old_enc, new_enc)
     if old_transitions == "drop" and template.buffer is agent.buffer:

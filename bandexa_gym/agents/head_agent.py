@@ -18,6 +18,7 @@ import torch
 
 from bandexa_gym.agents.base import Agent, Observation, Observations, _check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
+from bandexa_gym.numerics import gamma_variates
 from bandexa_gym.posterior import Head
 
 __all__ = [
@@ -168,6 +169,10 @@ class ArmHeads:
         draws: int | None = None,
     ) -> torch.Tensor:
         x, arms = features
+        if draws is not None and all(
+            len(set(row)) == len(row) for row in arms.tolist()
+        ):  # every candidate its own arm: independent scores, drawn as scalars
+            return self._independent_draws(features, draws, generator)
         shared = x.ndim == 2
         if not shared:
             x = x.to(self.heads[0].dtype)
@@ -183,6 +188,34 @@ class ArmHeads:
                 parts = [_dot(w[arm], x[b, k], f) for k, arm in enumerate(row_arms)]
             rows.append(torch.stack(parts, dim=-1 if draws else 0))
         return torch.stack(rows, dim=0 if draws is None else 1)
+
+    def _independent_draws(
+        self, features: ArmFeatures, draws: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``draws`` posterior draws of every candidate's score (M, B, K), one arm each.
+
+        Heads are independent, so candidate k's score ``z·w`` has its exact marginal: a
+        Gaussian ``N(m, q)`` for a fixed-noise head, a scaled t for a NIG head (drawn as
+        ``m + sqrt(b / g) · sqrt(q) · ε`` with ``g ~ Gamma(a)``), where ``m`` and ``q`` are
+        the posterior mean and the σ²-scaled variance of the score; ``N(m, c² q)`` for a
+        logistic head, whose draws are ``w ~ N(μ, c² Σ)`` (``c = sample_scale``). O(M·K)
+        draws instead of M weight vectors per arm.
+        """
+        mean, variance = self.predict(features)  # (B, K) each
+        heads = self.heads
+        arms = features.arms
+        shape = (draws, *mean.shape)
+        eps = torch.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        if hasattr(heads[0], "sample_scale"):  # Gaussian draws N(μ, c² Σ): a logistic head
+            c = torch.tensor([h.sample_scale for h in heads], dtype=mean.dtype, device=mean.device)
+            return mean + c[arms] * torch.sqrt(variance) * eps
+        scale = torch.tensor([h.noise_scale() for h in heads], dtype=mean.dtype, device=mean.device)
+        q = variance / scale[arms]  # σ²-scaled variance of each candidate's score
+        if heads[0].noise == "nig":
+            a = torch.tensor([h.a for h in heads], dtype=mean.dtype, device=mean.device)[arms]
+            b = torch.tensor([h.b for h in heads], dtype=mean.dtype, device=mean.device)[arms]
+            eps = eps * torch.sqrt(b / gamma_variates(a.expand(shape), generator))
+        return mean + torch.sqrt(q) * eps
 
 
 class RewardScaler:

@@ -6,10 +6,11 @@ class, :class:`LinearTS`, with different exploration rules.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -28,7 +29,6 @@ from bandexa_gym.agents.head_agent import (
     split_at,
 )
 from bandexa_gym.posterior import (
-    HEAD_FIELDS,
     BayesianLinearRegression,
     HeadConfig,
     grown_state,
@@ -185,6 +185,11 @@ class LinearTS(HeadAgent):
     """
 
     name = "linear_ts"
+    head_config_type: ClassVar[type] = HeadConfig
+    """The config type of the heads (its fields are also accepted one by one); subclasses
+    with another head override it with :meth:`new_head`."""
+    default_head: ClassVar[dict[str, Any]] = DEFAULT_HEAD
+    """Head settings that differ from the config type's defaults unless given."""
 
     def __init__(
         self,
@@ -204,11 +209,16 @@ class LinearTS(HeadAgent):
                 "feature_map must be 'auto', 'concat', 'disjoint' or 'per_arm', got "
                 f"{feature_map!r}"
             )
-        head_fields = {k: kwargs.pop(k) for k in HEAD_FIELDS if k in kwargs}
+        names = [f.name for f in dataclasses.fields(self.head_config_type)]
+        head_fields = {k: kwargs.pop(k) for k in names if k in kwargs}
         if head is not None and head_fields:
             raise ValueError(f"pass either head= or {sorted(head_fields)}, not both")
+        if head is not None and not isinstance(head, self.head_config_type):
+            raise TypeError(f"head must be a {self.head_config_type.__name__}, got {head!r}")
         self.head_config = (
-            head if head is not None else HeadConfig(**{**DEFAULT_HEAD, **head_fields})
+            head
+            if head is not None
+            else self.head_config_type(**{**self.default_head, **head_fields})
         )
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.reward_scaler = RewardScaler(standardize_rewards)
@@ -423,7 +433,7 @@ class LinearTS(HeadAgent):
             state = head.state_dict()
             tensors[f"heads.{i}.mean"] = state["mean"]
             tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
-            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
+            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet") if k in state})
             tensors.update(self.target_stats[i].tensors(f"heads.{i}"))
         registry, tensors["arm_rows"] = self.registry.state()
         scalars = {
@@ -475,7 +485,7 @@ class LinearTS(HeadAgent):
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
-        dim += int(HeadConfig.from_dict(spec["head"]).intercept)
+        dim += int(cls.head_config_type.from_dict(spec["head"]).intercept)
         wants = {"mean": (dim,), "sqrt_covariance": (dim, dim), "zr": (dim,), "zs": (dim,),
                  "moments": (3,)}  # fmt: skip
         rows = shapes.get("arm_rows")
@@ -502,7 +512,7 @@ class LinearTS(HeadAgent):
             tuple(spec["context_shape"]),
             int(spec["action_dim"]),
             feature_map=spec["feature_map"],
-            head=HeadConfig.from_dict(spec["head"]),
+            head=cls.head_config_type.from_dict(spec["head"]),
             exploration=spec.get("exploration", "thompson"),
             standardize_rewards=spec["standardize_rewards"],
             seed=seed,

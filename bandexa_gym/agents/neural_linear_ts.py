@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents.base import Observations, register_agent
+from bandexa_gym.agents.base import Capabilities, Observations, register_agent
 from bandexa_gym.agents.head_agent import (
     MAX_FIXED_ARMS,
     ArmFeatures,
@@ -48,13 +48,15 @@ from bandexa_gym.posterior import (
     HEAD_FIELDS,
     BayesianLinearRegression,
     HeadConfig,
-    accumulate_statistics,
+    LaplaceLogisticRegression,
+    LogisticHeadConfig,
 )
 
 __all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _HEAD_FIELDS = HEAD_FIELDS
+HEAD_KINDS = ("gaussian", "logistic")
 
 
 @dataclass
@@ -64,6 +66,14 @@ class NeuralLinearTSConfig:
     Attributes:
         head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; an intercept by
             default).
+        head_kind: ``"gaussian"`` (default): Bayesian linear regression on the reward;
+            ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
+            (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
+            ``N(0, head.prior_var · I)``, refit by Newton's method at every rebuild; other
+            rewards are a ``ValueError`` at ``observe``; ``predict`` reports the logit's
+            mean and variance). It takes ``head.prior_var``, ``intercept`` and
+            ``forgetting``, trains with ``loss="bce"`` on unstandardized rewards, and
+            leaves ``head.noise``, ``a0``, ``b0`` at their defaults (they are Gaussian).
         warmup_random: Rounds of uniform exploration before the exploration rule takes
             over; the encoder is trained and the head rebuilt once at the end of the
             warm-up, so the first rule-driven decision already uses learned features.
@@ -74,7 +84,8 @@ class NeuralLinearTSConfig:
         action_chunk: Candidates encoded per chunk when scoring (None: all at once).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout).
+        loss: ``"mse"`` on the reward, ``"bce"`` on a {0, 1} reward (logit readout); None
+            (default): ``"mse"`` for the Gaussian head, ``"bce"`` for the logistic one.
         buffer_capacity: Capacity of the default in-memory replay buffer.
         arm_heads: ``"per_arm"``: one head per arm over the shared learned features
             (the Neural-Linear design of Riquelme et al. 2018: each arm's uncertainty shrinks
@@ -91,12 +102,15 @@ class NeuralLinearTSConfig:
             their running mean and standard deviation, re-fitted before every training burst
             and at rounds 2, 4, 8, ... (the head is then rebuilt), so the agent decides the
             same whatever the reward's units and its priors mean the same thing everywhere.
+            None (default): True for the Gaussian head, False for the logistic one (which
+            learns the raw {0, 1} rewards).
 
     Raises:
         ValueError: A setting out of range (named in the message), at construction.
     """
 
     head: HeadConfig = field(default_factory=lambda: HeadConfig(intercept=True))
+    head_kind: str = "gaussian"
     warmup_random: int = 0
     train_every: int = 50
     optimizer_steps: int = 50
@@ -105,13 +119,20 @@ class NeuralLinearTSConfig:
     action_chunk: int | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "mse"
+    loss: str | None = None
     buffer_capacity: int = 100_000
     arm_heads: str = "auto"
     window: int | None = None
-    standardize_rewards: bool = True
+    standardize_rewards: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.head_kind not in HEAD_KINDS:
+            raise ValueError(f"head_kind must be 'gaussian' or 'logistic', got {self.head_kind!r}")
+        gaussian_head = self.head_kind == "gaussian"
+        if self.loss is None:
+            self.loss = "mse" if gaussian_head else "bce"
+        if self.standardize_rewards is None:
+            self.standardize_rewards = gaussian_head
         if isinstance(self.head, Mapping):
             self.head = HeadConfig.from_dict(self.head)
         if not isinstance(self.head, HeadConfig):
@@ -150,6 +171,21 @@ class NeuralLinearTSConfig:
             raise TypeError(
                 f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
             )
+        if self.head_kind == "logistic":
+            if self.loss != "bce" or self.standardize_rewards:
+                raise ValueError(
+                    "head_kind='logistic' models the raw {0, 1} rewards: the encoder trains "
+                    f"with loss='bce' and rewards are not standardized, got loss={self.loss!r}, "
+                    f"standardize_rewards={self.standardize_rewards!r}"
+                )
+            default = HeadConfig()
+            gaussian = {k: getattr(self.head, k) for k in ("noise", "a0", "b0")}
+            if any(getattr(default, k) != v for k, v in gaussian.items()):
+                raise ValueError(
+                    f"head settings {gaussian} are for the Gaussian head; the logistic head "
+                    "takes prior_var, intercept and forgetting (leave noise, a0, b0 at their "
+                    "defaults)"
+                )
 
     @classmethod
     def from_settings(cls, **settings: Any) -> NeuralLinearTSConfig:
@@ -225,6 +261,8 @@ class NeuralLinearTS(HeadAgent):
         self.config = config or NeuralLinearTSConfig()
         if not isinstance(self.config, NeuralLinearTSConfig):
             raise TypeError(f"config must be a NeuralLinearTSConfig, got {config!r}")
+        if self.config.head_kind == "logistic":  # observe() rejects rewards outside {0, 1}
+            self.capabilities = Capabilities(binary_rewards=True)
         super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
         self.encoder = encoder.to(self.device)
         self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
@@ -234,11 +272,16 @@ class NeuralLinearTS(HeadAgent):
         )
         self._init_learners()
 
-    def new_head(self) -> BayesianLinearRegression:
-        """A head at the configured prior over the encoder's features, on the device."""
-        return BayesianLinearRegression(
-            self.encoder.feature_dim, self.config.head, device=self.device
-        )
+    def new_head(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
+        """A head of ``config.head_kind`` at the configured prior over the encoder's
+        features, on the device."""
+        d, head = self.encoder.feature_dim, self.config.head
+        if self.config.head_kind == "logistic":
+            config = LogisticHeadConfig(
+                prior_var=head.prior_var, intercept=head.intercept, forgetting=head.forgetting
+            )
+            return LaplaceLogisticRegression(d, config, device=self.device)
+        return BayesianLinearRegression(d, head, device=self.device)
 
     def _init_learners(self) -> None:
         cfg = self.config
@@ -273,20 +316,20 @@ class NeuralLinearTS(HeadAgent):
             self.sample_generator.manual_seed(int(seed) + 1)
 
     @property
-    def posterior(self) -> BayesianLinearRegression:
+    def posterior(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
         """The shared head (an agent with one head per arm has ``heads`` instead)."""
         if self.arm_mode == "per_arm":
             raise AttributeError("this agent has one head per arm: use .heads")
         return self.heads[0]
 
     @posterior.setter
-    def posterior(self, head: BayesianLinearRegression) -> None:
+    def posterior(self, head: BayesianLinearRegression | LaplaceLogisticRegression) -> None:
         if self.arm_mode == "per_arm":
             raise AttributeError("this agent has one head per arm: set .heads")
         self.heads = [head]
 
     @property
-    def head(self) -> BayesianLinearRegression | ArmHeads:
+    def head(self) -> BayesianLinearRegression | LaplaceLogisticRegression | ArmHeads:
         return ArmHeads(self.heads) if self.arm_mode == "per_arm" else self.heads[0]
 
     def _resolve_arms(self, candidates: torch.Tensor) -> None:
@@ -506,24 +549,17 @@ class NeuralLinearTS(HeadAgent):
             self.heads[0].rebuild(encoded())
             self.clear_feature_cache()
             return
-        # One head per arm: route every row to its arm's statistics, then rebuild each head.
-        stats: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        # One head per arm: route every row to its arm's rows, then rebuild each head.
+        parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
         for chunk, actions in zip(encoded(), self._buffer_actions(size), strict=True):
             arms = self._arms(actions[:, None])[:, 0]
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
-                head = self.heads[arm]
-                part = (
-                    head.augment(chunk[0][rows].to(torch.float64)),
-                    *(t[rows] for t in chunk[1:]),
-                )
-                stats.setdefault(arm, []).append(part)
+                parts.setdefault(arm, []).append(tuple(t[rows] for t in chunk))
         fresh = [self.new_head() for _ in self.heads]
         for arm, head in enumerate(fresh):
-            if arm in stats:
-                head.rebuild_from_statistics(
-                    *accumulate_statistics(stats[arm], head.state_dim, head.dtype, head.device)
-                )
+            if arm in parts:
+                head.rebuild(parts[arm])  # each head's own refit (a logistic one: Newton)
         self.heads = fresh
         self.clear_feature_cache()
 
@@ -626,8 +662,15 @@ class NeuralLinearTS(HeadAgent):
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
         else:
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+        gamma = self.config.head.forgetting
         if arms is None:
             _absorb(self.heads[0], z, targets)
+        elif gamma != 1.0:  # every arm's head forgets every round: rows one at a time
+            for row, arm in enumerate(arms.tolist()):
+                for other, head in enumerate(self.heads):
+                    if other != arm:
+                        head.discount(gamma)
+                self.heads[arm].update(z[row], targets[row])
         else:
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
@@ -660,7 +703,8 @@ class NeuralLinearTS(HeadAgent):
     def pinned_spec(self) -> dict[str, Any]:
         spec = self.spec()
         del spec["exploration"]
-        spec["config"] = {"head": spec["config"]["head"]}  # the schedule may differ
+        config = spec["config"]  # the schedule may differ, the head may not
+        spec["config"] = {"head": config["head"], "head_kind": config["head_kind"]}
         return spec
 
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -671,7 +715,7 @@ class NeuralLinearTS(HeadAgent):
             state = head.state_dict()
             tensors[f"heads.{i}.mean"] = state["mean"]
             tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
-            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet")})
+            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet") if k in state})
         registry, tensors["arm_rows"] = self.registry.state()
         scalars = {
             "heads": heads,
@@ -898,7 +942,24 @@ def make_neural_linear(
     **settings: Any,
 ) -> NeuralLinearTS:
     """A :class:`NeuralLinearTS` sized for ``space`` with the default settings for its kind
-    of context (images: ConvNet, 200 uniform warm-up rounds, logistic loss)."""
+    of context (images: ConvNet, 200 uniform warm-up rounds, logistic loss).
+
+    ``head="logistic"`` (or ``head_kind="logistic"``) puts the Laplace logistic head on
+    the features, for rewards in {0, 1}, and trains the encoder with ``loss="bce"``;
+    ``head`` may otherwise be ``"gaussian"`` (the default) or the Gaussian head's
+    :class:`HeadConfig` (or a dict of its fields).
+    """
+    head = settings.pop("head", None)
+    if isinstance(head, str):
+        if head not in HEAD_KINDS:
+            raise ValueError(
+                f"head must be 'gaussian', 'logistic', a HeadConfig or a dict of its fields, "
+                f"got {head!r}"
+            )
+        if settings.setdefault("head_kind", head) != head:
+            raise ValueError(f"head={head!r} and head_kind={settings['head_kind']!r} disagree")
+    elif head is not None:
+        settings["head"] = head
     images = len(space["context"].shape) == 3
     defaults: dict[str, Any] = (
         {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50, "loss": "bce"}
