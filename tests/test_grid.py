@@ -308,3 +308,21 @@ def test_progress_bars_follow_runs_and_drop_late_reports(
     text = err.getvalue()
     assert "3/3" in text and "uniform | Bandexa/Synthetic-v0 | seed 1" in text
     assert "failed: uniform | Bandexa/Synthetic-v0 | seed 2: RuntimeError: x" in text
+
+
+def test_preflight_reports_a_binary_reward_model_on_real_rewards_as_not_applicable() -> None:
+    import gymnasium as gym
+
+    from bandexa_gym.grid.preflight import non_binary_reward, preflight
+    from bandexa_gym.grid.suites import Problem
+
+    assert non_binary_reward(gym.make("Bandexa/Synthetic-v0")) is not None
+    assert non_binary_reward(gym.make("Bandexa/Pendigits-v0")) is None
+    problems = [
+        Problem("synthetic", "Bandexa/Synthetic-v0", 10, {"n_arms": 3}),
+        Problem("pendigits", "Bandexa/Pendigits-v0", 10),
+    ]
+    found = preflight(problems, ["uniform", "linear_ts", "logistic_ts"], {})
+    (pair,) = found.not_applicable
+    assert pair == ("synthetic", "logistic_ts")
+    assert "models {0, 1} rewards" in found.not_applicable[pair]
