@@ -7,9 +7,15 @@ seeds, stable-baselines3 baselines included, and prints a results table::
     bandexa-bench                                   # the default run, about a minute on CPU
     bandexa-bench --env Bandexa/MNIST-v0 --agents linear_ts sb3:DQN --horizon 5000 \\
         --seeds 0 1 2 --workers 2 --out runs/mnist --plot
+    bandexa-bench --suite classic --workers 2 --out runs/classic   # the benchmark suite
+    bandexa-bench --suite classic --workers 2 --out runs/classic --resume
+    bandexa-bench --suite classic --backend ray --address auto --out runs/classic
 
 Every run, whatever the agent, plays the env wrapped in the same ``RegretMonitor`` on the
-round stream seeded by the run's seed, so every row is measured the same way. See
+round stream seeded by the run's seed, so every row is measured the same way. With
+``--out`` every run is written as it ends and the summaries are rebuilt from the runs, so
+an interrupted grid keeps its finished runs and ``--resume`` runs only the rest. This
+module is the command line; the grid machinery is :mod:`bandexa_gym.grid`. See
 ``docs/benchmarking.md``.
 """
 
@@ -17,30 +23,39 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
-import json
-import os
-import platform
-import random
+import importlib
+import importlib.util
+import math
 import sys
 import tempfile
-import time
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import gymnasium as gym
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
-from bandexa_gym.agents.base import AGENTS, NotApplicableError, make_agent, observation_space
+from bandexa_gym import delays
+from bandexa_gym.agents.base import AGENTS, PerformanceHint
+from bandexa_gym.grid.driver import (
+    ExistingRunsError,
+    GridOutcome,
+    OutputBusyError,
+    output_lock,
+    plan_grid,
+    run_grid,
+)
+from bandexa_gym.grid.jobs import Job, run_job, seed_everything
+from bandexa_gym.grid.local import local_backend
+from bandexa_gym.grid.preflight import PreflightError, preflight
+from bandexa_gym.grid.ray_backend import RAY_EXTRA, RayBackend, ray_available
+from bandexa_gym.grid.results import DEFAULT_WINDOW, format_table, plot_regret, summarize
+from bandexa_gym.grid.store import ConfigConflictError
+from bandexa_gym.grid.suite_table import format_suite_table, suite_cells
+from bandexa_gym.grid.suites import NORMALIZER, SUITES, Problem, default_agents
+from bandexa_gym.grid.summaries import SummaryWriter, failure_notes
 from bandexa_gym.runner import RunResult, find_monitor, run
 
 __all__ = [
@@ -49,11 +64,16 @@ __all__ = [
     "DEFAULT_HORIZON",
     "Job",
     "RunResult",
+    "build_parser",
     "find_monitor",
     "format_table",
     "main",
+    "parse_delay",
+    "parse_value",
+    "plot_regret",
     "run",
     "run_job",
+    "seed_everything",
     "summarize",
 ]
 
@@ -62,354 +82,13 @@ DEFAULT_ENVS: tuple[str, ...] = ("Bandexa/Synthetic-v0",)
 DEFAULT_AGENTS: tuple[str, ...] = ("neural_linear_ts", "linear_ts", "uniform", "sb3:PPO")
 DEFAULT_HORIZON = 20_000
 """Rounds per run of the default benchmark: about a minute for all four agents on 2 cores."""
-DEFAULT_WINDOW = 500
 SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN")
-NotApplicable = dict[tuple[str, str], str]
-"""(env id, agent) -> why the agent cannot play the env (reported as "n/a", not run)."""
+DELAY_FORMS = "fixed:N, geometric:MEAN or uniform:LO:HI"
+LOGS_EXTRA = 'pip install "bandexa-gym[logs]"'
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
-# -- one benchmark job ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Job:
-    """One (agent, env, seed) run of the benchmark; picklable for worker processes.
-
-    Attributes:
-        env_id: Gymnasium id of a ``Bandexa/*`` env.
-        agent: A registered agent name or ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN``.
-        seed: Seeds the env's round stream, the agent, and Python/NumPy/torch.
-        horizon: Rounds to play.
-        env_kwargs: Keyword arguments of ``gym.make``.
-        agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
-        device: Torch device of the agent.
-        progress: Show a progress bar for this run.
-        threads: Torch intra-op CPU threads for this run (restored afterwards).
-    """
-
-    env_id: str
-    agent: str
-    seed: int
-    horizon: int
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    agent_kwargs: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-    progress: bool = False
-    threads: int = 1
-
-    @property
-    def label(self) -> str:
-        """Short human-readable name of the run."""
-        return f"{self.agent} | {self.env_id} | seed {self.seed}"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (for code that uses them)."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party code may draw from it
-    torch.manual_seed(seed)
-
-
-def run_job(job: Job) -> RunResult:
-    """Run one benchmark job in a fresh env and return its measurements.
-
-    The global generators are seeded with ``job.seed`` first and torch uses
-    ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
-    in this process or in a worker (CPU float results can depend on the thread count).
-
-    Args:
-        job: What to run.
-
-    Returns:
-        The :class:`RunResult`; ``info`` holds ``env``, ``agent`` and ``seed``.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(job.threads)
-    seed_everything(job.seed)
-    env = gym.make(job.env_id, **job.env_kwargs)
-    try:
-        if job.agent.startswith("sb3:"):
-            from bandexa_gym.sb3 import run_sb3  # imports stable-baselines3
-
-            result = run_sb3(
-                job.agent,
-                env,
-                job.horizon,
-                seed=job.seed,
-                device=job.device,
-                progress=job.progress,
-                desc=job.label,
-                **job.agent_kwargs,
-            )
-        else:
-            agent = make_agent(job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs)
-            result = run(
-                agent, env, job.horizon, seed=job.seed, progress=job.progress, desc=job.label
-            )
-    finally:
-        env.close()
-        torch.set_num_threads(threads)
-    result.info.update({"env": job.env_id, "agent": job.agent, "seed": job.seed})
-    return result
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # run_job sets the job's own count; never oversubscribe
-
-
-def run_jobs(jobs: Sequence[Job], workers: int = 1, progress: bool = False) -> list[RunResult]:
-    """Run ``jobs`` in order in this process, or in ``workers`` spawned processes.
-
-    Args:
-        jobs: The jobs; their results come back in the same order.
-        workers: Number of processes; 1 runs in this process.
-        progress: With several workers, show one bar over jobs (per-run bars are the
-            jobs' own ``progress`` flag).
-
-    Returns:
-        One :class:`RunResult` per job.
-    """
-    if workers <= 1:
-        return [run_job(job) for job in jobs]
-    results: list[RunResult | None] = [None] * len(jobs)
-    context = get_context("spawn")
-    with (
-        ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool,
-        tqdm(total=len(jobs), disable=not progress, file=sys.stderr, desc="runs") as bar,
-    ):
-        futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            bar.update(1)
-    return [r for r in results if r is not None]
-
-
-# -- summary and table ----------------------------------------------------------------
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (ddof=1; None for a single value)."""
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
-
-
-def summarize(results: Sequence[RunResult], window: int = DEFAULT_WINDOW) -> list[dict[str, Any]]:
-    """One row per (env, agent), in first-seen order, aggregated over seeds.
-
-    Args:
-        results: Results of :func:`run_job` (their ``info`` names env, agent and seed).
-        window: Rounds of the final moving-average reward.
-
-    Returns:
-        Dicts with ``env``, ``agent``, ``seeds``, ``horizon``, ``window``,
-        ``cumulative_regret_mean``/``_std``, ``final_reward_mean``/``_std``,
-        ``decisions_per_second_mean`` and ``wall_seconds_mean``/``_total``. Standard
-        deviations are over seeds (ddof=1), None with one seed.
-    """
-    groups: dict[tuple[str, str], list[RunResult]] = {}
-    for result in results:
-        groups.setdefault((result.info["env"], result.info["agent"]), []).append(result)
-    rows = []
-    for (env_id, agent), group in groups.items():
-        regret_mean, regret_std = _mean_std([float(r.regrets.sum()) for r in group])
-        reward_mean, reward_std = _mean_std([r.moving_average_reward(window) for r in group])
-        seconds = [r.seconds for r in group]
-        rows.append(
-            {
-                "env": env_id,
-                "agent": agent,
-                "seeds": len(group),
-                "horizon": group[0].horizon,
-                "window": min(window, group[0].horizon),
-                "cumulative_regret_mean": regret_mean,
-                "cumulative_regret_std": regret_std,
-                "final_reward_mean": reward_mean,
-                "final_reward_std": reward_std,
-                "decisions_per_second_mean": float(
-                    np.mean([r.decisions_per_second for r in group])
-                ),
-                "wall_seconds_mean": float(np.mean(seconds)),
-                "wall_seconds_total": float(np.sum(seconds)),
-            }
-        )
-    return rows
-
-
-def _pm(mean: float, std: float | None, digits: int) -> str:
-    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
-
-
-def format_table(
-    rows: Sequence[dict[str, Any]], not_applicable: NotApplicable | None = None
-) -> str:
-    """Render :func:`summarize` rows as an aligned plain-text table.
-
-    Columns: env, agent, seeds, cumulative regret (mean ± std over seeds), final
-    moving-average reward (mean ± std), decisions per second and wall seconds per run.
-    Pairs in ``not_applicable`` get an "n/a" row after their env's rows and a numbered
-    note with the reason under the table.
-    """
-    not_applicable = dict(not_applicable or {})
-    window = rows[0]["window"] if rows else DEFAULT_WINDOW
-    header = (
-        "env",
-        "agent",
-        "seeds",
-        "cum. regret",
-        f"reward (last {window})",
-        "decisions/s",
-        "wall s/run",
-    )
-    body = [
-        (
-            row["env"],
-            row["agent"],
-            str(row["seeds"]),
-            _pm(row["cumulative_regret_mean"], row["cumulative_regret_std"], 1),
-            _pm(row["final_reward_mean"], row["final_reward_std"], 3),
-            f"{row['decisions_per_second_mean']:,.0f}",
-            f"{row['wall_seconds_mean']:.2f}",
-        )
-        for row in rows
-    ]
-    notes = []
-    for (env_id, agent), reason in not_applicable.items():
-        notes.append(f"[{len(notes) + 1}] {agent} on {env_id}: {reason}")
-        line = (env_id, agent, "-", f"n/a [{len(notes)}]", "n/a", "-", "-")
-        envs = [r[0] for r in body]
-        at = len(envs) - envs[::-1].index(env_id) if env_id in envs else len(body)
-        body.insert(at, line)
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
-    left = 2  # env and agent are left-aligned, numbers right-aligned
-
-    def fmt(line: Sequence[str]) -> str:
-        cells = [
-            cell.ljust(width) if i < left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(line) for line in body), *notes])
-
-
-# -- files ------------------------------------------------------------------------------
-def package_versions() -> dict[str, str | None]:
-    """Versions of Python and of the packages that shape the results."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in (
-        "bandexa-gym",
-        "torch",
-        "gymnasium",
-        "stable-baselines3",
-        "numpy",
-        "bayesianbandits",
-        "vowpalwabbit",
-        "mabwiser",
-    ):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def write_results(
-    out: Path,
-    config: dict[str, Any],
-    jobs: Sequence[Job],
-    results: Sequence[RunResult],
-    rows: Sequence[dict[str, Any]],
-) -> list[Path]:
-    """Write ``results.json`` and ``summary.csv`` to ``out``; return their paths."""
-    runs = [
-        {
-            "env": job.env_id,
-            "env_kwargs": job.env_kwargs,
-            "agent": job.agent,
-            "agent_kwargs": job.agent_kwargs,
-            "seed": job.seed,
-            "horizon": result.horizon,
-            "cumulative_regret": float(result.regrets.sum()),
-            "final_reward": result.moving_average_reward(config["window"]),
-            "seconds": result.seconds,
-            "decisions_per_second": result.decisions_per_second,
-            "rewards": result.rewards.tolist(),
-            "regrets": result.regrets.tolist(),
-        }
-        for job, result in zip(jobs, results, strict=True)
-    ]
-    document = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-        "versions": package_versions(),
-        "platform": {
-            "system": platform.platform(),
-            "machine": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "summary": list(rows),
-        "runs": runs,
-    }
-    json_path, csv_path = out / "results.json", out / "summary.csv"
-    json_path.write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["env", "agent"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return [json_path, csv_path]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, tuple, set)):
-        return list(value)
-    return repr(value)
-
-
-def plot_regret(path: Path, results: Sequence[RunResult]) -> Path:
-    """Save cumulative regret vs round: one panel per env, one line per agent.
-
-    Lines are the mean over seeds with a ±1 standard-deviation band. Uses matplotlib's
-    Agg canvas directly, so no display and no global backend switch are involved.
-
-    Args:
-        path: The PNG file to write.
-        results: Results of :func:`run_job`.
-
-    Returns:
-        ``path``.
-
-    Raises:
-        ImportError: matplotlib is not installed (``pip install "bandexa-gym[plot]"``).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    curves: dict[str, dict[str, list[np.ndarray]]] = {}
-    for result in results:
-        per_env = curves.setdefault(result.info["env"], {})
-        per_env.setdefault(result.info["agent"], []).append(result.cumulative_regret)
-    fig = Figure(figsize=(5.5 * len(curves), 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(curves), squeeze=False)[0]
-    for ax, (env_id, agents) in zip(axes, curves.items(), strict=True):
-        for agent, runs in agents.items():
-            stack = np.stack(runs)
-            rounds = np.arange(1, stack.shape[1] + 1)
-            mean = stack.mean(axis=0)
-            (line,) = ax.plot(rounds, mean, label=f"{agent} (n={len(runs)})")
-            if len(runs) > 1:
-                std = stack.std(axis=0, ddof=1)
-                ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax.set_title(env_id)
-        ax.set_xlabel("round")
-        ax.set_ylabel("cumulative regret")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small")
-    fig.savefig(path, dpi=110)
-    return path
-
-
-# -- command line -----------------------------------------------------------------------
+# -- parsing ----------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit code 2."""
 
@@ -436,6 +115,34 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {value}")
     return value
+
+
+def _resources(minimum: float, strict: bool) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def parse_delay(text: str) -> str:
+    """Validate a ``--delay`` model (:func:`bandexa_gym.delays.parse_delay`) and return it in
+    canonical form: ``fixed:N``, ``geometric:MEAN`` or ``uniform:LO:HI``.
+
+    Raises:
+        argparse.ArgumentTypeError: Anything else (the message says what is expected).
+    """
+    try:
+        model = delays.parse_delay(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return str(model)
 
 
 def parse_value(text: str) -> Any:
@@ -481,15 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Guide: docs/benchmarking.md",
     )
-    parser.add_argument(
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        help="a benchmark suite instead of --env: "
+        + "; ".join(f"{name}: {suite.description}" for name, suite in sorted(SUITES.items())),
+    )
+    what.add_argument(
         "--env",
         nargs="+",
-        default=list(DEFAULT_ENVS),
+        default=None,
         metavar="ID",
-        help="environment ids: Bandexa/Synthetic-v0, Bandexa/MNIST-v0, "
-        "Bandexa/FashionMNIST-v0, Bandexa/Retrieval-v0 (default: " + " ".join(DEFAULT_ENVS) + ")",
+        help="environment ids: Bandexa/Synthetic-v0, Bandexa/MNIST-v0, Bandexa/Adult-v0, "
+        "Bandexa/Retrieval-v0, ..., or module:ID to import a module that registers ID "
+        "(default: " + " ".join(DEFAULT_ENVS) + ")",
     )
-    parser.add_argument(
+    what.add_argument(
         "--env-kwargs",
         nargs="+",
         default=[],
@@ -497,17 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="gym.make keyword arguments, values parsed as Python literals; "
         "prefix with 'ID:' to apply to one env only",
     )
-    parser.add_argument(
+    what.add_argument(
         "--agents",
         nargs="+",
-        default=list(DEFAULT_AGENTS),
+        default=None,
         metavar="NAME",
         help="registered agents (uniform, linear_ts, neural_linear_ts, ...; other "
         "libraries as peer:bayesianbandits, peer:vw-squarecb, peer:mabwiser-lints with the "
         "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN; an agent that cannot play an env is "
-        "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + ")",
+        "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + "; with "
+        "--suite: uniform, linear_ts, neural_linear_ts, the peer:* agents, then every "
+        "other registered agent)",
     )
-    parser.add_argument(
+    what.add_argument(
         "--agent-kwargs",
         nargs="+",
         default=[],
@@ -515,36 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="agent overrides (make_agent keywords, or SB3 constructor arguments), "
         "e.g. linear_ts.prior_var=0.5 sb3:PPO.n_steps=64",
     )
-    parser.add_argument(
+    what.add_argument(
         "--horizon",
         type=_positive_int,
-        default=DEFAULT_HORIZON,
+        default=None,
         metavar="N",
-        help="rounds per run (default: %(default)s)",
+        help=f"rounds per run (default: {DEFAULT_HORIZON}; with --suite each problem's own, "
+        "which N replaces)",
     )
-    seeds = parser.add_mutually_exclusive_group()
+    seeds = what.add_mutually_exclusive_group()
     seeds.add_argument(
         "--seeds",
         nargs="+",
         type=_seed,
-        default=[0],
+        default=None,
         metavar="SEED",
-        help="seeds, one run per seed (default: 0)",
+        help="seeds, one run per seed (default: 0; with --suite 0 ... n-1)",
     )
     seeds.add_argument(
         "--num-seeds", type=_positive_int, metavar="N", help="shorthand for --seeds 0 ... N-1"
     )
-    parser.add_argument(
+    how = parser.add_argument_group("how runs play")
+    how.add_argument(
         "--device", default="cpu", help="torch device of the agents (default: %(default)s)"
     )
-    parser.add_argument(
-        "--window",
-        type=_positive_int,
-        default=DEFAULT_WINDOW,
-        metavar="N",
-        help="rounds of the final moving-average reward (default: %(default)s)",
-    )
-    parser.add_argument(
+    how.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -552,28 +264,106 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads per run; results can depend on it, and small models run "
         "fastest on one (default: %(default)s)",
     )
-    parser.add_argument(
+    how.add_argument(
+        "--delay",
+        type=parse_delay,
+        metavar="MODEL",
+        help=f"rewards arrive late: {DELAY_FORMS} rounds (SB3 baselines are skipped)",
+    )
+    how.add_argument(
+        "--feedback-batch",
+        type=_positive_int,
+        metavar="B",
+        help="rewards reach the agent in batches of B (SB3 baselines are skipped)",
+    )
+    how.add_argument(
+        "--log",
+        type=Path,
+        metavar="DIR",
+        help="write each run's decision log under DIR/<run name>",
+    )
+    where = parser.add_argument_group("where runs execute")
+    where.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process or --workers processes; ray: one Ray task per run "
+        f"({RAY_EXTRA}) (default: %(default)s)",
+    )
+    where.add_argument(
         "--workers",
         type=_positive_int,
-        default=1,
+        default=None,
         metavar="N",
-        help="independent runs in N parallel spawned processes (default: %(default)s)",
+        help="local: N parallel spawned processes (default: 1, this process); "
+        "ray: at most N runs at once (default: as Ray's resources allow)",
     )
-    parser.add_argument(
+    where.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        help="ray: the cluster to join ('auto', 'ray://HOST:10001'); default: start a local Ray",
+    )
+    where.add_argument(
+        "--num-cpus-per-run",
+        type=_resources(0.0, strict=True),
+        default=None,
+        metavar="N",
+        help="ray: CPUs each run asks for (default: --threads)",
+    )
+    where.add_argument(
+        "--num-gpus-per-run",
+        type=_resources(0.0, strict=False),
+        default=None,
+        metavar="N",
+        help="ray: GPUs each run asks for, fractions allowed (default: 0)",
+    )
+    files = parser.add_argument_group("results")
+    files.add_argument(
+        "--window",
+        type=_positive_int,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help="rounds of the final moving-average reward (default: %(default)s)",
+    )
+    files.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="write results.json and summary.csv (and regret.png with --plot) here",
+        help="write each run to DIR/runs/ as it ends, and results.json, summary.csv, "
+        "runs.csv (and regret.png with --plot) rebuilt from them",
     )
-    parser.add_argument("--plot", action="store_true", help="also write DIR/regret.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes")
+    files.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs in --out whose config is unchanged and run only the rest",
+    )
+    files.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete this grid's runs in --out and run everything again",
+    )
+    files.add_argument("--plot", action="store_true", help="also write DIR/regret.png")
+    files.add_argument("--quiet", action="store_true", help="no progress bars or notes")
     return parser
 
 
+# -- checks -------------------------------------------------------------------------------------
 def _check_envs(parser: argparse.ArgumentParser, env_ids: Sequence[str]) -> None:
+    """Every id resolves; ``module:ID`` imports ``module`` first, as ``gym.make`` does."""
     for env_id in env_ids:
+        module, colon, name = env_id.partition(":")
+        if not colon:
+            module, name = "", env_id
+        if module:
+            try:
+                importlib.import_module(module)
+            except Exception as err:  # ImportError, or the module's own failure
+                parser.error(
+                    f"cannot import module {module!r} of {env_id!r} "
+                    f"({type(err).__name__}: {err}); is it on PYTHONPATH?"
+                )
         try:
-            gym.spec(env_id)  # also imports "module:" prefixes
+            gym.spec(name)
         except Exception as err:  # gymnasium raises several kinds
             bandexa = ", ".join(k for k in gym.registry if k.startswith("Bandexa/"))
             parser.error(f"unknown environment {env_id!r} ({err}); Bandexa ids: {bandexa}")
@@ -607,66 +397,93 @@ def _scoped_kwargs(
     return kwargs
 
 
-def _preflight(
-    parser: argparse.ArgumentParser,
-    env_kwargs: dict[str, dict[str, Any]],
-    agent_kwargs: dict[str, dict[str, Any]],
-    horizon: int,
-    device: str,
-) -> tuple[dict[str, dict[str, Any]], NotApplicable]:
-    """Build every env and agent once so that bad settings fail before any run.
-
-    An agent that cannot play an env (its factory raises
-    :class:`~bandexa_gym.agents.base.NotApplicableError`, or its capabilities rule the
-    env out, see :func:`~bandexa_gym.agents.applicability.not_applicable_reason`) is not
-    an error: the pair is returned as not applicable.
-
-    Returns:
-        The SB3 hyper-parameters each ``sb3:*`` agent will use (recorded in the config),
-        and the not-applicable (env, agent) pairs with their reasons.
-    """
-    sb3_params: dict[str, dict[str, Any]] = {}
-    not_applicable: NotApplicable = {}
-    for env_id, kwargs in env_kwargs.items():
-        try:
-            env = gym.make(env_id, **kwargs)
-        except Exception as err:  # any failure here is a configuration error
-            parser.error(f"cannot make {env_id} with {kwargs}: {type(err).__name__}: {err}")
-        try:
-            observation_space(env)
-            changes = None  # whether the env's candidates change: probed once, if asked
-            for agent, overrides in agent_kwargs.items():
-                if agent.startswith("sb3:"):
-                    from bandexa_gym.sb3 import sb3_hyperparameters
-
-                    sb3_params[agent] = sb3_hyperparameters(agent, horizon, **overrides)
-                    continue
-                try:
-                    built = make_agent(agent, env, seed=0, device=device, **overrides)
-                except NotApplicableError as err:
-                    not_applicable[env_id, agent] = str(err)
-                    continue
-                if not built.capabilities.changing_candidates and changes is None:
-                    changes = candidates_change(env)
-                reason = not_applicable_reason(built, env, changes=changes)
-                if reason is not None:
-                    not_applicable[env_id, agent] = reason
-        except Exception as err:  # bad overrides: TypeError, ValueError, ...
-            parser.error(f"{env_id}: {type(err).__name__}: {err}")
-        finally:
-            env.close()
-    return sb3_params, not_applicable
-
-
-def _check_out(parser: argparse.ArgumentParser, out: Path) -> None:
+def _check_writable(parser: argparse.ArgumentParser, option: str, folder: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        parser.error(f"--out {str(out)!r} is not a writable directory ({err.strerror or err})")
+        parser.error(
+            f"{option} {str(folder)!r} is not a writable directory ({err.strerror or err})"
+        )
 
 
+def _check_runner_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--delay`` and ``--feedback-batch`` exclude each other; ``--log`` needs pyarrow."""
+    if args.delay is not None and args.feedback_batch is not None:
+        parser.error("--delay and --feedback-batch are alternatives: pass one of them")
+    if args.log is not None and importlib.util.find_spec("pyarrow") is None:
+        parser.error(f"--log writes Parquet and needs pyarrow: {LOGS_EXTRA}")
+
+
+def _check_backend(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.backend != "ray":
+        for option, value in (
+            ("--address", args.address),
+            ("--num-cpus-per-run", args.num_cpus_per_run),
+            ("--num-gpus-per-run", args.num_gpus_per_run),
+        ):
+            if value is not None:
+                parser.error(f"{option} needs --backend ray")
+    elif not ray_available():
+        parser.error(f"--backend ray needs Ray: {RAY_EXTRA}")
+
+
+# -- the grid's problems and agents ----------------------------------------------------------
+@dataclass
+class _Grid:
+    problems: list[Problem]
+    agents: list[str]
+    optional: set[str]  # agents that may be n/a when their library is missing
+    seeds: list[int]
+    suite: str | None
+
+
+def _grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Grid:
+    """The problems, agents and seeds the arguments ask for."""
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds lists a seed twice: {' '.join(map(str, args.seeds))}")
+    if args.suite is not None:
+        suite = SUITES[args.suite]
+        for option, value in (("--env", args.env), ("--env-kwargs", args.env_kwargs)):
+            if value:
+                parser.error(f"{option} cannot be combined with --suite (the suite defines them)")
+        agents = list(args.agents) if args.agents else list(suite.agents or default_agents())
+        optional = set() if args.agents else set(agents)
+        if NORMALIZER not in agents:
+            agents.insert(0, NORMALIZER)  # the suite table divides by its regret
+        problems = [
+            Problem(p.name, p.env_id, args.horizon or p.rounds, dict(p.env_kwargs), p.skip)
+            for p in suite.problems
+        ]
+        default_seeds = list(range(suite.num_seeds))
+    else:
+        env_ids = list(args.env or DEFAULT_ENVS)
+        if len(set(env_ids)) != len(env_ids):
+            parser.error(f"--env lists an environment twice: {' '.join(env_ids)}")
+        agents, optional = list(args.agents or DEFAULT_AGENTS), set()
+        env_kwargs = _scoped_kwargs(parser, "--env-kwargs", args.env_kwargs, env_ids)
+        horizon = args.horizon or DEFAULT_HORIZON
+        problems = [Problem(env_id, env_id, horizon, env_kwargs[env_id]) for env_id in env_ids]
+        default_seeds = [0]
+    seeds = list(range(args.num_seeds)) if args.num_seeds else list(args.seeds or default_seeds)
+    return _Grid(problems, agents, optional, seeds, args.suite)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    if args.backend == "ray":
+        return RayBackend(
+            address=args.address,
+            num_cpus=(
+                args.num_cpus_per_run if args.num_cpus_per_run is not None else float(args.threads)
+            ),
+            num_gpus=args.num_gpus_per_run or 0.0,
+            max_in_flight=args.workers,
+        )
+    return local_backend(args.workers or 1, args.threads)
+
+
+# -- the command -------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bandexa-bench``; returns the exit code.
 
@@ -674,17 +491,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success. Usage errors exit with code 2 and a one-line message on stderr.
+        0 when every run finished (and every file was written), 1 when a run failed or a
+        file could not be written, 130 / 143 when SIGINT / SIGTERM stopped the grid. Usage
+        errors exit with code 2 and a one-line message on stderr.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    seeds = list(range(args.num_seeds)) if args.num_seeds else list(args.seeds)
-    if len(set(seeds)) != len(seeds):
-        parser.error(f"--seeds lists a seed twice: {' '.join(map(str, seeds))}")
-    if len(set(args.env)) != len(args.env):
-        parser.error(f"--env lists an environment twice: {' '.join(args.env)}")
-    _check_envs(parser, args.env)
-    _check_agents(parser, args.agents)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # the checks build agents here, as runs do
+    try:
+        with warnings.catch_warnings():
+            # --threads is the knob here (default 1): no hint to call set_num_threads
+            warnings.simplefilter("ignore", PerformanceHint)
+            return _main(parser, args, argv)
+    except KeyboardInterrupt:  # Ctrl-C outside the grid (the checks): one line, no traceback
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_SIGNAL["SIGINT"]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> int:
+    """:func:`main` once the arguments are parsed."""
+    grid = _grid(parser, args)
+    _check_envs(parser, sorted({p.env_id for p in grid.problems}))
+    _check_agents(parser, grid.agents)
+    _check_backend(parser, args)
+    _check_runner_options(parser, args)
     if args.plot:
         if args.out is None:
             parser.error("--plot needs --out DIR to write regret.png to")
@@ -692,65 +527,198 @@ def main(argv: Sequence[str] | None = None) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error('--plot needs matplotlib: pip install "bandexa-gym[plot]"')
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
+    for option in ("--resume", "--overwrite"):
+        if getattr(args, option[2:]) and args.out is None:
+            parser.error(f"{option} needs --out DIR")
     if args.out is not None:
-        _check_out(parser, args.out)
-    env_kwargs = _scoped_kwargs(parser, "--env-kwargs", args.env_kwargs, args.env)
-    agent_kwargs = _scoped_kwargs(parser, "--agent-kwargs", args.agent_kwargs, args.agents)
-    sb3_params, not_applicable = _preflight(
-        parser, env_kwargs, agent_kwargs, args.horizon, args.device
-    )
+        _check_writable(parser, "--out", args.out)
+    if args.log is not None:
+        args.log = args.log.resolve()
+        _check_writable(parser, "--log", args.log)
+    agent_kwargs = _scoped_kwargs(parser, "--agent-kwargs", args.agent_kwargs, grid.agents)
+    try:
+        found = preflight(
+            grid.problems,
+            grid.agents,
+            agent_kwargs,
+            device=args.device,
+            delayed_feedback=args.delay is not None or args.feedback_batch is not None,
+            optional=grid.optional,
+        )
+    except PreflightError as err:
+        parser.error(str(err))
+    sb3_params, not_applicable = found.sb3_hyperparameters, found.not_applicable
 
-    progress = not args.quiet and sys.stderr.isatty()
     jobs = [
         Job(
-            env_id=env_id,
+            env_id=problem.env_id,
             agent=agent,
             seed=seed,
-            horizon=args.horizon,
-            env_kwargs=env_kwargs[env_id],
+            horizon=problem.rounds,
+            env_kwargs=dict(problem.env_kwargs),
             agent_kwargs=agent_kwargs[agent],
             device=args.device,
-            progress=progress and args.workers == 1,
             threads=args.threads,
+            problem=problem.name if problem.name != problem.env_id else None,
+            delay=args.delay,
+            feedback_batch=args.feedback_batch,
+            log_dir=str(args.log) if args.log is not None else None,
         )
-        for env_id in args.env
-        for agent in args.agents
-        for seed in seeds
-        if (env_id, agent) not in not_applicable
+        for problem in grid.problems
+        for agent in grid.agents
+        if (problem.name, agent) not in not_applicable
+        for seed in grid.seeds
     ]
-    config = {
+    backend = _backend(args)
+    config = _config(argv, args, grid, agent_kwargs, sb3_params, not_applicable, backend)
+    if args.out is None:
+        return _run(parser, args, grid, jobs, backend, config, not_applicable)
+    try:
+        with output_lock(args.out):
+            return _run(parser, args, grid, jobs, backend, config, not_applicable)
+    except OutputBusyError as err:
+        parser.error(str(err))
+
+
+def _config(
+    argv: Sequence[str] | None,
+    args: argparse.Namespace,
+    grid: _Grid,
+    agent_kwargs: dict[str, dict[str, Any]],
+    sb3_params: dict[str, dict[str, Any]],
+    not_applicable: dict[tuple[str, str], str],
+    backend: Any,
+) -> dict[str, Any]:
+    """The grid's config as recorded in ``results.json``."""
+    horizons = {p.rounds for p in grid.problems}
+    return {
         "argv": list(sys.argv[1:] if argv is None else argv),
-        "envs": {env_id: env_kwargs[env_id] for env_id in args.env},
-        "agents": {agent: agent_kwargs[agent] for agent in args.agents},
+        "suite": grid.suite,
+        "problems": [
+            {
+                "name": p.name,
+                "env_id": p.env_id,
+                "env_kwargs": dict(p.env_kwargs),
+                "rounds": p.rounds,
+            }
+            for p in grid.problems
+        ],
+        "envs": {p.name: dict(p.env_kwargs) for p in grid.problems},
+        "agents": {agent: agent_kwargs[agent] for agent in grid.agents},
         "sb3_hyperparameters": sb3_params,
         "not_applicable": [
-            {"env": env_id, "agent": agent, "reason": reason}
-            for (env_id, agent), reason in not_applicable.items()
+            {"env": env, "agent": agent, "reason": reason}
+            for (env, agent), reason in not_applicable.items()
         ],
-        "horizon": args.horizon,
-        "seeds": seeds,
+        "horizon": horizons.pop() if len(horizons) == 1 else None,
+        "seeds": grid.seeds,
         "device": args.device,
         "window": args.window,
         "threads": args.threads,
-        "workers": args.workers,
+        "workers": backend.workers,
+        "backend": {
+            "name": args.backend,
+            "address": args.address,
+            "num_cpus_per_run": getattr(backend, "num_cpus", None),
+            "num_gpus_per_run": getattr(backend, "num_gpus", None),
+        },
+        "delay": args.delay,
+        "feedback_batch": args.feedback_batch,
+        "log_dir": str(args.log) if args.log is not None else None,
     }
-    start = time.perf_counter()
-    results = run_jobs(jobs, args.workers, progress=progress)
-    elapsed = time.perf_counter() - start
-    rows = summarize(results, args.window)
 
-    seed_text = ", ".join(map(str, seeds))
-    print(f"horizon {args.horizon} | seeds {seed_text} | device {args.device}")
-    print(format_table(rows, not_applicable), flush=True)
-    if not args.quiet:
-        print(f"{len(jobs)} runs in {elapsed:.1f} s", file=sys.stderr)
+
+def _run(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    grid: _Grid,
+    jobs: list[Job],
+    backend: Any,
+    config: dict[str, Any],
+    not_applicable: dict[tuple[str, str], str],
+) -> int:
+    """Plan, run and report the grid; returns the exit code."""
+    try:
+        plan = plan_grid(jobs, args.out, resume=args.resume, overwrite=args.overwrite)
+    except ConfigConflictError as err:
+        parser.error(
+            f"--resume: run {err.path.stem!r} in {err.path.parent} was made with a different "
+            f"config ({'; '.join(err.differences)}); use another --out, or --overwrite"
+        )
+    except (ExistingRunsError, ValueError) as err:
+        parser.error(str(err))
+    note = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    sb3 = [agent for agent in grid.agents if agent.startswith("sb3:")]
+    if args.log is not None and sb3:
+        note(f"--log: {', '.join(sb3)} are not logged (SB3 plays inside model.learn)")
+    if args.resume:
+        note(
+            f"resume: {len(plan.done)} of {len(jobs)} runs already finished in {args.out}; "
+            f"running {len(plan.todo)}"
+            + (f" ({len(plan.failed_before)} failed before)" if plan.failed_before else "")
+        )
+        for path, reason in plan.unreadable:
+            note(f"resume: running {path.name} again: {reason}")
+    summaries = None
     if args.out is not None:
-        written = write_results(args.out, config, jobs, results, rows)
-        if args.plot and results:
-            written.append(plot_regret(args.out / "regret.png", results))
-        if not args.quiet:
-            print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
-    return 0
+        summaries = SummaryWriter(
+            args.out,
+            config,
+            total=len(jobs),
+            window=args.window,
+            not_applicable=not_applicable,
+            suite=(
+                ([p.name for p in grid.problems], grid.agents) if grid.suite is not None else None
+            ),
+            plot=args.plot,
+        )
+    progress = not args.quiet and sys.stderr.isatty()
+    outcome = run_grid(plan, backend, out=args.out, summaries=summaries, progress=progress)
+    _print_tables(args, grid, outcome, not_applicable)
+    note(
+        f"{outcome.ran} runs in {outcome.seconds:.1f} s"
+        + (f" ({outcome.resumed} resumed)" if outcome.resumed else "")
+    )
+    for error in outcome.write_errors:
+        print(f"{PROG}: could not write {error}", file=sys.stderr)
+    if outcome.failed:
+        note(f"{len(outcome.failed)} run(s) failed; see the notes under the table")
+    if args.out is not None and not outcome.write_errors:
+        note(f"wrote {args.out}")
+    if outcome.interrupted is not None:
+        print(
+            f"{PROG}: interrupted by {outcome.interrupted}: {len(outcome.records)} of "
+            f"{len(jobs)} runs kept"
+            + (f" in {args.out}; rerun with --resume to finish" if args.out is not None else ""),
+            file=sys.stderr,
+        )
+        return EXIT_SIGNAL.get(outcome.interrupted, 130)
+    return 1 if outcome.failed or outcome.write_errors else 0
+
+
+def _print_tables(
+    args: argparse.Namespace,
+    grid: _Grid,
+    outcome: GridOutcome,
+    not_applicable: dict[tuple[str, str], str],
+) -> None:
+    failures = failure_notes(outcome.records)
+    seed_text = ", ".join(map(str, grid.seeds))
+    if grid.suite is not None:
+        problems = [p.name for p in grid.problems]
+        print(f"suite {grid.suite} | seeds {seed_text} | device {args.device}")
+        cells = suite_cells(outcome.results)
+        print(
+            format_suite_table(cells, problems, grid.agents, not_applicable, failures),
+            flush=True,
+        )
+        return
+    horizons = sorted({p.rounds for p in grid.problems})
+    print(f"horizon {', '.join(map(str, horizons))} | seeds {seed_text} | device {args.device}")
+    rows = summarize(outcome.results, args.window)
+    print(format_table(rows, not_applicable, failures), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ import pytest
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym import bench
 from bandexa_gym.bench import Job, RunResult, format_table, main, parse_value, run_job, summarize
+from bandexa_gym.grid import jobs as grid_jobs
+from bandexa_gym.grid.store import RunStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RETRIEVAL_KWARGS = ["Bandexa/Retrieval-v0:n_actions=500", "Bandexa/Retrieval-v0:candidate_size=32"]
@@ -34,11 +39,16 @@ def _load(out: Path) -> dict[str, Any]:
     return json.loads((out / "results.json").read_text())
 
 
-def _curves(document: dict[str, Any]) -> dict[tuple[str, str, int], tuple[list, list]]:
-    return {
-        (run["env"], run["agent"], run["seed"]): (run["rewards"], run["regrets"])
-        for run in document["runs"]
-    }
+def _curves(out: Path) -> dict[tuple[str, str, int], tuple[list, list]]:
+    """(env, agent, seed) -> (rewards, regrets) of every finished run file in ``out``."""
+    store = RunStore(out)
+    curves = {}
+    for path in sorted(store.folder.glob("*.npz")):
+        record = store.read(path)
+        if record.ok:
+            key = (record.job.problem_name, record.job.agent, record.job.seed)
+            curves[key] = (record.result.rewards.tolist(), record.result.regrets.tolist())
+    return curves
 
 
 # -- end to end -----------------------------------------------------------------------
@@ -77,11 +87,34 @@ def test_cli_end_to_end_writes_table_and_files(
     for package in ("python", "torch", "gymnasium", "stable-baselines3", "numpy", "bandexa-gym"):
         assert document["versions"][package], package
     assert len(document["runs"]) == 2 * len(agents)
+    assert document["status"] == {
+        "state": "complete",
+        "runs": 2 * len(agents),
+        "finished": 2 * len(agents),
+        "failed": 0,
+        "not_applicable": 0,
+    }
+    curves = _curves(out)
+    assert len(curves) == 2 * len(agents)
     for run in document["runs"]:
-        assert len(run["rewards"]) == len(run["regrets"]) == 60
-        assert min(run["regrets"]) >= 0
-        assert run["cumulative_regret"] == pytest.approx(sum(run["regrets"]))
-        assert run["final_reward"] == pytest.approx(np.mean(run["rewards"][-20:]))
+        assert run["status"] == "ok" and (out / run["file"]).is_file()
+        rewards, regrets = curves[run["env"], run["agent"], run["seed"]]
+        assert len(rewards) == len(regrets) == 60
+        assert min(regrets) >= 0
+        assert run["cumulative_regret"] == pytest.approx(sum(regrets))
+        assert run["final_reward"] == pytest.approx(np.mean(rewards[-20:]))
+
+    with (out / "runs.csv").open() as handle:
+        per_seed = list(csv.DictReader(handle))
+    assert [(r["agent"], int(r["seed"])) for r in per_seed] == [
+        (agent, seed) for agent in agents for seed in (0, 1)
+    ]
+    for row in per_seed:
+        assert row["env"] == env_id and row["status"] == "ok" and row["error"] == ""
+        rewards, regrets = curves[env_id, row["agent"], int(row["seed"])]
+        assert float(row["cumulative_regret"]) == pytest.approx(sum(regrets))
+        assert float(row["final_reward"]) == pytest.approx(np.mean(rewards[-20:]))
+        assert float(row["decisions_per_second"]) > 0 and float(row["wall_seconds"]) > 0
 
     with (out / "summary.csv").open() as handle:
         summary = list(csv.DictReader(handle))
@@ -207,7 +240,7 @@ def test_same_command_twice_gives_identical_results(
         # Drop the timing columns (decisions/s, wall s) and compare the rest verbatim.
         tables.append([line.rsplit(maxsplit=2)[0] for line in stdout.splitlines()[3:]])
     assert tables[0] == tables[1]
-    first, second = _curves(_load(tmp_path / "a")), _curves(_load(tmp_path / "b"))
+    first, second = _curves(tmp_path / "a"), _curves(tmp_path / "b")
     assert first == second
     assert (
         first[("Bandexa/Synthetic-v0", "uniform", 0)]
@@ -221,7 +254,7 @@ def test_two_workers_match_one_worker(tmp_path: Path) -> None:
     assert main([*argv, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
     assert main([*argv, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
     one, two = _load(tmp_path / "one"), _load(tmp_path / "two")
-    assert _curves(one) == _curves(two)
+    assert _curves(tmp_path / "one") == _curves(tmp_path / "two")
     assert [(r["agent"], r["seed"]) for r in one["runs"]] == [
         (r["agent"], r["seed"]) for r in two["runs"]
     ]
@@ -273,7 +306,7 @@ def test_errors_are_found_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ran: list[Job] = []
-    monkeypatch.setattr(bench, "run_job", ran.append)
+    monkeypatch.setattr(grid_jobs, "run_job", lambda job, on_rounds=None: ran.append(job))
     with pytest.raises(SystemExit):
         main(["--agents", "uniform", "nope", "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit):
@@ -368,3 +401,455 @@ def test_summarize_and_format_table() -> None:
     assert lines[2].split()[:6] == ["E", "a", "2", "4.5", "±", "2.1"]
     assert lines[3].split()[:4] == ["E", "b", "1", "1.5"]
     assert "±" not in lines[3]
+
+
+# -- module-qualified ids, failing runs --------------------------------------------------------
+TEST_ENV_MODULE = '''
+"""Registers test envs: My/Env-v0 (a small Synthetic) and My/Flaky-v0 (fails on some seeds)."""
+import os
+
+import gymnasium as gym
+
+from bandexa_gym.envs.synthetic import SyntheticBanditEnv
+
+
+class FlakyEnv(SyntheticBanditEnv):
+    def __init__(self, fail_seed=-1, die_seed=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_seed, self.die_seed = fail_seed, die_seed
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and seed == self.fail_seed:
+            raise RuntimeError(f"boom on seed {seed}")
+        if seed is not None and seed == self.die_seed:
+            os._exit(3)  # a crash that takes the whole process down
+        return super().reset(seed=seed, options=options)
+
+
+gym.register("My/Env-v0", entry_point=SyntheticBanditEnv, kwargs={"n_arms": 3})
+gym.register("My/Flaky-v0", entry_point=FlakyEnv, kwargs={"n_arms": 3})
+'''
+
+
+def _env_module(folder: Path) -> str:
+    """Write a module registering the test envs into ``folder``; return its (unique) name."""
+    name = f"bench_test_envs_{folder.name.replace('-', '_')}"
+    (folder / f"{name}.py").write_text(TEST_ENV_MODULE)
+    return name
+
+
+def test_module_qualified_env_id_imports_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _env_module(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_id = f"{module}:My/Env-v0"
+    argv = ["--env", env_id, "--agents", "uniform", "--horizon", "30", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.splitlines()[3].startswith(env_id)
+    ((key, (rewards, _)),) = _curves(tmp_path / "out").items()
+    assert key == (env_id, "uniform", 0) and len(rewards) == 30
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--env", "no_such_module_xyz:My/Env-v0", "--agents", "uniform"])
+    assert excinfo.value.code == 2
+    assert "cannot import module 'no_such_module_xyz'" in capsys.readouterr().err
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+    """Seed 1 raises, seed 2 kills its worker process; seeds 0 and 3 finish regardless."""
+    module = _env_module(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--env", f"{module}:My/Flaky-v0", "--env-kwargs", "fail_seed=1", "die_seed=2"]
+    argv += ["--agents", "uniform", "--seeds", "0", "1", "2", "3", "--horizon", "40"]
+    proc = _bench([*argv, "--workers", "2", "--out", str(out)], tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "seed 1 failed: RuntimeError: boom on seed 1" in proc.stdout
+    assert "seed 2 failed: WorkerDied" in proc.stdout
+    store = RunStore(out)
+    records = {r.job.seed: r for r in map(store.read, store.folder.glob("*.npz"))}
+    assert {s: r.status for s, r in records.items()} == {
+        0: "ok",
+        1: "failed",
+        2: "failed",
+        3: "ok",
+    }
+    assert records[1].error == "RuntimeError: boom on seed 1"
+    assert "Traceback" in records[1].traceback and "boom" in records[1].traceback
+    assert records[2].error.startswith("WorkerDied: the worker process exited with code 3")
+    document = _load(out)
+    assert document["status"]["finished"] == 2 and document["status"]["failed"] == 2
+    assert [(f["seed"], f["error"].split(":")[0]) for f in document["failures"]] == [
+        (1, "RuntimeError"),
+        (2, "WorkerDied"),
+    ]
+    assert document["summary"][0]["seeds"] == 2
+    with (out / "runs.csv").open() as handle:
+        assert [r["status"] for r in csv.DictReader(handle)] == ["ok", "failed", "failed", "ok"]
+
+
+# -- durable results: interruption, resume, failed writes --------------------------------------
+KILL_GRID = ["--agents", "uniform", "linear_ts", "--num-seeds", "3", "--horizon", "800"]
+
+
+def _python(args: list[str], path_entry: Path | None = None, **kwargs: Any) -> Any:
+    """Run ``python ARGS`` with this checkout (and ``path_entry``) on PYTHONPATH.
+
+    With ``popen=True`` returns the ``Popen``; otherwise waits and returns the completed
+    process with its text output captured.
+    """
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    paths = [str(Path(bench.__file__).resolve().parents[1])]
+    if path_entry is not None:
+        paths.insert(0, str(path_entry))
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
+    command = [sys.executable, *args]
+    if kwargs.pop("popen", False):
+        return subprocess.Popen(command, env=env, text=True, **kwargs)
+    return subprocess.run(command, env=env, text=True, capture_output=True, timeout=300, **kwargs)
+
+
+def _bench(argv: list[str], path_entry: Path | None = None, **kwargs: Any) -> Any:
+    """Run ``python -m bandexa_gym.bench ARGV`` in a child process (see :func:`_python`)."""
+    return _python(["-m", "bandexa_gym.bench", *argv], path_entry, **kwargs)
+
+
+def _group_gone(pgid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("signum", "workers"), [(signal.SIGINT, "2"), (signal.SIGTERM, "1")])
+def test_killed_grid_keeps_finished_runs_and_resume_completes_it(
+    signum: int, workers: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    out = tmp_path / "out"
+    argv = [*KILL_GRID, "--workers", workers, "--out", str(out)]
+    proc = _bench(
+        argv, popen=True, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    runs = out / "runs"
+    deadline = time.monotonic() + 120
+    while len(list(runs.glob("*.npz")) if runs.exists() else []) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no run finished in time"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    killed = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - killed < 15, "the grid did not stop promptly"
+    assert proc.returncode == 128 + signum, stderr
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr
+    assert _group_gone(proc.pid), "a worker process is still running"
+    assert "leaked" not in stderr
+
+    kept = {p.name: p.read_bytes() for p in runs.glob("*.npz")}
+    assert 2 <= len(kept) < 6
+    store = RunStore(out)
+    assert all(store.read(runs / name).ok for name in kept)  # every file parses
+    document = _load(out)  # the summaries were written on the way out
+    assert document["status"]["state"] == "interrupted"
+    assert document["status"]["finished"] == len(kept) == len(document["runs"])
+    with (out / "runs.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(kept)
+
+    resumed = _bench([*KILL_GRID, "--out", str(out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resume: {len(kept)} of 6 runs already finished" in resumed.stderr
+    assert f"{6 - len(kept)} runs in" in resumed.stderr
+    for name, data in kept.items():  # the finished runs were not run again
+        assert (runs / name).read_bytes() == data
+    assert _load(out)["status"]["state"] == "complete"
+
+    assert main([*KILL_GRID, "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    assert _curves(out) == _curves(tmp_path / "whole")
+
+
+def test_a_write_that_fails_half_way_leaves_the_previous_summaries_intact(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    argv = ["--agents", "uniform", "--num-seeds", "2", "--horizon", "50", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    names = ("results.json", "summary.csv", "runs.csv")
+    before = {name: (out / name).read_bytes() for name in names}
+    assert all(len(data) > 200 for data in before.values())
+    # Same runs (resumed) with another --window: every summary file changes. The child may
+    # write at most 150 bytes to a file, so each new summary file fails part-way through.
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (150, 150))\n"
+        "from bandexa_gym.bench import main\n"
+        f"sys.exit(main({[*argv, '--resume', '--window', '7']!r}))\n"
+    )
+    child = _python(["-c", script])
+    assert child.returncode == 1, child.stderr
+    assert "could not write summary files" in child.stderr
+    assert "File too large" in child.stderr
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert not [p.name for p in out.rglob("*.tmp")]  # no temporary file left behind
+    json.loads(before["results.json"])
+
+
+def test_resume_refuses_a_changed_config_and_reruns_need_resume_or_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out")
+    argv = ["--agents", "uniform", "--num-seeds", "2", "--horizon", "30", "--quiet"]
+    assert main([*argv, "--out", out]) == 0
+    capsys.readouterr()
+    cases = [
+        (
+            ["--out", out, "--resume", "--horizon", "40"],
+            "--resume: run 'Bandexa-Synthetic-v0__uniform__seed0' in",
+        ),
+        (
+            ["--out", out, "--resume", "--env-kwargs", "n_arms=4"],
+            'env_kwargs: {} -> {"n_arms": 4}',
+        ),
+        (["--out", out, "--resume", "--threads", "2"], "threads: 1 -> 2"),
+        (["--out", out], "already holds 2 run file(s) of this grid"),
+        (["--resume"], "--resume needs --out DIR"),
+        (["--out", out, "--resume", "--overwrite"], "--resume and --overwrite exclude"),
+    ]
+    for extra, expected in cases:
+        with pytest.raises(SystemExit) as excinfo:
+            main([*argv, *extra])
+        assert excinfo.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and expected in err, (extra, err)
+    before = _curves(tmp_path / "out")
+    # A changed config is fine with --overwrite: the grid's runs are replaced.
+    assert main([*argv, "--out", out, "--overwrite", "--horizon", "40"]) == 0
+    after = _curves(tmp_path / "out")
+    assert set(after) == set(before) and all(len(r) == 40 for r, _ in after.values())
+    # Resuming a complete grid runs nothing.
+    assert (
+        main(
+            ["--agents", "uniform", "--num-seeds", "2", "--horizon", "40", "--out", out]
+            + ["--resume"]
+        )
+        == 0
+    )
+    assert "resume: 2 of 2 runs already finished" in capsys.readouterr().err
+
+
+def test_ray_backend_gives_the_same_runs_as_the_local_one(tmp_path: Path) -> None:
+    from bandexa_gym.grid.ray_backend import ray_available
+
+    if not ray_available():
+        if os.environ.get("CI"):
+            pytest.fail('Ray must be installed in CI (pip install "bandexa-gym[ray]")')
+        pytest.skip('Ray is not installed (pip install "bandexa-gym[ray]")')
+    argv = ["--agents", "uniform", "linear_ts", "--num-seeds", "2", "--horizon", "60", "--quiet"]
+    proc = _bench([*argv, "--backend", "ray", "--workers", "2", "--out", str(tmp_path / "ray")])
+    assert proc.returncode == 0, proc.stderr
+    assert main([*argv, "--out", str(tmp_path / "local")]) == 0
+    ray_curves = _curves(tmp_path / "ray")
+    assert len(ray_curves) == 4 and ray_curves == _curves(tmp_path / "local")
+    config = _load(tmp_path / "ray")["config"]
+    assert config["backend"]["name"] == "ray" and config["workers"] == 2
+
+
+def test_backend_option_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench, "ray_available", lambda: False)
+    cases = [
+        (["--backend", "ray"], 'error: --backend ray needs Ray: pip install "bandexa-gym[ray]"'),
+        (["--address", "auto"], "--address needs --backend ray"),
+        (["--num-gpus-per-run", "1"], "--num-gpus-per-run needs --backend ray"),
+        (["--num-cpus-per-run", "0"], "--num-cpus-per-run: must be a number > 0"),
+        (["--backend", "spark"], "invalid choice: 'spark'"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as excinfo:
+            main(["--agents", "uniform", *argv])
+        assert excinfo.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and expected in err, (argv, err)
+
+
+# -- runner options: --delay, --feedback-batch, --log -------------------------------------------
+def _runner_with_options(calls: list[dict[str, Any]]) -> Callable[..., RunResult]:
+    """A ``runner.run`` that records the ``delay``, ``feedback_batch`` and ``log`` it is
+    given, playing the rounds with the real runner without them."""
+    from bandexa_gym import runner
+
+    real_run = runner.run
+
+    def run(
+        agent: Any,
+        env: Any,
+        horizon: int,
+        *,
+        delay: str | None = None,
+        feedback_batch: int | None = None,
+        log: Path | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        calls.append({"delay": delay, "feedback_batch": feedback_batch, "log": log})
+        return real_run(agent, env, horizon, **kwargs)
+
+    return run
+
+
+def test_runner_options_travel_in_the_job_and_skip_sb3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(grid_jobs, "run", _runner_with_options(calls))
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    argv = ["--agents", "uniform", "sb3:PPO", "--horizon", "30", "--out", str(out), "--quiet"]
+    argv += ["--delay", "uniform:1:5", "--log", str(logs)]
+    assert main(argv) == 0
+    assert calls == [
+        {
+            "delay": "uniform:1:5",
+            "feedback_batch": None,
+            "log": logs.resolve() / "Bandexa-Synthetic-v0__uniform__seed0",
+        }
+    ]
+    stdout = capsys.readouterr().out
+    assert "n/a [1]" in stdout
+    assert (
+        "[1] sb3:PPO on Bandexa/Synthetic-v0: not run: SB3 baselines cannot take delayed "
+        "or batched feedback" in stdout
+    )
+    (record,) = map(RunStore(out).read, RunStore(out).folder.glob("*.npz"))
+    config = record.job.config()
+    assert config["delay"] == "uniform:1:5" and config["feedback_batch"] is None
+    assert config["log_dir"] == str(logs.resolve())
+    document = _load(out)
+    assert document["not_applicable"] == [
+        {
+            "env": "Bandexa/Synthetic-v0",
+            "agent": "sb3:PPO",
+            "reason": "SB3 baselines cannot take delayed or batched feedback",
+        }
+    ]
+    calls.clear()
+    assert main(["--agents", "uniform", "--horizon", "30", "--feedback-batch", "4", "--quiet"]) == 0
+    assert calls == [{"delay": None, "feedback_batch": 4, "log": None}]
+    # Without the options, runner.run gets none of the keywords (its defaults apply).
+    calls.clear()
+    assert main(["--agents", "uniform", "--horizon", "30", "--quiet"]) == 0
+    assert calls == [{"delay": None, "feedback_batch": None, "log": None}]
+
+
+def test_delayed_batched_and_logged_runs_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    base = ["--agents", "uniform", "linear_ts", "--horizon", "40", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    argv = [*base, "--delay", "fixed:0", "--out", str(tmp_path / "fixed0")]
+    assert main([*argv, "--log", str(tmp_path / "logs")]) == 0
+    # A zero delay is the ordinary loop: the same rounds.
+    assert _curves(tmp_path / "fixed0") == _curves(tmp_path / "plain")
+    for agent in ("uniform", "linear_ts"):
+        run_log = tmp_path / "logs" / f"Bandexa-Synthetic-v0__{agent}__seed0"
+        assert run_log.is_dir() and any(run_log.rglob("*.parquet")), run_log
+    assert main([*base, "--delay", "geometric:5", "--out", str(tmp_path / "geo")]) == 0
+    assert main([*base, "--feedback-batch", "8", "--out", str(tmp_path / "batch")]) == 0
+    for name in ("geo", "batch"):
+        curves = _curves(tmp_path / name)
+        assert len(curves) == 2 and all(len(r) == 40 for r, _ in curves.values())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--delay", "fixed:-1"], "--delay: bad delay 'fixed:-1': delays are >= 0 rounds"),
+        (["--delay", "geometric:-1"], "bad delay 'geometric:-1'"),
+        (["--delay", "uniform:5:2"], "bad delay 'uniform:5:2'"),
+        (["--delay", "poisson:3"], "expected fixed:N, geometric:MEAN or uniform:LO:HI"),
+        (["--delay", "fixed"], "bad delay 'fixed'"),
+        (["--delay", "fixed:1", "--feedback-batch", "2"], "are alternatives: pass one"),
+        (["--feedback-batch", "0"], "--feedback-batch: must be a positive integer"),
+    ],
+)
+def test_runner_option_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--agents", "uniform", *argv])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("fixed:0", "fixed:0"),
+        ("fixed:12", "fixed:12"),
+        ("geometric:2.50", "geometric:2.5"),
+        ("uniform:0:0", "uniform:0:0"),
+        ("uniform:1:10", "uniform:1:10"),
+    ],
+)
+def test_parse_delay(text: str, canonical: str) -> None:
+    assert bench.parse_delay(text) == canonical
+
+
+# -- suites ---------------------------------------------------------------------------------------
+def test_quick_suite_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bandexa_gym.grid.suites import QUICK, default_agents
+
+    start = time.perf_counter()
+    assert main(["--suite", "quick", "--out", str(tmp_path), "--quiet"]) == 0
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60, f"--suite quick took {elapsed:.0f} s"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "suite quick | seeds 0, 1 | device cpu"
+    header = lines[2].split()
+    problems = [p.name for p in QUICK.problems]
+    assert header == ["agent", *problems, "mean", "rank"]
+    agents = default_agents()
+    rows = {line.split()[0]: line for line in lines[4 : 4 + len(agents)]}
+    assert set(rows) == set(agents)
+    assert rows["uniform"].split()[1].startswith("1.00±0.00")  # the normalizer
+    document = _load(tmp_path)
+    assert document["config"]["suite"] == "quick"
+    not_applicable = {(r["env"], r["agent"]) for r in document["not_applicable"]}
+    for env, agent in not_applicable:  # e.g. per-arm peers on Retrieval: a note each
+        assert f"{agent} on {env}: " in "\n".join(lines)
+    pairs = len(problems) * len(agents) - len(not_applicable)
+    assert document["status"]["runs"] == 2 * pairs
+    assert document["status"]["finished"] == 2 * pairs
+    assert document["status"]["state"] == "complete"
+    with (tmp_path / "suite.csv").open() as handle:
+        suite_rows = list(csv.DictReader(handle))
+    assert len(suite_rows) == pairs
+    for problem in problems:
+        ranks = sorted(float(r["rank"]) for r in suite_rows if r["env"] == problem)
+        assert sum(ranks) == pytest.approx(len(ranks) * (len(ranks) + 1) / 2)
+
+
+def test_suite_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --agents and --num-seeds override the suite's; uniform (the normalizer) always joins.
+    argv = ["--suite", "quick", "--agents", "linear_ts", "--num-seeds", "1", "--horizon", "20"]
+    assert main([*argv, "--out", str(tmp_path), "--quiet"]) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.splitlines()[0] == "suite quick | seeds 0 | device cpu"
+    config = _load(tmp_path)["config"]
+    assert list(config["agents"]) == ["uniform", "linear_ts"]
+    assert {p["rounds"] for p in config["problems"]} == {20}
+    for extra, expected in (
+        (["--env", "Bandexa/MNIST-v0"], "--env cannot be combined with --suite"),
+        (["--env-kwargs", "n_arms=3"], "--env-kwargs cannot be combined with --suite"),
+        (["--suite", "nope"], "invalid choice: 'nope'"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["--suite", "quick", *extra])
+        assert expected in capsys.readouterr().err

@@ -1,0 +1,309 @@
+"""One run of a benchmark grid: the :class:`Job`, running it, and the :class:`RunRecord`.
+
+A :class:`Job` is one (problem, agent, seed) run with everything that shapes its numbers.
+:func:`run_job` plays it and returns a :class:`~bandexa_gym.runner.RunResult`;
+:func:`execute_job` does the same but never raises for a failing run: it returns a
+:class:`RunRecord` that says ``"failed"`` and carries the error, so one bad run does not
+take a grid down. Both are plain functions of picklable arguments, so worker processes and
+Ray tasks run exactly what an in-process loop runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from bandexa_gym.agents.base import PerformanceHint, make_agent
+from bandexa_gym.runner import RunResult, run
+
+__all__ = [
+    "JOB_CONFIG_KEYS",
+    "Job",
+    "ProgressCallback",
+    "RoundTicker",
+    "RunRecord",
+    "execute_job",
+    "run_job",
+    "seed_everything",
+]
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of rounds a run has played so far (throttled by the caller)."""
+
+JOB_CONFIG_KEYS: tuple[str, ...] = (
+    "problem",
+    "env_id",
+    "env_kwargs",
+    "agent",
+    "agent_kwargs",
+    "seed",
+    "horizon",
+    "device",
+    "threads",
+    "delay",
+    "feedback_batch",
+    "log_dir",
+)
+"""The :class:`Job` fields that make up its config and hash (everything but ``progress``)."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (problem, agent, seed) run of the benchmark; picklable for workers and Ray.
+
+    Attributes:
+        env_id: Gymnasium id of a ``Bandexa/*`` env (``module:Id`` imports ``module``).
+        agent: A registered agent name or ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN``.
+        seed: Seeds the env's round stream, the agent, and Python/NumPy/torch.
+        horizon: Rounds to play.
+        env_kwargs: Keyword arguments of ``gym.make``.
+        agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
+        device: Torch device of the agent.
+        progress: Show the runner's own progress bar for this run (not part of the config).
+        threads: Torch intra-op CPU threads for this run (restored afterwards).
+        problem: Name of the problem in tables and file names (default: ``env_id``); two
+            problems can share an env id with different ``env_kwargs``.
+        delay: Delay model of the rewards (``"fixed:N"``, ``"geometric:MEAN"``,
+            ``"uniform:LO:HI"``), passed to the runner as ``delay=``; None for none.
+        feedback_batch: Rewards delivered in batches of this many, passed to the runner as
+            ``feedback_batch=``; None for immediate feedback.
+        log_dir: Write this run's decision log under ``log_dir/<run name>`` (the runner's
+            ``log=``); None for no log.
+    """
+
+    env_id: str
+    agent: str
+    seed: int
+    horizon: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    progress: bool = False
+    threads: int = 1
+    problem: str | None = None
+    delay: str | None = None
+    feedback_batch: int | None = None
+    log_dir: str | None = None
+
+    @property
+    def problem_name(self) -> str:
+        """The problem's name: ``problem``, or the env id when it has none."""
+        return self.problem or self.env_id
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name of the run."""
+        return f"{self.agent} | {self.problem_name} | seed {self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        """File-safe unique name of the run: ``<problem>__<agent>__seed<seed>``."""
+        problem = _UNSAFE.sub("-", self.problem_name).strip("-")
+        agent = _UNSAFE.sub("-", self.agent).strip("-")
+        return f"{problem}__{agent}__seed{self.seed}"
+
+    @property
+    def is_sb3(self) -> bool:
+        """Whether the agent is a stable-baselines3 baseline (``sb3:*``)."""
+        return self.agent.startswith("sb3:")
+
+    def config(self) -> dict[str, Any]:
+        """Everything that shapes this run's numbers, as plain JSON values.
+
+        ``problem`` is the resolved name (:attr:`problem_name`); ``progress`` is left out.
+        """
+        values = {key: getattr(self, key) for key in JOB_CONFIG_KEYS}
+        values["problem"] = self.problem_name
+        return json.loads(json.dumps(values, sort_keys=True, default=_json_value))
+
+    def config_hash(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of :meth:`config`."""
+        text = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def runner_options(self) -> dict[str, Any]:
+        """The keyword arguments for ``runner.run`` that are set: ``delay``,
+        ``feedback_batch`` and ``log`` (so that a runner without them keeps working)."""
+        options: dict[str, Any] = {}
+        if self.delay is not None:
+            options["delay"] = self.delay
+        if self.feedback_batch is not None:
+            options["feedback_batch"] = self.feedback_batch
+        if self.log_dir is not None:
+            options["log"] = Path(self.log_dir) / self.run_name
+        return options
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+@dataclass
+class RunRecord:
+    """What became of one job: its result, or the error that stopped it.
+
+    Attributes:
+        job: The job.
+        status: ``"ok"`` or ``"failed"``.
+        result: The measurements (``"ok"`` only).
+        error: ``"ExceptionType: message"`` of a failed run.
+        traceback: The formatted traceback of a failed run.
+        started: UTC time the run started (ISO 8601).
+        finished: UTC time the run ended (ISO 8601).
+    """
+
+    job: Job
+    status: Literal["ok", "failed"]
+    result: RunResult | None = None
+    error: str | None = None
+    traceback: str | None = None
+    started: str | None = None
+    finished: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run finished."""
+        return self.status == "ok"
+
+    @classmethod
+    def failure(cls, job: Job, error: BaseException | str, started: str | None = None) -> RunRecord:
+        """A failed record for ``job`` from an exception (with its traceback) or a message."""
+        if isinstance(error, BaseException):
+            message = f"{type(error).__name__}: {error}"
+            trace = "".join(traceback.format_exception(error))
+        else:
+            message, trace = error, None
+        return cls(job, "failed", None, message, trace, started, _now())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (for code that uses them)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - third-party code may draw from it
+    torch.manual_seed(seed)
+
+
+class RoundTicker(gym.Wrapper):
+    """Passes every call through and reports the rounds played to a callback.
+
+    It changes nothing the env returns and draws no randomness, so a run plays the same
+    rounds with or without it; ``callback`` is called at most every ``interval`` seconds
+    (and once at the start).
+    """
+
+    def __init__(self, env: gym.Env, callback: ProgressCallback, interval: float = 0.25) -> None:
+        super().__init__(env)
+        self._callback = callback
+        self._interval = interval
+        self._rounds = 0
+        self._last = time.monotonic()
+        callback(0)
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        out = self.env.step(action)
+        self._rounds += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._callback(self._rounds)
+        return out
+
+
+def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
+    """Run one benchmark job in a fresh env and return its measurements.
+
+    The global generators are seeded with ``job.seed`` first and torch uses
+    ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
+    in this process, in a worker or in a Ray task (CPU float results can depend on the
+    thread count).
+
+    Args:
+        job: What to run.
+        on_rounds: Called with the rounds played so far, every quarter second or so.
+
+    Returns:
+        The :class:`RunResult`; ``info`` holds ``env`` (the problem name), ``env_id``,
+        ``agent`` and ``seed``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    seed_everything(job.seed)
+    env = gym.make(job.env_id, **job.env_kwargs)
+    if on_rounds is not None:
+        env = RoundTicker(env, on_rounds)
+    try:
+        if job.is_sb3:
+            from bandexa_gym.sb3 import run_sb3  # imports stable-baselines3
+
+            result = run_sb3(
+                job.agent,
+                env,
+                job.horizon,
+                seed=job.seed,
+                device=job.device,
+                progress=job.progress,
+                desc=job.label,
+                **job.agent_kwargs,
+            )
+        else:
+            with warnings.catch_warnings():
+                # job.threads is a deliberate setting: no hint to change the thread count
+                warnings.simplefilter("ignore", PerformanceHint)
+                agent = make_agent(
+                    job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs
+                )
+            result = run(
+                agent,
+                env,
+                job.horizon,
+                seed=job.seed,
+                progress=job.progress,
+                desc=job.label,
+                **job.runner_options(),
+            )
+    finally:
+        env.close()
+        torch.set_num_threads(threads)
+    result.info.update(
+        {"env": job.problem_name, "env_id": job.env_id, "agent": job.agent, "seed": job.seed}
+    )
+    return result
+
+
+def execute_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunRecord:
+    """Run ``job`` and return its :class:`RunRecord`; an exception makes a failed record.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` are not caught: they stop the grid.
+    """
+    started = _now()
+    try:
+        result = run_job(job, on_rounds)
+    except Exception as err:  # any failure of the run is the run's, not the grid's
+        return RunRecord.failure(job, err, started)
+    return RunRecord(job, "ok", result, started=started, finished=_now())
