@@ -289,6 +289,11 @@ def evolve_neural(
     with torch.no_grad():
         new_enc.load_state_dict(state)
         template.readout.load_state_dict(agent.readout.state_dict())
+        arms = agent.arm_readout.out_features  # one row per one-hot arm; new arms keep theirs
+        template.arm_readout.weight[:arms].copy_(agent.arm_readout.weight)
+        template.arm_readout.bias[:arms].copy_(agent.arm_readout.bias)
+        template.feature_shift = agent.feature_shift.to(template.device).clone()
+        template.feature_gain = agent.feature_gain.to(template.device).clone()
     rebased, head_note = _carry_heads(agent, template)
     optimizer_note = _carry_optimizer_state(agent, template)
     buffer_note = _move_buffer(agent, template, pad, old_transitions)

@@ -11,8 +11,8 @@ import copy
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,7 +53,13 @@ from bandexa_gym.posterior import (
     LogisticHeadConfig,
 )
 
-__all__ = ["NeuralLinearTS", "NeuralLinearTSConfig", "default_encoder", "make_neural_linear"]
+__all__ = [
+    "NeuralLinearTS",
+    "NeuralLinearTSConfig",
+    "default_encoder",
+    "default_head",
+    "make_neural_linear",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _HEAD_FIELDS = HEAD_FIELDS
@@ -65,8 +71,8 @@ class NeuralLinearTSConfig:
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
-        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; an intercept by
-            default).
+        head: The Bayesian head's hyper-parameters (:class:`HeadConfig`; None (default):
+            :func:`default_head`, an intercept and, for the Gaussian head, ``prior_var=0.1``).
         head_kind: ``"gaussian"`` (default): Bayesian linear regression on the reward;
             ``"logistic"``: the Laplace logistic head for rewards in {0, 1}
             (:class:`~bandexa_gym.posterior.LaplaceLogisticRegression`, prior
@@ -99,6 +105,17 @@ class NeuralLinearTSConfig:
             uses the whole buffer. With the head's ``forgetting=γ`` instead, rebuilds weight
             a row of age k by ``γᵏ`` (the prior is kept) and training favours recent rows
             with half-life ``ln 2 / −ln γ`` rounds.
+        standardize_features: The head sees every learned feature standardized,
+            ``z̃ = (z − mean) / std`` with the mean and standard deviation of the replay
+            buffer's features under the current encoder (re-fitted at every rebuild: after each
+            training burst and at rounds 1, 2, 4, 8, ...; a feature that does not vary is
+            dropped; without an intercept the features are scaled, not centered). A trained
+            encoder's features share a large common part and vary little from context to
+            context, so on raw features a prior ``N(0, prior_var)`` per weight says little
+            about how rewards may differ between contexts and the head stops exploring too
+            early; standardized, every direction the features can move in gets the same prior
+            width. Hence the Gaussian head's default ``prior_var=0.1`` per standardized
+            feature.
         standardize_rewards: The head and the (MSE) readout learn rewards standardized by
             their running mean and standard deviation, re-fitted before every training burst
             and at rounds 2, 4, 8, ... (the head is then rebuilt), so the agent decides the
@@ -110,7 +127,7 @@ class NeuralLinearTSConfig:
         ValueError: A setting out of range (named in the message), at construction.
     """
 
-    head: HeadConfig = field(default_factory=lambda: HeadConfig(intercept=True))
+    head: HeadConfig | None = None
     head_kind: str = "gaussian"
     warmup_random: int = 0
     train_every: int = 50
@@ -124,12 +141,15 @@ class NeuralLinearTSConfig:
     buffer_capacity: int = 100_000
     arm_heads: str = "auto"
     window: int | None = None
+    standardize_features: bool = True
     standardize_rewards: bool | None = None
 
     def __post_init__(self) -> None:
         if self.head_kind not in HEAD_KINDS:
             raise ValueError(f"head_kind must be 'gaussian' or 'logistic', got {self.head_kind!r}")
         gaussian_head = self.head_kind == "gaussian"
+        if self.head is None:
+            self.head = default_head(self.head_kind)
         if self.loss is None:
             self.loss = "mse" if gaussian_head else "bce"
         if self.standardize_rewards is None:
@@ -168,6 +188,10 @@ class NeuralLinearTSConfig:
             isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
         ):
             raise ValueError(f"window must be None or an integer >= 1, got {self.window!r}")
+        if not isinstance(self.standardize_features, bool):
+            raise TypeError(
+                f"standardize_features must be True or False, got {self.standardize_features!r}"
+            )
         if not isinstance(self.standardize_rewards, bool):
             raise TypeError(
                 f"standardize_rewards must be True or False, got {self.standardize_rewards!r}"
@@ -201,7 +225,7 @@ class NeuralLinearTSConfig:
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}")
         if head:
-            base = settings.pop("head", HeadConfig(intercept=True))
+            base = settings.pop("head", None) or default_head(settings.get("head_kind", "gaussian"))
             base = HeadConfig.from_dict(base) if isinstance(base, Mapping) else base
             settings["head"] = dataclasses.replace(base, **head)
         return cls(**settings)
@@ -209,6 +233,14 @@ class NeuralLinearTSConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable fields (the head as a dict)."""
         return dataclasses.asdict(self)
+
+
+def default_head(head_kind: str = "gaussian") -> HeadConfig:
+    """The head settings a :class:`NeuralLinearTSConfig` starts from: an intercept, and for
+    the Gaussian head a prior variance of 0.1 per standardized feature."""
+    if head_kind == "gaussian":
+        return HeadConfig(intercept=True, prior_var=0.1)
+    return HeadConfig(intercept=True)
 
 
 _SCHEDULE_FIELDS = tuple(
@@ -293,9 +325,12 @@ class NeuralLinearTS(HeadAgent):
             if self.seed is not None:
                 torch.manual_seed(self.seed)
             self.readout = nn.Linear(self.encoder.feature_dim, 1).to(self.device)
+            self.arm_readout = nn.Linear(self.encoder.feature_dim, self.encoder.action_dim).to(
+                self.device
+            )
         params = [p for p in self.encoder.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            params + list(self.readout.parameters()),
+            params + list(self.readout.parameters()) + list(self.arm_readout.parameters()),
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),  # one kernel per step, not one per tensor
@@ -303,6 +338,9 @@ class NeuralLinearTS(HeadAgent):
         self.rounds = 0
         self.trainings = 0
         self.reward_scaler = RewardScaler(cfg.standardize_rewards)
+        d = self.encoder.feature_dim
+        self.feature_shift = torch.zeros(d, device=self.device)
+        self.feature_gain = torch.ones(d, device=self.device)
         self._warned_non_finite = False
         self.clear_feature_cache()
 
@@ -315,6 +353,26 @@ class NeuralLinearTS(HeadAgent):
             self.sample_generator.seed()
         else:
             self.sample_generator.manual_seed(int(seed) + 1)
+
+    @property
+    def context_only(self) -> bool:
+        """Whether the features are φ(x) alone, the same for every candidate.
+
+        True with one head per arm over one-hot arms (labels, classes): the head already
+        tells the arms apart, so the encoder gets a zero arm input, is trained with one
+        readout per arm, and must carry what varies with the context (the Neural-Linear
+        network of Riquelme et al. 2018). Arms with content keep ``φ(x, a)``, which can
+        generalize across arms.
+        """
+        return self.arm_mode == "per_arm" and bool(self.registry.one_hot)
+
+    def encode(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Raw features of (context, action) rows: x (B, ...), a (B, d_a) -> (B, d)."""
+        return self.encoder(x, torch.zeros_like(a) if self.context_only else a)
+
+    def standardize(self, z: torch.Tensor) -> torch.Tensor:
+        """Features as the head sees them (``standardize_features``): (..., d) -> (..., d)."""
+        return (z - self.feature_shift) * self.feature_gain
 
     @property
     def posterior(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
@@ -431,13 +489,21 @@ class NeuralLinearTS(HeadAgent):
         return (features.x if isinstance(features, ArmFeatures) else features)[0]
 
     def compute_features(self, contexts: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """Features (B, K, d) of B contexts with their candidates, in one encoder pass."""
+        """Features (B, K, d) of B contexts with their candidates, in one encoder pass
+        (standardized as the head sees them)."""
         if self.encoder.training:
             self.encoder.eval()
         with torch.no_grad():
-            Z = self.encoder.encode_candidates(
-                contexts, candidates, action_chunk=self.config.action_chunk
-            )
+            if self.context_only:
+                B, K, d_a = candidates.shape
+                z = self.encoder(contexts, candidates.new_zeros(B, d_a))
+                Z = self.standardize(z)[:, None, :].expand(B, K, z.shape[-1])
+            else:
+                Z = self.standardize(
+                    self.encoder.encode_candidates(
+                        contexts, candidates, action_chunk=self.config.action_chunk
+                    )
+                )
         return Z if self.arm_mode != "per_arm" else ArmFeatures(Z, self._arms(candidates))
 
     def train_encoder(
@@ -471,7 +537,12 @@ class NeuralLinearTS(HeadAgent):
         for _ in range(steps):
             batch = self.buffer.sample(size, self.sample_generator, recency=recency)
             x, a, r = (t.to(self.device) for t in batch)
-            prediction = self.readout(self.encoder(x, a)).squeeze(-1)
+            if self.context_only:  # one readout per one-hot arm
+                z = self.encoder(x, torch.zeros_like(a))
+                prediction = self.arm_readout(z).gather(1, a.argmax(dim=1, keepdim=True))
+            else:
+                prediction = self.readout(self.encoder(x, a))
+            prediction = prediction.squeeze(-1)
             if standardize:
                 r = self.reward_scaler(r)
             value = loss_fn(prediction, r.to(prediction.dtype))
@@ -508,51 +579,78 @@ class NeuralLinearTS(HeadAgent):
         :func:`~bandexa_gym.agents._replay.step_if_finite`)."""
         return step_if_finite(self.optimizer, self.device)
 
+    def fit_feature_standardization(self, features: Iterable[torch.Tensor]) -> None:
+        """Set :attr:`feature_shift` and :attr:`feature_gain` from raw features ``(n, d)``
+        chunks (``standardize_features``; needs 2 rows in all, else nothing changes).
+
+        A feature whose standard deviation is below 1e-3 of the largest one's gets gain 0;
+        without an intercept the features are scaled but not centered (the intercept is
+        what would carry the mean).
+        """
+        if not self.config.standardize_features:
+            return
+        d = self.encoder.feature_dim
+        total = torch.zeros(d, dtype=torch.float64, device=self.device)
+        squares = torch.zeros_like(total)
+        count = 0
+        for z in features:
+            z = z.to(torch.float64)
+            total += z.sum(dim=0)
+            squares += (z * z).sum(dim=0)
+            count += z.shape[0]
+        if count < 2:
+            return
+        mean = total / count
+        std = (squares / count - mean * mean).clamp_min(0.0).sqrt()
+        live = std > 1e-3 * std.max()
+        gain = torch.where(live, 1.0 / std.clamp_min(1e-300), torch.zeros_like(std))
+        if not self.config.head.intercept:
+            mean = torch.zeros_like(mean)
+        dtype = self.feature_shift.dtype
+        self.feature_shift, self.feature_gain = mean.to(dtype), gain.to(dtype)
+
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
-        """Re-encode the whole buffer with the current encoder and rebuild the head from it."""
+        """Re-encode the whole buffer with the current encoder (one pass, in chunks of
+        ``chunk_size`` rows), re-fit the feature standardization on those features and
+        rebuild the head from them.
+
+        Holds the buffer's raw features ``(N, d)`` in memory, not its contexts.
+        """
         size = self.config.rebuild_chunk if chunk_size is None else chunk_size
         self.encoder.eval()
-
         gamma, window = self.config.head.forgetting, self.config.window
         weighted = gamma != 1.0 or window is not None
         last = self.buffer.last_step if weighted else None
-
-        def encoded() -> Iterator[tuple[torch.Tensor, ...]]:
-            with torch.no_grad():
-                for chunk in self.buffer.iter_chunks(size, with_steps=weighted):
-                    x, a, r = (t.to(self.device) for t in chunk[:3])
-                    z, r = self.encoder(x, a), self.reward_scaler(r.to(torch.float64))
-                    if not weighted:
-                        yield z, r
-                        continue
+        chunks: list[tuple[torch.Tensor, ...]] = []  # (z, r[, w][, arm]) per chunk
+        with torch.no_grad():
+            for chunk in self.buffer.iter_chunks(size, with_steps=weighted):
+                x, a, r = (t.to(self.device) for t in chunk[:3])
+                row = [self.encode(x, a), self.reward_scaler(r.to(torch.float64))]
+                if weighted:
                     age = (last - chunk[3]).to(self.device, torch.float64)
                     w = torch.pow(gamma, age)  # the data discounted, the prior kept
-                    if window is not None:
-                        w = w * (age < window)
-                    yield z, r, w
-
+                    row.append(w * (age < window) if window is not None else w)
+                if self.arm_mode == "per_arm":
+                    row.append(self._arms(a[:, None])[:, 0])
+                chunks.append(tuple(row))
+        self.fit_feature_standardization(chunk[0] for chunk in chunks)
+        chunks = [(self.standardize(chunk[0]), *chunk[1:]) for chunk in chunks]
         if self.arm_mode != "per_arm":
-            self.heads[0].rebuild(encoded())
+            self.heads[0].rebuild(chunks)
             self.clear_feature_cache()
             return
-        # One head per arm: route every row to its arm's rows, then rebuild each head.
+        # One head per arm: route every row to its arm's head, then rebuild each head.
         parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
-        for chunk, actions in zip(encoded(), self._buffer_actions(size), strict=True):
-            arms = self._arms(actions[:, None])[:, 0]
+        for *data, arms in chunks:
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
-                parts.setdefault(arm, []).append(tuple(t[rows] for t in chunk))
+                parts.setdefault(arm, []).append(tuple(t[rows] for t in data))
         fresh = [self.new_head() for _ in self.heads]
         for arm, head in enumerate(fresh):
             if arm in parts:
                 head.rebuild(parts[arm])  # each head's own refit (a logistic one: Newton)
         self.heads = fresh
         self.clear_feature_cache()
-
-    def _buffer_actions(self, size: int) -> Iterator[torch.Tensor]:
-        """The replay buffer's actions, chunk by chunk as ``iter_chunks`` gives them."""
-        for _, a, _ in self.buffer.iter_chunks(size):
-            yield a.to(self.device)
 
     def clear_decision_cache(self) -> None:
         """Forget cached features; call after changing the encoder's weights outside
@@ -615,8 +713,10 @@ class NeuralLinearTS(HeadAgent):
                 self.reward_scaler.refit()
                 self.train_encoder()
                 self.rebuild_posterior()
-            elif _is_power_of_two(self.rounds) and self.reward_scaler.refit():
-                self.rebuild_posterior()  # the head in the new reward units
+            elif _is_power_of_two(self.rounds):
+                rescaled = self.reward_scaler.refit()
+                if rescaled or self.config.standardize_features:
+                    self.rebuild_posterior()  # the head in the new feature and reward units
 
     def _work_due(self, rounds: int) -> bool:
         """Whether training or re-standardizing follows the round that reaches ``rounds``."""
@@ -696,6 +796,8 @@ class NeuralLinearTS(HeadAgent):
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         tensors.update({f"readout.{k}": v for k, v in self.readout.state_dict().items()})
+        tensors.update({f"arm_readout.{k}": v for k, v in self.arm_readout.state_dict().items()})
+        tensors["feature_shift"], tensors["feature_gain"] = self.feature_shift, self.feature_gain
         heads = []
         for i, head in enumerate(self.heads):
             state = head.state_dict()
@@ -715,6 +817,15 @@ class NeuralLinearTS(HeadAgent):
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         encoder_state = _module_state(self.encoder, tensors, "encoder.")
         readout_state = _module_state(self.readout, tensors, "readout.")
+        arm_readout_state = _module_state(self.arm_readout, tensors, "arm_readout.")
+        shift, gain = (
+            _tensor(tensors, key).to(self.device, self.feature_shift.dtype)
+            for key in ("feature_shift", "feature_gain")
+        )
+        if not (bool(torch.isfinite(shift).all()) and bool(torch.isfinite(gain).all())):
+            raise ValueError("feature_shift and feature_gain must be finite")
+        if bool((gain < 0).any()):
+            raise ValueError("feature_gain must be >= 0")
         arm_mode = scalars["arm_mode"]
         if arm_mode not in (None, "shared", "per_arm"):
             raise ValueError(f"arm_mode must be null, 'shared' or 'per_arm', got {arm_mode!r}")
@@ -746,6 +857,8 @@ class NeuralLinearTS(HeadAgent):
         self.reward_scaler = scaler
         self.encoder.load_state_dict(encoder_state)
         self.readout.load_state_dict(readout_state)
+        self.arm_readout.load_state_dict(arm_readout_state)
+        self.feature_shift, self.feature_gain = shift, gain
         self.trainings = trainings
         self.encoder.eval()
         self.clear_feature_cache()
@@ -762,7 +875,10 @@ class NeuralLinearTS(HeadAgent):
                 )
         want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
         d = int(spec["feature_dim"])
+        d_a = int(spec["action_dim"])
         want.update({"readout.weight": (1, d), "readout.bias": (1,)})
+        want.update({"arm_readout.weight": (d_a, d), "arm_readout.bias": (d_a,)})
+        want.update({"feature_shift": (d,), "feature_gain": (d,)})
         h = d + int(HeadConfig.from_dict(spec["config"]["head"]).intercept)
         n_heads = sum(1 for k in shapes if k.startswith("heads.") and k.endswith(".mean"))
         for i in range(n_heads):

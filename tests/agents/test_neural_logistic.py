@@ -109,7 +109,7 @@ def test_rebuild_is_the_newton_map_of_the_re_encoded_buffer() -> None:
     agent.rebuild_posterior(chunk_size=32)
     X, A, R = next(agent.buffer.iter_chunks(10_000))
     with torch.no_grad():
-        Z = agent.encoder(X, A).double()
+        Z = agent.standardize(agent.encode(X, A)).double()  # as the head sees them
     Z = torch.cat([Z, torch.ones(Z.shape[0], 1, dtype=torch.float64)], 1)  # the intercept
     # An independent Newton solve of the MAP and the Hessian there.
     w, eye = torch.zeros(9, dtype=torch.float64), torch.eye(9, dtype=torch.float64)
@@ -220,7 +220,7 @@ def test_config_defaults_follow_the_head_kind_and_forgetting_weights_rebuilds() 
     agent.rebuild_posterior()
     X, A, R = next(agent.buffer.iter_chunks(1000))
     with torch.no_grad():
-        Z = agent.encoder(X, A)
+        Z = agent.standardize(agent.encode(X, A))  # as the head sees them
     fresh = LaplaceLogisticRegression(8, intercept=True)
     fresh.rebuild([(Z, R.double(), 0.97 ** torch.arange(49, -1, -1, dtype=torch.float64))])
     torch.testing.assert_close(agent.posterior.mean, fresh.mean, rtol=0, atol=1e-8)
@@ -240,7 +240,7 @@ def test_per_arm_heads_are_logistic_and_rebuild_from_their_arms_rows() -> None:
     agent.rebuild_posterior()
     X, A, R = next(agent.buffer.iter_chunks(1000))
     with torch.no_grad():
-        Z = agent.encoder(X, A)
+        Z = agent.standardize(agent.encode(X, A))  # as the head sees them
     for arm, head in enumerate(agent.heads):
         rows = A.argmax(-1) == arm
         fresh = LaplaceLogisticRegression(8, intercept=True)
