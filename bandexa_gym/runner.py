@@ -153,7 +153,7 @@ def run(
                         decision.id,
                     )
                 else:
-                    action, propensity, decision_id = agent.act(obs), math.nan, t
+                    action, propensity, decision_id = agent.act(obs), math.nan, None
                 next_obs, reward, terminated, truncated, info = env.step(action)
                 if writer is not None:
                     writer.append(
@@ -177,19 +177,27 @@ class _Feedback:
     def __init__(self, agent: Agent, delay: DelayModel | None, batch: int, seed: int | None):
         self.agent, self.delay, self.batch = agent, delay, batch
         self.rng = np.random.default_rng(seed)
-        self.queued: list[tuple[Observation, int, float]] = []  # batched feedback
+        self.queued: list[tuple[Observation, int, float, Any]] = []  # rounds not yet learned
         self.heap: list[tuple[int, int, Any, float]] = []  # (release round, t, id, reward)
 
-    def add(self, t: int, obs: Observation, action: int, reward: float, decision_id: Any) -> None:
+    def add(
+        self,
+        t: int,
+        obs: Observation,
+        action: int,
+        reward: float,
+        decision_id: int | None,
+    ) -> None:
+        """Queue round ``t``'s reward: ``decision_id`` when the agent ``decide``-d it (the
+        reward then goes back through ``feedback``, so no decision stays pending), None when
+        it ``act``-ed (``observe``)."""
         if self.delay is not None:
             release = t + int(self.delay.draw(self.rng)) + 1
             heapq.heappush(self.heap, (release, t, decision_id, reward))
-        elif self.batch == 1:
-            self.agent.observe(obs, action, reward)
-        else:
-            self.queued.append((obs, action, reward))
-            if len(self.queued) == self.batch:
-                self._observe_queued()
+            return
+        self.queued.append((obs, action, reward, decision_id))
+        if len(self.queued) == self.batch:
+            self._learn_queued()
 
     def release(self, t: int | None) -> None:
         """Feed back what is due before the decision of round ``t`` (None: everything)."""
@@ -197,15 +205,27 @@ class _Feedback:
             _, _, decision_id, reward = heapq.heappop(self.heap)
             self.agent.feedback(decision_id, reward)
         if t is None and self.queued:
-            self._observe_queued()
+            self._learn_queued()
 
-    def _observe_queued(self) -> None:
+    def _learn_queued(self) -> None:
+        """Learn the queued rounds at once: one ``feedback`` or ``observe`` call (B = 1: the
+        plain single-round call)."""
         rows, self.queued = self.queued, []
-        stacked = {
-            key: np.stack([np.asarray(obs[key]) for obs, _, _ in rows]) for key in rows[0][0]
-        }
-        actions = np.asarray([action for _, action, _ in rows], dtype=np.int64)
-        self.agent.observe(stacked, actions, np.asarray([reward for _, _, reward in rows]))
+        rewards = [reward for _, _, reward, _ in rows]
+        if rows[0][3] is not None:  # decided: every queued round has a pending decision
+            ids = [decision_id for _, _, _, decision_id in rows]
+            if len(rows) == 1:
+                self.agent.feedback(ids[0], rewards[0])
+            else:
+                self.agent.feedback(np.asarray(ids, dtype=np.int64), np.asarray(rewards))
+            return
+        if len(rows) == 1:
+            obs, action, reward, _ = rows[0]
+            self.agent.observe(obs, action, reward)
+            return
+        stacked = {key: np.stack([np.asarray(obs[key]) for obs, *_ in rows]) for key in rows[0][0]}
+        actions = np.asarray([action for _, action, _, _ in rows], dtype=np.int64)
+        self.agent.observe(stacked, actions, np.asarray(rewards))
 
 
 def _log_writer(

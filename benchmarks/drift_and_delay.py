@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,26 @@ def main() -> None:
                     {"feedback_batch": batch},
                 )
 
+    # Delay 0, feedback batches of 1 and the stationary stream without forgetting are the
+    # same run (the runner's ordinary loop): run each distinct configuration once.
+    def key(job: dict[str, Any]) -> str:
+        run = {k: v for k, v in job["run"].items() if v not in ("fixed:0", 1)}
+        fields = (job["agent"], job["env"], job["settings"], run, job["seed"], job["rounds"])
+        return json.dumps(fields, sort_keys=True)
+
+    distinct = list({key(job): job for job in jobs}.values())
     start = time.perf_counter()
+    done: dict[str, dict[str, Any]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(_job, jobs))
+        futures = {pool.submit(_job, job): key(job) for job in distinct}
+        for future in as_completed(futures):
+            done[futures[future]] = result = future.result()
+            print(
+                f"  [{len(done)}/{len(distinct)}] {result['label']}, seed {result['seed']}: "
+                f"regret {result['regret']:.1f} ({result['seconds']:.0f} s)",
+                flush=True,
+            )
+    results = [{**done[key(job)], "part": job["part"], "label": job["label"]} for job in jobs]
     by_label: dict[str, list[float]] = {}
     for r in results:
         by_label.setdefault(r["label"], []).append(r["regret"])
@@ -124,7 +141,7 @@ def main() -> None:
                 f"{part}: cumulative regret over {args.rounds} rounds, mean ± std over seeds",
                 [(label, by_label[label]) for label in labels],
             )
-    print(f"\n{len(jobs)} runs in {time.perf_counter() - start:.0f} s")
+    print(f"\n{len(distinct)} distinct runs in {time.perf_counter() - start:.0f} s")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "drift_and_delay.json").write_text(json.dumps(results))

@@ -46,7 +46,11 @@ COST = {
     "neural_ucb": "O(K·P) per decision, as neural_ts (no draw); O(P) update",
     "bootstrapped_nn": "O(M·K·c_f) per decision (M members' forward passes); O(1) update",
     "neural_linear_ts": "O(K·c_f + K·d²) per decision; O(d²) update",
+    "neural_linear_ucb": "O(K·c_f + K·d²) per decision, as neural_linear_ts; O(d²) update",
+    "neural_greedy": "O(K·c_f + K·d) per decision (posterior mean only); O(d²) update",
+    "neural_epsilon_greedy": "O(K·c_f + K·d) per decision, as neural_greedy; O(d²) update",
     "linear_ts": "O(K·d²) per decision; O(d²) update",
+    "linear_ucb": "O(K·d²) per decision (a variance per candidate); O(d²) update",
     "uniform": "O(K)",
 }
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import time
@@ -29,17 +30,21 @@ import numpy as np
 import torch
 
 
-def _env(**kwargs):  # noqa: ANN202
+def _env(problem_seed: int = 0):  # noqa: ANN202
+    """Synthetic with its bandit fixed by ``problem_seed``: the policy, the logs and the
+    online rounds that are compared must be the same problem (a reset seed alone would
+    draw a new one)."""
     import gymnasium as gym
 
     import bandexa_gym  # noqa: F401
 
-    return gym.make("Bandexa/Synthetic-v0", **kwargs)
+    return gym.make("Bandexa/Synthetic-v0", problem_seed=problem_seed)
 
 
 def accuracy(args: argparse.Namespace) -> None:
     from bandexa_gym import offline, ope
     from bandexa_gym.agents import make_agent
+    from bandexa_gym.exploration import make_rule
     from bandexa_gym.logs import read_log
     from bandexa_gym.runner import run
 
@@ -47,11 +52,8 @@ def accuracy(args: argparse.Namespace) -> None:
     policy = make_agent("neural_linear_ts", env, seed=0)
     run(policy, env, args.train, seed=100)
     policy.config.train_every = 0  # frozen from here on
-    greedy = make_agent("neural_linear_ts", env, seed=0, exploration="greedy")
-    greedy.heads, greedy.arm_mode, greedy.registry = policy.heads, policy.arm_mode, policy.registry
-    greedy.encoder.load_state_dict(policy.encoder.state_dict())
-    greedy.reward_scaler = policy.reward_scaler
-    greedy.config.train_every = 0
+    greedy = copy.deepcopy(policy)  # the same frozen model, scored by its posterior mean
+    greedy.exploration = make_rule("greedy")
     errors: dict[tuple[str, str], list[float]] = {}
     covered: dict[tuple[str, str], list[bool]] = {}
     start = time.perf_counter()
@@ -104,7 +106,7 @@ def warm_start(args: argparse.Namespace) -> None:
     ratios = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as folder:
-            env = _env()
+            env = _env(seed)
             run(
                 make_agent("uniform", env, seed=seed),
                 env,
@@ -112,12 +114,12 @@ def warm_start(args: argparse.Namespace) -> None:
                 seed=seed,
                 log=Path(folder) / "log",
             )
-            cold = make_agent("neural_linear_ts", _env(), seed=seed)
+            cold = make_agent("neural_linear_ts", _env(seed), seed=seed)
             warm = offline.warm_start(
-                make_agent("neural_linear_ts", _env(), seed=seed), Path(folder) / "log"
+                make_agent("neural_linear_ts", _env(seed), seed=seed), Path(folder) / "log"
             )
         regret = {
-            label: run(agent, _env(), args.online, seed=500 + seed).regrets.sum()
+            label: run(agent, _env(seed), args.online, seed=500 + seed).regrets.sum()
             for label, agent in (("cold", cold), ("warm", warm))
         }
         ratios.append(regret["warm"] / regret["cold"])
@@ -151,8 +153,9 @@ def cost(args: argparse.Namespace) -> None:
         agent = make_agent(name, env, seed=0)
         for _ in range(60):
             action = agent.act(obs)
-            obs, reward, *_ = env.step(action)
+            next_obs, reward, *_ = env.step(action)
             agent.observe(obs, action, reward)
+            obs = next_obs
         timings = {}
         for label in ("act", "decide"):  # decide keeps its decisions pending: 300 < max_pending
             start = time.perf_counter()

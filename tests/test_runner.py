@@ -115,3 +115,17 @@ def test_a_run_writes_every_round_to_its_log(tmp_path) -> None:
     run(make_agent("linear_ts", env, seed=0), env, 20, seed=2, log=tmp_path / "cheap",
         log_propensities=False)  # fmt: skip
     assert np.isnan(read_log(tmp_path / "cheap").propensity).all()
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_logging_propensities_leaves_no_decision_pending(tmp_path, batch: int) -> None:
+    pytest.importorskip("pyarrow")
+    env = _env()
+    plain = make_agent("linear_ts", env, seed=0)
+    logged = make_agent("linear_ts", env, seed=0, max_pending=8)  # fewer than the rounds
+    a = run(plain, env, 40, seed=2, feedback_batch=batch)
+    b = run(logged, _env(), 40, seed=2, feedback_batch=batch, log=tmp_path / "log")
+    assert logged.pending == 0  # every decision's reward went back through feedback
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    for key, value in _state(plain).items():
+        assert torch.equal(value, _state(logged)[key]), key

@@ -55,7 +55,7 @@ from bandexa_gym.agents._replay import (
     load_scaler,
 )
 from bandexa_gym.agents.base import Observations, derived_seed, register_agent
-from bandexa_gym.agents.neural_linear_ts import default_encoder
+from bandexa_gym.agents.neural_linear_ts import seeded_default_encoders
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.encoders import Encoder, build_encoder, encoder_spec
 from bandexa_gym.exploration import ThompsonSampling
@@ -499,13 +499,14 @@ def make_bootstrapped(
             "encoder must be a default encoder kind ('auto', 'mlp', 'two_tower', 'convnet'); "
             "for custom encoders build BootstrappedNN([...one per member...]) directly"
         )
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        encoders = [
-            default_encoder(space, encoder, feature_dim=feature_dim, **(encoder_kwargs or {}))
-            for _ in range(config.n_members)
-        ]
+    encoders = seeded_default_encoders(
+        space,
+        encoder,
+        seed=seed,
+        count=config.n_members,
+        feature_dim=feature_dim,
+        encoder_kwargs=encoder_kwargs,
+    )
     return BootstrappedNN(
         encoders,
         buffer=buffer,

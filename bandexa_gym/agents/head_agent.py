@@ -247,8 +247,11 @@ class RewardScaler:
         n = int(rewards.numel())
         if n == 0:
             return
-        values = rewards.detach().to("cpu", torch.float64)
-        mean, m2 = float(values.mean()), float(((values - values.mean()) ** 2).sum())
+        if n == 1:  # the per-round case: no tensor arithmetic
+            mean, m2 = float(rewards.reshape(())), 0.0
+        else:
+            values = rewards.detach().to("cpu", torch.float64)
+            mean, m2 = float(values.mean()), float(((values - values.mean()) ** 2).sum())
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total

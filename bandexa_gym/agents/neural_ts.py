@@ -37,7 +37,7 @@ for every kind of context; NeuralUCB ``γ = 3``), from runs of 4,000 rounds on
   the seed spread, at ~40 % of the cost on MNIST), the readout only 901 / 506; the papers'
   choice, all, is the default, ``"last"`` the cheaper option.
 * Loss on images: MNIST regret at 2,000 rounds 574 with the squared error, 733 with the
-  logistic loss of ``neural_linear_ts`` (accuracy over the last 500 rounds 0.95 and 0.89);
+  logistic loss (accuracy over the last 500 rounds 0.95 and 0.89);
   a greedy read of the network was the bottleneck, not exploration.
 * γ: Synthetic seeds 0-2: 474 / 544 / 761 (γ = 0.3), 514 / 856 / 515 (1), 604 / 467 / 782
   (3); MNIST at 2,000 rounds: 718, 694, 638 and 739 (γ = 10). A deterministic bonus
@@ -75,7 +75,11 @@ from bandexa_gym.agents._replay import (
     load_scaler,
 )
 from bandexa_gym.agents.base import register_agent
-from bandexa_gym.agents.neural_linear_ts import _loss_fn, _module_state, default_encoder
+from bandexa_gym.agents.neural_linear_ts import (
+    _loss_fn,
+    _module_state,
+    seeded_default_encoders,
+)
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.network_heads import DiagonalGradientHead
@@ -476,7 +480,7 @@ def make_neural_ts(
     schedule for its kind of context (images: ConvNet and 200 uniform warm-up rounds; the
     loss stays the squared error on standardized rewards, as in the papers: on
     ``Bandexa/MNIST-v0`` it gave 574 regret at 2,000 rounds against 774 with the
-    logistic loss of ``neural_linear_ts``).
+    logistic loss).
 
     Raises:
         TypeError: An unknown setting (the message lists the valid ones).
@@ -492,12 +496,9 @@ def make_neural_ts(
             "propensity_draws, max_pending"
         ) from None
     if isinstance(encoder, str):
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            encoder = default_encoder(
-                space, encoder, feature_dim=feature_dim, **(encoder_kwargs or {})
-            )
+        (encoder,) = seeded_default_encoders(
+            space, encoder, seed=seed, feature_dim=feature_dim, encoder_kwargs=encoder_kwargs
+        )
     return NeuralTS(
         encoder,
         buffer=buffer,

@@ -37,8 +37,12 @@ def test_beats_uniform_on_a_short_synthetic_run():
 
 def test_learns_mnist_on_a_short_run():
     env = gym.make("Bandexa/MNIST-v0")
-    agent = make_agent("neural_linear_ts", env, seed=0)  # image defaults: ConvNet, warm-up 200
+    agent = make_agent("neural_linear_ts", env, seed=0)
+    # Image defaults: ConvNet, 200 uniform rounds, squared error on standardized rewards.
+    assert (agent.config.warmup_random, agent.config.loss) == (200, "mse")
+    assert agent.config.standardize_rewards and agent.context_only is False  # not yet seen
     result = run(agent, env, 700, seed=0)
+    assert agent.context_only  # one-hot labels: features of the image alone
     accuracy = result.rewards[-200:].mean()
     assert accuracy > 0.35, accuracy  # uniform guessing is 0.10
 
