@@ -746,12 +746,46 @@ class BayesianLinearRegression:
         if n is not None and n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         rows = 1 if n is None else n
-        d, dt, dev = self._dim, self._dtype, self._device
-        nig = self._noise == "nig"
         normals = torch.randn(
-            rows, draw_row_length(d, nig), generator=generator, dtype=dt, device=dev
+            rows,
+            draw_row_length(self._dim, self._noise == "nig"),
+            generator=generator,
+            dtype=self._dtype,
+            device=self._device,
         )
-        if rows == 1:  # one draw: a Python gamma step and one addmv are cheapest
+        w = self.draws_from_normals(normals, generator)
+        return w[0] if n is None else w
+
+    def draws_from_normals(
+        self,
+        normals: Tensor,
+        generator: torch.Generator | None = None,
+        gammas: Tensor | None = None,
+    ) -> Tensor:
+        """The posterior draws that rows of standard normals give, as :meth:`sample` makes
+        them: (n, d') from (n, :func:`draw_row_length`) normals, one row per draw.
+
+        Lets a caller draw the normals of several heads in one call and hand each head its
+        rows (the same numbers as the heads' own ``sample`` calls, in the same order).
+
+        Args:
+            normals: (n, draw_row_length(d', nig)) standard normals.
+            generator: Used only in the rare case that a gamma variate needs more normals.
+            gammas: The NIG draws' Gamma(a) variates (n,), if the caller already made them
+                from these normals (:func:`~bandexa_gym.numerics.standard_gamma` over several
+                heads at once); ignored with fixed noise.
+
+        Raises:
+            FloatingPointError: A draw is not finite (the posterior has overflowed).
+        """
+        d, nig = self._dim, self._noise == "nig"
+        if nig and gammas is not None:
+            eps = normals[:, :d]
+            w = torch.addcmul(self._mu, (self.b / gammas).sqrt().unsqueeze(1), eps @ self._S.T)
+            if not math.isfinite(float(w.sum())):
+                raise FloatingPointError(_OVERFLOW)
+            return w
+        if normals.shape[0] == 1:  # one draw: a Python gamma step and one addmv are cheapest
             row = normals[0]
             scale = 1.0
             if nig:
@@ -763,7 +797,7 @@ class BayesianLinearRegression:
             w = torch.addmv(self._mu, self._S, row[:d], alpha=scale)
             if not math.isfinite(float(w.sum())):
                 raise FloatingPointError(_OVERFLOW)
-            return w if n is None else w.unsqueeze(0)
+            return w.unsqueeze(0)
         eps = normals[:, :d]
         if nig:
             g = standard_gamma(self.a, normals[:, d : d + GAMMA_NORMALS], generator)

@@ -18,8 +18,8 @@ import torch
 
 from bandexa_gym.agents.base import Agent, Observation, Observations, _check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
-from bandexa_gym.numerics import gamma_variates
-from bandexa_gym.posterior import Head
+from bandexa_gym.numerics import GAMMA_NORMALS, draw_row_length, gamma_variates, standard_gamma
+from bandexa_gym.posterior import BayesianLinearRegression, Head
 
 __all__ = [
     "ArmFeatures",
@@ -177,6 +177,8 @@ class ArmHeads:
         if not shared:
             x = x.to(self.heads[0].dtype)
         f = self.heads[0].dim  # a draw is [w | intercept] for a head with an intercept
+        if draws is None and arms.shape[0] > 1 and self._gaussian_alike():
+            return self._batched_draws(x, arms, f, generator)
         rows = []
         for b in range(arms.shape[0]):
             row_arms = arms[b].tolist()
@@ -188,6 +190,60 @@ class ArmHeads:
                 parts = [_dot(w[arm], x[b, k], f) for k, arm in enumerate(row_arms)]
             rows.append(torch.stack(parts, dim=-1 if draws else 0))
         return torch.stack(rows, dim=0 if draws is None else 1)
+
+    def _gaussian_alike(self) -> bool:
+        """Whether every head is a Gaussian head of one width and noise model (their draws
+        then take rows of normals of one length)."""
+        first = self.heads[0]
+        return all(
+            isinstance(h, BayesianLinearRegression)
+            and (h.dim, h.state_dim, h.noise) == (first.dim, first.state_dim, first.noise)
+            for h in self.heads
+        )
+
+    def _batched_draws(
+        self,
+        x: torch.Tensor,
+        arms: torch.Tensor,
+        f: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """One Thompson score per candidate (B, K), the draws of every row at once.
+
+        The same numbers as the row-by-row loop: the loop's draws (row by row, one per arm
+        present, ascending) take one row of normals each, so all the rows of normals are
+        drawn in one call in that order and each head turns its own rows into weights.
+        """
+        first = self.heads[0]
+        order = [(b, arm) for b in range(arms.shape[0]) for arm in sorted(set(arms[b].tolist()))]
+        normals = torch.randn(
+            len(order),
+            draw_row_length(first.state_dim, first.noise == "nig"),
+            generator=generator,
+            dtype=first.dtype,
+            device=x.device,
+        )
+        owners = torch.tensor([arm for _, arm in order], device=x.device)
+        gammas = None
+        if first.noise == "nig":  # every draw's Gamma(a) variate in one vectorized call
+            shapes = torch.tensor([self.heads[arm].a for _, arm in order], dtype=first.dtype)
+            d = first.state_dim
+            gammas = standard_gamma(shapes, normals[:, d : d + GAMMA_NORMALS], generator)
+        weights = torch.empty(len(order), first.state_dim, dtype=first.dtype, device=x.device)
+        for arm in torch.unique(owners).tolist():
+            rows = (owners == arm).nonzero().squeeze(1)
+            weights[rows] = self.heads[arm].draws_from_normals(
+                normals[rows], generator, None if gammas is None else gammas[rows]
+            )
+        slot = {key: i for i, key in enumerate(order)}
+        index = torch.tensor(
+            [[slot[(b, arm)] for arm in row] for b, row in enumerate(arms.tolist())],
+            device=x.device,
+        )
+        w = weights[index]  # (B, K, d') the draw of each candidate's arm
+        z = x[:, None, :] if x.ndim == 2 else x
+        scores = (z * w[..., :f]).sum(-1)
+        return scores + w[..., f] if w.shape[-1] > f else scores
 
     def _independent_draws(
         self, features: ArmFeatures, draws: int, generator: torch.Generator | None
