@@ -318,6 +318,13 @@ class BayesianLinearRegression:
         """Rows of the state: d, plus one with an intercept (the last row)."""
         return self._dim
 
+    @property
+    def projection(self) -> Tensor:
+        """``[S | μ]`` (d', d' + 1): ``z_aug @ projection`` is ``[Sᵀz ; zᵀμ]`` for the
+        regressors ``z_aug`` of :meth:`augment` (what :meth:`predict` computes). Read-only:
+        the head's own buffer."""
+        return self._buf
+
     def augment(self, Z: Tensor) -> Tensor:
         """The regressors of ``Z`` (..., d): ``[Z, 1]`` with an intercept, else ``Z``."""
         if not self._intercept:

@@ -149,6 +149,9 @@ class ArmHeads:
 
     def predict(self, features: ArmFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         x, arms = features
+        present = torch.unique(arms)
+        if x.shape[0] * arms.shape[1] * len(present) <= 4096 and self._gaussian_alike():
+            return self._predict_at_once(x, arms, present)
         dtype = self.heads[0].dtype
         mean = torch.empty(arms.shape, dtype=dtype, device=x.device)
         variance = torch.empty_like(mean)
@@ -200,6 +203,26 @@ class ArmHeads:
             and (h.dim, h.state_dim, h.noise) == (first.dim, first.state_dim, first.noise)
             for h in self.heads
         )
+
+    def _predict_at_once(
+        self, x: torch.Tensor, arms: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict` for small batches: every candidate projected on the ``[S | μ]``
+        of every arm present in one product (A times the needed arithmetic, a handful of
+        operations instead of a loop over arms), then each candidate's own arm picked."""
+        heads = [self.heads[arm] for arm in present.tolist()]
+        first = heads[0]
+        projections = torch.stack([h.projection for h in heads])  # (A, d', d' + 1)
+        z = first.augment(x.to(first.dtype))  # (B, d') or (B, K, d')
+        if z.ndim == 2:
+            z = z[:, None, :].expand(-1, arms.shape[1], -1)
+        proj = torch.einsum("bki,aij->bkaj", z, projections)  # (B, K, A, d' + 1)
+        slot = torch.searchsorted(present, arms)  # each candidate's arm among the present
+        mine = proj.gather(2, slot[..., None, None].expand(-1, -1, 1, proj.shape[-1]))[..., 0, :]
+        scales = torch.tensor([h.noise_scale() for h in heads], dtype=first.dtype)
+        d = first.state_dim
+        variance = mine[..., :d].pow(2).sum(-1) * scales.to(x.device)[slot]
+        return mine[..., d], variance
 
     def _batched_draws(
         self,
