@@ -217,6 +217,14 @@ def test_classic_suite_is_the_issue_table() -> None:
     }
     assert CLASSIC.num_seeds == 5 and QUICK.num_seeds == 2
     assert set(SUITES) == {"classic", "quick"}
+    from bandexa_gym.agents import AGENTS
+
+    costly = {"neural_ts", "neural_ucb", "bootstrapped_nn"}  # registered names, left out
+    assert costly <= set(AGENTS)  # where the suite's time budget cannot take them
+    assert {p.name: set(p.skip) for p in CLASSIC.problems if p.skip} == {
+        "retrieval": costly,
+        "mnist": costly,
+    }
     for suite in SUITES.values():
         names = [p.name for p in suite.problems]
         assert len(set(names)) == len(names)
@@ -326,3 +334,12 @@ def test_preflight_reports_a_binary_reward_model_on_real_rewards_as_not_applicab
     (pair,) = found.not_applicable
     assert pair == ("synthetic", "logistic_ts")
     assert "models {0, 1} rewards" in found.not_applicable[pair]
+
+
+def test_preflight_reports_an_agent_a_problem_skips_with_its_reason() -> None:
+    from bandexa_gym.grid.preflight import preflight
+    from bandexa_gym.grid.suites import Problem
+
+    problems = [Problem("small", "Bandexa/Synthetic-v0", 10, {"n_arms": 3}, {"linear_ts": "why"})]
+    found = preflight(problems, ["uniform", "linear_ts"], {})
+    assert found.not_applicable == {("small", "linear_ts"): "why"}
