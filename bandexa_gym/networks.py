@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from bandexa_gym.encoders import Encoder, check_encoder
+from bandexa_gym.encoders import Encoder, build_encoder, check_encoder
 
 __all__ = [
     "GRADIENT_PARAMS",
@@ -55,6 +55,30 @@ class RewardNetwork(nn.Module):
             raise ValueError(
                 f"readout must be Linear({encoder.feature_dim}, 1), got {self.readout}"
             )
+
+    @classmethod
+    def shapes_of_spec(cls, spec: Mapping[str, Any]) -> RewardNetwork:
+        """The network a checkpoint spec describes, built on the meta device (no memory),
+        to read its parameter shapes from.
+
+        Args:
+            spec: An agent spec with ``encoder`` (an encoder spec) and the
+                ``context_shape``, ``action_dim`` and ``feature_dim`` it must agree with.
+
+        Raises:
+            ValueError: The encoder spec and the spec's sizes disagree.
+        """
+        with torch.device("meta"):  # allocates nothing
+            encoder = build_encoder(spec["encoder"], device="meta")
+            network = cls(encoder, nn.Linear(encoder.feature_dim, 1))
+        for key in ("context_shape", "action_dim", "feature_dim"):
+            mine = getattr(encoder, key)
+            mine = list(mine) if isinstance(mine, tuple) else mine
+            if mine != spec[key]:
+                raise ValueError(
+                    f"the encoder spec gives {key}={mine}, the checkpoint says {spec[key]}"
+                )
+        return network
 
     @property
     def width(self) -> int:

@@ -340,16 +340,7 @@ class BootstrappedNN(ReplayAgent):
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         config = BootstrappedConfig(**spec["config"])
-        with torch.device("meta"):  # allocates nothing
-            encoder = build_encoder(spec["encoder"], device="meta")
-            network = RewardNetwork(encoder, nn.Linear(encoder.feature_dim, 1))
-        for key in ("context_shape", "action_dim", "feature_dim"):
-            mine = getattr(encoder, key)
-            mine = list(mine) if isinstance(mine, tuple) else mine
-            if mine != spec[key]:
-                raise ValueError(
-                    f"the encoder spec gives {key}={mine}, the checkpoint says {spec[key]}"
-                )
+        network = RewardNetwork.shapes_of_spec(spec)
         m = config.n_members
         want = {f"members.{k}": (m, *v.shape) for k, v in network.state_dict().items()}
         compare_shapes(want, shapes)

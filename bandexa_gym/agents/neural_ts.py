@@ -333,16 +333,7 @@ class NeuralTS(ReplayAgent):
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         config = NeuralTSConfig(**spec["config"])
-        with torch.device("meta"):  # allocates nothing
-            encoder = build_encoder(spec["encoder"], device="meta")
-            network = RewardNetwork(encoder, nn.Linear(encoder.feature_dim, 1))
-        for key in ("context_shape", "action_dim", "feature_dim"):
-            mine = getattr(encoder, key)
-            mine = list(mine) if isinstance(mine, tuple) else mine
-            if mine != spec[key]:
-                raise ValueError(
-                    f"the encoder spec gives {key}={mine}, the checkpoint says {spec[key]}"
-                )
+        network = RewardNetwork.shapes_of_spec(spec)
         gradient_dim = CandidateGradients(network, config.gradient_params).dim
         if gradient_dim != spec["gradient_dim"]:
             raise ValueError(
