@@ -134,6 +134,10 @@ def cost(args: argparse.Namespace) -> None:
 
     print("\ncost (1 thread; ratios from the same run)")
     with tempfile.TemporaryDirectory() as folder:
+        # pyarrow's first Parquet write imports its pandas glue (~0.2 s once per process):
+        # pay it before timing, the figure is the per-round cost of logging.
+        env = _env()
+        run(make_agent("uniform", env, seed=0), env, 10, seed=0, log=Path(folder) / "warm")
         rates = {}
         for label, options in (
             ("plain", {}),
