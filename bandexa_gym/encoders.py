@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bandexa_gym.numerics import seeded_init
+
 __all__ = [
     "RESNET_ARCHS",
     "build_encoder",
@@ -64,9 +66,7 @@ def _seeded(generator: torch.Generator | None) -> Iterator[None]:
     if generator is None:
         yield
         return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(int(torch.randint(0, 2**62, (1,), generator=generator))):
         yield
 
 

@@ -6,9 +6,10 @@ implementation; the math is in ``docs/references/blr.md``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ __all__ = [
     "gamma_from_normals",
     "gamma_variates",
     "safe_cholesky",
+    "seeded_init",
     "standard_gamma",
 ]
 
@@ -32,6 +34,17 @@ GAMMA_NORMALS = 2 * _MT_CANDIDATES + 1  # the shape < 1 boost + (x, y) per candi
 # torch's CPU normal sampler fills whole blocks of 16; a draw row that is a multiple of 16
 # long makes ``randn(n, L)`` the same numbers as n calls of ``randn(L)``.
 _BLOCK = 16
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int | None) -> Iterator[None]:
+    """Run a block (module initialization) on torch's global RNG seeded with ``seed``, then
+    give the caller back its RNG as it was; ``seed=None`` leaves the RNG's stream as it is
+    inside the block (it is still restored after)."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        yield
 
 
 def draw_row_length(dim: int, nig: bool) -> int:

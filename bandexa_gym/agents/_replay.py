@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,36 +234,21 @@ class ReplayAgent(HeadAgent):
         steps = self.config.optimizer_steps if optimizer_steps is None else optimizer_steps
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
-        total = torch.zeros((), device=self.device)
-        skipped = torch.zeros((), device=self.device)
         recency = self.config.recency_half_life
-        for _ in range(steps):
+
+        def loss() -> torch.Tensor:
             x, a, r, step = (
                 t.to(self.device)
                 for t in self.buffer.sample(
                     self.replay_batch, self.sample_generator, with_steps=True, recency=recency
                 )
             )
-            value = self.training_loss(x, a, self.reward_scaler(r), step)
-            self.optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            bad = step_if_finite(self.optimizer, self.device)
-            skipped += bad
-            total += torch.where(bad.bool(), 0.0, value.detach())  # no host sync per step
+            return self.training_loss(x, a, self.reward_scaler(r), step)
+
+        mean = optimizer_steps_skipping_non_finite(self, steps, loss)
         self.trainings += 1
         self.clear_feature_cache()  # features computed before training are stale
-        n_skipped = int(skipped.item())
-        if n_skipped and not self._warned_non_finite:
-            self._warned_non_finite = True
-            warnings.warn(
-                f"{self.name}: skipped {n_skipped} of {steps} training steps whose loss or "
-                "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
-                "training goes on without them (said once per agent)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        done = steps - n_skipped
-        return float(total) / done if done else float("nan")
+        return mean
 
     # -- agent protocol -----------------------------------------------------------------------
     def _choose(self, batch: Observations) -> torch.Tensor:
@@ -367,6 +352,39 @@ def load_scaler(config: ReplaySchedule, state: Mapping[str, Any]) -> RewardScale
     scaler = RewardScaler(config.standardize_rewards and config.loss == "mse")
     scaler.load(state)
     return scaler
+
+
+def optimizer_steps_skipping_non_finite(
+    agent: Any, steps: int, loss: Callable[[], torch.Tensor]
+) -> float:
+    """``steps`` steps of ``agent.optimizer`` on the losses ``loss()`` gives, each skipped
+    when its loss or gradients are not finite (:func:`step_if_finite`; said once per agent,
+    through ``agent._warned_non_finite``). No host synchronization per step.
+
+    Returns:
+        The mean loss over the steps taken (``nan`` if none was).
+    """
+    total = torch.zeros((), device=agent.device)
+    skipped = torch.zeros((), device=agent.device)
+    for _ in range(steps):
+        value = loss()
+        agent.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        bad = step_if_finite(agent.optimizer, agent.device)
+        skipped += bad
+        total += torch.where(bad.bool(), 0.0, value.detach())
+    n_skipped = int(skipped.item())
+    if n_skipped and not agent._warned_non_finite:
+        agent._warned_non_finite = True
+        warnings.warn(
+            f"{agent.name}: skipped {n_skipped} of {steps} training steps whose loss or "
+            "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
+            "training goes on without them (said once per agent)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    done = steps - n_skipped
+    return float(total) / done if done else float("nan")
 
 
 def step_if_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:

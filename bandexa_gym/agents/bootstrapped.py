@@ -61,6 +61,7 @@ from bandexa_gym.encoders import Encoder, build_encoder, encoder_spec
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.network_heads import EnsembleHead
 from bandexa_gym.networks import Ensemble, RewardNetwork
+from bandexa_gym.numerics import seeded_init
 
 __all__ = ["BOOTSTRAP_KINDS", "BootstrappedConfig", "BootstrappedNN", "bootstrap_weights"]
 
@@ -195,9 +196,7 @@ class BootstrappedNN(ReplayAgent):
         self.bootstrap_key = 0
         super().__init__(buffer=buffer, exploration=exploration, seed=seed, device=device, **kwargs)
         if readouts is None:
-            with torch.random.fork_rng(devices=[]):
-                if seed is not None:
-                    torch.manual_seed(seed)
+            with seeded_init(seed):
                 readouts = [nn.Linear(encoders[0].feature_dim, 1) for _ in encoders]
         members = [RewardNetwork(e, r) for e, r in zip(encoders, readouts, strict=True)]
         self.ensemble = Ensemble(members).to(self.device)
@@ -355,8 +354,7 @@ class BootstrappedNN(ReplayAgent):
         **kwargs: Any,
     ) -> BootstrappedNN:
         config = BootstrappedConfig(**spec["config"])
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
-            torch.manual_seed(0 if seed is None else int(seed))
+        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
             encoders = [build_encoder(spec["encoder"]) for _ in range(config.n_members)]
         return cls(
             encoders,
@@ -446,7 +444,7 @@ class BootstrappedNN(ReplayAgent):
 
 def _member(agent: BootstrappedNN, index: int) -> RewardNetwork:
     """Member ``index`` of ``agent`` as a standalone network (a CPU copy of its weights)."""
-    with torch.random.fork_rng(devices=[]):  # the weights are overwritten: leave the RNG alone
+    with seeded_init(None):  # the weights are overwritten: leave the RNG alone
         encoder = build_encoder(agent.spec()["encoder"])
         network = RewardNetwork(encoder, nn.Linear(encoder.feature_dim, 1))
     network.load_state_dict({k: v.cpu() for k, v in agent.ensemble.member_state(index).items()})

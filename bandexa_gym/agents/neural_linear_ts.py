@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents._replay import step_if_finite
+from bandexa_gym.agents._replay import optimizer_steps_skipping_non_finite
 from bandexa_gym.agents.base import Capabilities, Observations, register_agent
 from bandexa_gym.agents.head_agent import (
     MAX_FIXED_ARMS,
@@ -45,6 +45,7 @@ from bandexa_gym.encoders import (
     check_encoder,
     encoder_spec,
 )
+from bandexa_gym.numerics import seeded_init
 from bandexa_gym.posterior import (
     HEAD_FIELDS,
     BayesianLinearRegression,
@@ -321,9 +322,7 @@ class NeuralLinearTS(HeadAgent):
         self.heads = [self.new_head()]
         self.arm_mode = "shared" if cfg.arm_heads == "shared" else None  # None: not yet known
         self.registry = ArmRegistry(self.encoder.action_dim, 2 * MAX_FIXED_ARMS)
-        with torch.random.fork_rng(devices=[]):
-            if self.seed is not None:
-                torch.manual_seed(self.seed)
+        with seeded_init(self.seed):
             self.readout = nn.Linear(self.encoder.feature_dim, 1).to(self.device)
             self.arm_readout = nn.Linear(self.encoder.feature_dim, self.encoder.action_dim).to(
                 self.device
@@ -531,10 +530,9 @@ class NeuralLinearTS(HeadAgent):
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
         self.encoder.train()
-        total = torch.zeros((), device=self.device)
-        skipped = torch.zeros((), device=self.device)
         recency = self._recency_half_life()
-        for _ in range(steps):
+
+        def loss() -> torch.Tensor:
             batch = self.buffer.sample(size, self.sample_generator, recency=recency)
             x, a, r = (t.to(self.device) for t in batch)
             if self.context_only:  # one readout per one-hot arm
@@ -545,27 +543,13 @@ class NeuralLinearTS(HeadAgent):
             prediction = prediction.squeeze(-1)
             if standardize:
                 r = self.reward_scaler(r)
-            value = loss_fn(prediction, r.to(prediction.dtype))
-            self.optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            bad = self._step_if_finite()
-            skipped += bad
-            total += torch.where(bad.bool(), 0.0, value.detach())  # no host sync
+            return loss_fn(prediction, r.to(prediction.dtype))
+
+        mean = optimizer_steps_skipping_non_finite(self, steps, loss)
         self.encoder.eval()
         self.clear_feature_cache()  # features cached before training are stale
         self.trainings += 1
-        n_skipped = int(skipped.item())
-        if n_skipped and not self._warned_non_finite:
-            self._warned_non_finite = True
-            warnings.warn(
-                f"{self.name}: skipped {n_skipped} of {steps} training steps whose loss or "
-                "gradients were not finite (extreme contexts or rewards in the replay buffer?); "
-                "training goes on without them (said once per agent)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        done = steps - n_skipped
-        return float(total) / done if done else float("nan")
+        return mean
 
     def _recency_half_life(self) -> float | None:
         """Half-life (in rounds) of the replay sampling's recency weights, or None."""
@@ -573,11 +557,6 @@ class NeuralLinearTS(HeadAgent):
         if window is not None:
             return window / 2.0
         return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
-
-    def _step_if_finite(self) -> torch.Tensor:
-        """One optimizer step, skipped when a gradient is NaN or inf (see
-        :func:`~bandexa_gym.agents._replay.step_if_finite`)."""
-        return step_if_finite(self.optimizer, self.device)
 
     def fit_feature_standardization(self, features: Iterable[torch.Tensor]) -> None:
         """Set :attr:`feature_shift` and :attr:`feature_gain` from raw features ``(n, d)``
@@ -906,8 +885,7 @@ class NeuralLinearTS(HeadAgent):
         **kwargs: Any,
     ) -> NeuralLinearTS:
         config = NeuralLinearTSConfig(**spec["config"])
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
-            torch.manual_seed(0 if seed is None else int(seed))
+        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
             encoder = build_encoder(spec["encoder"])
         return cls(
             encoder,
@@ -1040,9 +1018,7 @@ def seeded_default_encoders(
 ) -> list[Encoder]:
     """``count`` :func:`default_encoder` s for ``space``, initialized one after another from
     ``seed`` (the global RNG when None) without moving the caller's global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded_init(seed):
         return [
             default_encoder(space, kind, feature_dim=feature_dim, **(encoder_kwargs or {}))
             for _ in range(count)

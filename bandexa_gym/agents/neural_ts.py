@@ -84,6 +84,7 @@ from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.network_heads import DiagonalGradientHead
 from bandexa_gym.networks import GRADIENT_PARAMS, CandidateGradients, RewardNetwork
+from bandexa_gym.numerics import seeded_init
 
 __all__ = ["NeuralTS", "NeuralTSConfig", "make_neural_ts"]
 
@@ -191,9 +192,7 @@ class NeuralTS(ReplayAgent):
             device = next(encoder.parameters()).device
         super().__init__(buffer=buffer, exploration=exploration, seed=seed, device=device, **kwargs)
         if readout is None:
-            with torch.random.fork_rng(devices=[]):
-                if seed is not None:
-                    torch.manual_seed(seed)
+            with seeded_init(seed):
                 readout = nn.Linear(encoder.feature_dim, 1)
         self.network = RewardNetwork(encoder, readout).to(self.device).eval()
         self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
@@ -354,8 +353,7 @@ class NeuralTS(ReplayAgent):
         **kwargs: Any,
     ) -> NeuralTS:
         config = NeuralTSConfig(**spec["config"])
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
-            torch.manual_seed(0 if seed is None else int(seed))
+        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
             encoder = build_encoder(spec["encoder"])
         return cls(
             encoder,
