@@ -141,7 +141,24 @@ class ReplaySchedule:
         )
 
 
-class ReplayAgent(HeadAgent):
+class ReplaySampling(HeadAgent):
+    """A head agent that draws replay minibatches from its own ``sample_generator``: seeded
+    from the agent's seed + 1 on reset, and saved and restored with the other generators."""
+
+    sample_generator: torch.Generator
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {**super()._generators(), "sample_generator": self.sample_generator}
+
+    def _reseed(self, seed: int | None) -> None:
+        super()._reseed(seed)
+        if seed is None:
+            self.sample_generator.seed()
+        else:
+            self.sample_generator.manual_seed(int(seed) + 1)
+
+
+class ReplayAgent(ReplaySampling):
     """A head agent whose network trains on its replay buffer on a :class:`ReplaySchedule`.
 
     Rounds before ``warmup_random`` play uniformly at random (exact propensities). A batch
@@ -207,16 +224,6 @@ class ReplayAgent(HeadAgent):
     def exploring(self) -> bool:
         """True during the uniform warm-up."""
         return self.rounds < self.config.warmup_random
-
-    def _generators(self) -> dict[str, torch.Generator]:
-        return {**super()._generators(), "sample_generator": self.sample_generator}
-
-    def _reseed(self, seed: int | None) -> None:
-        super()._reseed(seed)
-        if seed is None:
-            self.sample_generator.seed()
-        else:
-            self.sample_generator.manual_seed(int(seed) + 1)
 
     def train_network(self, optimizer_steps: int | None = None) -> float:
         """Run a training burst on minibatches from the replay buffer.

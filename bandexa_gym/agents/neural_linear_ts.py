@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents._replay import optimizer_steps_skipping_non_finite
+from bandexa_gym.agents._replay import ReplaySampling, optimizer_steps_skipping_non_finite
 from bandexa_gym.agents.base import Capabilities, Observations, register_agent
 from bandexa_gym.agents.head_agent import (
     MAX_FIXED_ARMS,
@@ -249,7 +249,7 @@ _SCHEDULE_FIELDS = tuple(
 )
 
 
-class NeuralLinearTS(HeadAgent):
+class NeuralLinearTS(ReplaySampling):
     """Neural-Linear bandit: exploration on a Bayesian linear head over learned features.
 
     The encoder maps every (context, candidate) pair to features z (d,). A conjugate Bayesian
@@ -342,16 +342,6 @@ class NeuralLinearTS(HeadAgent):
         self.feature_gain = torch.ones(d, device=self.device)
         self._warned_non_finite = False
         self.clear_feature_cache()
-
-    def _generators(self) -> dict[str, torch.Generator]:
-        return {**super()._generators(), "sample_generator": self.sample_generator}
-
-    def _reseed(self, seed: int | None) -> None:
-        super()._reseed(seed)
-        if seed is None:
-            self.sample_generator.seed()
-        else:
-            self.sample_generator.manual_seed(int(seed) + 1)
 
     @property
     def context_only(self) -> bool:
