@@ -126,3 +126,43 @@ def test_a_registered_name_is_accepted_and_skips_are_reported() -> None:
 
     skipped = check_agent(lambda seed: NoSave(seed=seed), env)
     assert skipped == ["save/load: skipped (uniform: it holds a handle to a remote service)"]
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def torch_threads(request):
+    """Run the test under 1 and then 2 torch threads (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("head", ["gaussian", "logistic"])
+def test_batched_equals_looped_under_one_and_two_threads(torch_threads: int, head: str) -> None:
+    # Training bursts fall inside the batches, so the encoder runs on one row in the loop
+    # and on B rows in a batch: float32 round-off differs by kernel and CPU, within rtol.
+    env = _small_env()
+    factory = lambda seed: make_agent(  # noqa: E731
+        "neural_linear_ts", env, seed=seed, head=head, **FAST
+    )
+    assert check_agent(factory, env) == []
+
+
+def _pairs_rewards_with_the_wrong_rows(agent: Agent) -> Agent:
+    """The agent, with a batched ``observe`` that rolls the rewards by one row."""
+    learn = agent._learn
+
+    def broken(contexts, chosen, indices, rewards):
+        learn(contexts, chosen, indices, rewards.roll(1) if contexts.shape[0] > 1 else rewards)
+
+    agent._learn = broken
+    return agent
+
+
+@pytest.mark.parametrize("name", ["linear_ts", "neural_linear_ts"])
+def test_the_batched_tolerance_still_catches_a_batching_defect(name: str) -> None:
+    # The defect moves the state by O(1/rows): far outside the round-off tolerance.
+    env = _small_env()
+    with pytest.raises(AgentCheckError, match="batched: after rows"):
+        check_agent(lambda seed: _pairs_rewards_with_the_wrong_rows(_factory(name, env)(seed)), env)
+    assert check_agent(_factory(name, env), env) == []

@@ -84,8 +84,11 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any], exact: bool = True) 
         if torch.is_tensor(a[key]):
             if exact or key.startswith("rng."):
                 assert torch.equal(a[key], b[key]), key
-            else:
-                torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+            else:  # round-off of float32 features computed in different shapes: the
+                # norm-wise tolerance check_agent derives (see its ``rtol``)
+                x, y = a[key].double(), b[key].double()
+                scale = torch.maximum(x.abs().max(), y.abs().max())
+                assert (x - y).abs().max() <= 1e-8 + 1e-4 * scale, key
         elif isinstance(a[key], float) and not exact:
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
         else:
