@@ -41,16 +41,16 @@ validation, steps and sampling), :mod:`bandexa_gym.buffers.memory` and
 names from here.
 """
 
-from bandexa_gym.buffers.base import (
+from bandexa_gym.buffers.base import ReplayBuffer
+from bandexa_gym.buffers.disk import DiskReplayBuffer
+from bandexa_gym.buffers.memory import MemoryReplayBuffer
+from bandexa_gym.buffers.schema import (
     Batch,
-    ReplayBuffer,
     ReplayBufferCorruptError,
     ReplayBufferVersionError,
     StepBatch,
     TransformFn,
 )
-from bandexa_gym.buffers.disk import DiskReplayBuffer
-from bandexa_gym.buffers.memory import MemoryReplayBuffer
 
 __all__ = [
     "Batch",

@@ -19,14 +19,23 @@ with steps numbered in stored order from 0.
 
 from __future__ import annotations
 
+import json
+import math
+import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file as st_load_file
 
-from bandexa_gym.buffers.base import ReplayBufferVersionError, _Schema, _short
+from bandexa_gym.buffers.schema import (
+    ReplayBufferCorruptError,
+    ReplayBufferVersionError,
+    _Schema,
+    _short,
+)
 
 INDEX_NAME = "index.json"
 LOCK_NAME = ".lock"
@@ -201,4 +210,94 @@ def version_error(path: Path, version: int) -> ReplayBufferVersionError:
     return ReplayBufferVersionError(
         f"replay index {path} has format version {version}, but bandexa-gym {__version__} "
         f"reads {readable} (and writes {FORMAT_VERSION}); {hint}"
+    )
+
+
+def shard_layout(
+    root: Path, index_path: Path, shard: Shard, schema: _Schema
+) -> dict[str, tuple[int, int]]:
+    """Check a shard's safetensors header against the index without reading its data.
+
+    Args:
+        root: The buffer's folder.
+        index_path: Its index (named in errors).
+        shard: The index's entry for the shard.
+        schema: The rows' schema.
+
+    Returns:
+        ``{"x"|"a"|"r": (byte offset in the file, number of elements)}``.
+
+    Raises:
+        ReplayBufferCorruptError: The shard is missing, truncated or does not match.
+    """
+    path = root / shard.file
+    if not path.is_file():
+        raise ReplayBufferCorruptError(f"shard {path} listed in {index_path} is missing")
+    expected = {
+        "x": ([shard.count, *schema.x_shape], ST_DTYPES.get(schema.x_dtype)),
+        "a": ([shard.count, schema.action_dim], "F32"),
+        "r": ([shard.count], "F32"),
+    }
+    itemsize = {"x": schema.x_dtype.itemsize, "a": 4, "r": 4}
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= size - 8:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(n))
+        end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
+        if size != 8 + n + end:
+            raise ValueError(f"file has {size} bytes, header describes {8 + n + end}")
+        got = {k: (header[k]["shape"], header[k]["dtype"]) for k in expected}
+        layout = {}
+        for k, (shape, _) in expected.items():
+            begin, stop = (int(v) for v in header[k]["data_offsets"])
+            numel = math.prod(shape)
+            if begin < 0 or stop - begin != numel * itemsize[k]:
+                raise ValueError(f"tensor {k!r} spans bytes {begin}..{stop} of the data")
+            layout[k] = (8 + n + begin, numel)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
+    if any(
+        got[k][0] != want[0] or (want[1] and got[k][1] != want[1]) for k, want in expected.items()
+    ):
+        raise ReplayBufferCorruptError(
+            f"shard {path} does not match the index: expected (shape, dtype) {expected}, got {got}"
+        )
+    return layout
+
+
+def load_shard(
+    root: Path, index_path: Path, shard: Shard, schema: _Schema, memory_map: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A shard's ``(X, A, R)``: read-only views of a memory map, or loaded tensors.
+
+    Raises:
+        ReplayBufferCorruptError: See :func:`shard_layout`; or the file cannot be mapped
+            or read.
+    """
+    layout = shard_layout(root, index_path, shard, schema)
+    path = root / shard.file
+    if memory_map and schema.x_dtype in ST_DTYPES:
+        try:
+            with open(path, "rb") as f:
+                # Copy-on-write private mapping: writable for torch, never written back.
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as exc:
+            raise ReplayBufferCorruptError(f"shard {path} cannot be mapped: {exc}") from exc
+        dtypes = {"x": schema.x_dtype, "a": torch.float32, "r": torch.float32}
+        views = {
+            k: torch.frombuffer(mm, dtype=dtypes[k], count=numel, offset=offset)
+            for k, (offset, numel) in layout.items()
+        }
+    else:
+        try:
+            views = st_load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
+    return (
+        views["x"].view(shard.count, *schema.x_shape),
+        views["a"].view(shard.count, schema.action_dim),
+        views["r"].view(shard.count),
     )

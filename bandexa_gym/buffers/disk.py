@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
-import mmap
 import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save as _st_save
 
 from bandexa_gym._atomic import atomic_write
@@ -21,23 +18,23 @@ from bandexa_gym.buffers._format import (
     INDEX_NAME,
     LOCK_NAME,
     OLDEST_READABLE_VERSION,
-    ST_DTYPES,
     Shard,
     index_version,
+    load_shard,
     parse_index,
     parse_shard_name,
     shard_file,
+    shard_layout,
     version_error,
 )
-from bandexa_gym.buffers.base import (
+from bandexa_gym.buffers.base import ReplayBuffer
+from bandexa_gym.buffers.schema import (
     Batch,
-    ReplayBuffer,
     ReplayBufferCorruptError,
     TransformFn,
     _check_flag,
     _check_int,
     _empty_batch,
-    _Schema,
     _TransformRunner,
 )
 
@@ -186,57 +183,12 @@ class DiskReplayBuffer(ReplayBuffer):
         except ValueError as exc:
             raise ReplayBufferCorruptError(f"replay index {path} is corrupt: {exc}") from exc
         for shard in index.shards:
-            self._shard_layout(shard, index.schema)
+            shard_layout(self.root, path, shard, index.schema)
         self._schema, self._shards = index.schema, index.shards
         self._shard_rows = sum(s.count for s in index.shards)
         self._head_skip, self._next_shard_id = index.head_skip, index.next_shard_id
         self._total_added = index.total_added
         self._persisted_len = self._stored_len()
-
-    def _shard_layout(self, shard: Shard, schema: _Schema) -> dict[str, tuple[int, int]]:
-        """Check a shard's safetensors header against the index without reading its data.
-
-        Returns:
-            ``{"x"|"a"|"r": (byte offset in the file, number of elements)}``.
-        """
-        path = self.root / shard.file
-        if not path.is_file():
-            raise ReplayBufferCorruptError(f"shard {path} listed in {self.index_path} is missing")
-        expected = {
-            "x": ([shard.count, *schema.x_shape], ST_DTYPES.get(schema.x_dtype)),
-            "a": ([shard.count, schema.action_dim], "F32"),
-            "r": ([shard.count], "F32"),
-        }
-        itemsize = {"x": schema.x_dtype.itemsize, "a": 4, "r": 4}
-        try:
-            size = path.stat().st_size
-            with open(path, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                if not 0 < n <= size - 8:
-                    raise ValueError("bad header length")
-                header = json.loads(f.read(n))
-            end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
-            if size != 8 + n + end:
-                raise ValueError(f"file has {size} bytes, header describes {8 + n + end}")
-            got = {k: (header[k]["shape"], header[k]["dtype"]) for k in expected}
-            layout = {}
-            for k, (shape, _) in expected.items():
-                begin, stop = (int(v) for v in header[k]["data_offsets"])
-                numel = math.prod(shape)
-                if begin < 0 or stop - begin != numel * itemsize[k]:
-                    raise ValueError(f"tensor {k!r} spans bytes {begin}..{stop} of the data")
-                layout[k] = (8 + n + begin, numel)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
-        if any(
-            got[k][0] != want[0] or (want[1] and got[k][1] != want[1])
-            for k, want in expected.items()
-        ):
-            raise ReplayBufferCorruptError(
-                f"shard {path} does not match the index: expected (shape, dtype) {expected}, "
-                f"got {got}"
-            )
-        return layout
 
     def _cleanup_stray_files(self) -> None:
         """Delete temp files and shard files the index does not list (crash leftovers)."""
@@ -395,30 +347,7 @@ class DiskReplayBuffer(ReplayBuffer):
     def _load_shard(self, shard: Shard) -> Batch:
         """A shard's ``(X, A, R)``: read-only views of a memory map, or loaded tensors."""
         assert self._schema is not None
-        layout = self._shard_layout(shard, self._schema)
-        path = self.root / shard.file
-        if self.memory_map and self._schema.x_dtype in ST_DTYPES:
-            try:
-                with open(path, "rb") as f:
-                    # Copy-on-write private mapping: writable for torch, never written back.
-                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-            except (OSError, ValueError) as exc:
-                raise ReplayBufferCorruptError(f"shard {path} cannot be mapped: {exc}") from exc
-            dtypes = {"x": self._schema.x_dtype, "a": torch.float32, "r": torch.float32}
-            views = {
-                k: torch.frombuffer(mm, dtype=dtypes[k], count=numel, offset=offset)
-                for k, (offset, numel) in layout.items()
-            }
-        else:
-            try:
-                views = _st_load_file(str(path))
-            except Exception as exc:  # safetensors raises its own error types
-                raise ReplayBufferCorruptError(f"shard {path} is corrupt: {exc}") from exc
-        return (
-            views["x"].view(shard.count, *self._schema.x_shape),
-            views["a"].view(shard.count, self._schema.action_dim),
-            views["r"].view(shard.count),
-        )
+        return load_shard(self.root, self.index_path, shard, self._schema, self.memory_map)
 
     def _cached(self, shard: Shard) -> Batch:
         hit = self._cache.get(shard.file)

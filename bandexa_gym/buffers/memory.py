@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bandexa_gym.buffers.base import (
+from bandexa_gym.buffers.base import ReplayBuffer
+from bandexa_gym.buffers.schema import (
     Batch,
-    ReplayBuffer,
     TransformFn,
     _check_int,
     _empty_batch,
