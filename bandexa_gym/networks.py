@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from bandexa_gym.encoders import Encoder, build_encoder, check_encoder
+from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder
 
 __all__ = [
     "GRADIENT_PARAMS",

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
-from bandexa_gym.encoders import Encoder
+from bandexa_gym.features.encoders import Encoder
 from bandexa_gym.posterior import LaplaceLogisticRegression, load_rebased
 
 NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)

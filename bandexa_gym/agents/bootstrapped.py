@@ -55,10 +55,10 @@ from bandexa_gym.agents._replay import (
     load_scaler,
 )
 from bandexa_gym.agents.base import Observations, derived_seed, register_agent
-from bandexa_gym.agents.neural_linear_ts import seeded_default_encoders
 from bandexa_gym.buffers import ReplayBuffer
-from bandexa_gym.encoders import Encoder, build_encoder, encoder_spec
 from bandexa_gym.exploration import ThompsonSampling
+from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
+from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.network_heads import EnsembleHead
 from bandexa_gym.networks import Ensemble, RewardNetwork
 from bandexa_gym.numerics import seeded_init

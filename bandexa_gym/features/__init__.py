@@ -1,0 +1,1 @@
+"""Representations: what the heads read (fixed feature maps, learned encoders, scaling)."""
