@@ -51,6 +51,8 @@ import numpy as np
 
 from bandexa_gym._ope_base import (
     DEFAULT_MIN_PROPENSITY,
+    MAX_BOOTSTRAP,
+    MAX_BOOTSTRAP_WORK,
     ArrayLike,
     ClippedPropensityWarning,
     Estimate,
@@ -72,6 +74,8 @@ from bandexa_gym._ope_base import (
 __all__ = [
     "DEFAULT_MIN_PROPENSITY",
     "ESTIMATORS",
+    "MAX_BOOTSTRAP",
+    "MAX_BOOTSTRAP_WORK",
     "OPT_IN_ESTIMATORS",
     "RewardModel",
     "ClippedPropensityWarning",
