@@ -410,6 +410,30 @@ def test_evaluate_runs_replay_when_asked() -> None:
     assert out["replay"].value == 1.0 and out["replay"].n_matched == 2
 
 
+def test_open_bandit_context_has_the_full_and_the_obp_form() -> None:
+    from bandexa_gym.datasets import OpenBanditData
+
+    n = 3
+    data = OpenBanditData(
+        campaign="men", behavior_policy="random", actions=np.zeros(n, np.int64),
+        positions=np.zeros(n, np.int64), rewards=np.zeros(n), propensities=np.ones(n),
+        timestamps=np.zeros(n, "datetime64[us]"),
+        user_features=np.array([[0, 1], [2, 0], [1, 1]]),
+        user_feature_categories=(("a", "b", "c"), ("x", "y")),
+        user_item_affinity=np.array([[5.0, 6.0], [7.0, 8.0], [9.0, 0.0]]),
+        item_context=np.zeros((2, 1)), item_feature_names=("item_feature_0",), n_actions=2,
+    )  # fmt: skip
+    # every level one-hot (3 + 2 columns), then the affinities (2 columns)
+    np.testing.assert_array_equal(
+        data.context(),
+        [[1, 0, 0, 0, 1, 5, 6], [0, 0, 1, 1, 0, 7, 8], [0, 1, 0, 0, 1, 9, 0]],
+    )
+    # OBP: pd.get_dummies(drop_first=True): levels "a" and "x" dropped, no affinities
+    np.testing.assert_array_equal(data.context(form="obp"), [[0, 0, 1], [0, 1, 0], [1, 0, 1]])
+    with pytest.raises(ValueError, match=r"form: expected 'full' or 'obp'"):
+        data.context(form="pipeline")
+
+
 def test_importing_the_package_needs_neither_pyarrow_nor_torch() -> None:
     code = (
         "import sys, bandexa_gym, bandexa_gym.ope, bandexa_gym.logs, bandexa_gym.datasets; "
