@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,10 @@ DEFAULT_MIN_PROPENSITY = 1e-4
 _ROW_SUM_ATOL = 1e-4
 #: Bootstrap gathers per chunk (rows x resamples), to bound memory.
 _BOOTSTRAP_CHUNK = 2_000_000
+#: Most bootstrap resamples: the replicates alone take 8 bytes each.
+MAX_BOOTSTRAP = 1_000_000
+#: Most resampled rounds, n_bootstrap x n: about 10 minutes at ~15 ns per gathered round.
+MAX_BOOTSTRAP_WORK = 50_000_000_000
 
 
 class ClippedPropensityWarning(UserWarning):
@@ -48,6 +52,10 @@ class Estimate:
         n_matched: Replay only: rounds where the target's action equals the logged one.
         params: Estimator settings (``min_propensity``, ``tau``, ``lambda`` ...).
         replicates: The bootstrap replicates (n_bootstrap,), for paired comparisons.
+        conditional: True when the interval holds a fitted reward model (and a tuned τ or
+            λ) fixed across resamples: it is conditional on the model and leaves out the
+            model's own estimation error. False for estimators without a model and for
+            intervals that refit it in every resample (``refit=True``).
     """
 
     estimator: str
@@ -63,6 +71,7 @@ class Estimate:
     n_matched: int | None = None
     params: Mapping[str, float] = field(default_factory=dict)
     replicates: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    conditional: bool = False
 
     @property
     def ci(self) -> tuple[float, float]:
@@ -83,6 +92,8 @@ class Estimate:
         )
         if self.n_matched is not None:
             text += f", matched={self.n_matched}"
+        if self.conditional:
+            text += ", interval conditional on the reward model"
         return text + ")"
 
 
@@ -217,6 +228,65 @@ def target_at_logged(target_probs: ArrayLike, actions: ArrayLike | None, n: int)
     return pi[np.arange(n), a]
 
 
+def check_position(position: ArrayLike, n: int, n_positions: int) -> np.ndarray:
+    """The logged position of every round, int64 (n,) in [0, n_positions)."""
+    pos = np.asarray(position)
+    if pos.ndim != 1 or pos.shape[0] != n:
+        raise ValueError(
+            f"position: expected the logged position of every round, shape ({n},), got {pos.shape}"
+        )
+    if pos.dtype.kind == "f":
+        if not np.all(np.isfinite(pos)) or np.any(pos != np.round(pos)):
+            raise ValueError("position: expected integer positions, got non-integers")
+    elif pos.dtype.kind not in "iu":
+        raise ValueError(f"position: expected integer positions, got dtype {pos.dtype}")
+    pos = pos.astype(np.int64)
+    bad = (pos < 0) | (pos >= n_positions)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"position: {pos[i]} at round {i} is outside [0, {n_positions}) (the last axis of "
+            f"the (n, K, positions) arrays has {n_positions} positions)"
+        )
+    return pos
+
+
+def at_position(
+    position: ArrayLike | None, arrays: Mapping[str, ArrayLike | None]
+) -> list[ArrayLike | None]:
+    """Each position-dependent array (n, K, P) sliced at its round's logged position: (n, K).
+
+    OBP's action distributions (and reward models) have one (K,) slice per position of a
+    ranking; a round logged at position k is evaluated with slice k. Arrays of other ranks
+    (and None) pass through unchanged.
+
+    Raises:
+        ValueError: A 3-D array without ``position``, or ``position`` without one.
+    """
+    out: list[ArrayLike | None] = []
+    used = False
+    for name, x in arrays.items():
+        arr = None if x is None or callable(x) else np.asarray(x)
+        if arr is None or arr.ndim != 3:
+            out.append(x)
+            continue
+        if position is None:
+            raise ValueError(
+                f"{name}: shape {arr.shape} is position-dependent (n, K, positions); pass "
+                "position= (n,), the position each round was logged at, to evaluate each "
+                "round with its position's slice"
+            )
+        pos = check_position(position, arr.shape[0], arr.shape[2])
+        out.append(arr[np.arange(arr.shape[0]), :, pos])
+        used = True
+    if position is not None and not used and not any(callable(x) for x in arrays.values()):
+        raise ValueError(
+            f"position: given, but none of {', '.join(arrays)} is position-dependent; expected "
+            "an (n, K, positions) array to select from, or no position="
+        )
+    return out
+
+
 def check_reward_model(reward_model: ArrayLike, shape: tuple[int, int]) -> np.ndarray:
     q = np.asarray(reward_model, dtype=np.float64)
     if q.shape != shape:
@@ -231,19 +301,49 @@ def check_reward_model(reward_model: ArrayLike, shape: tuple[int, int]) -> np.nd
 # ------------------------------------------------------------------------------ bootstrap
 
 
-def _bootstrap(num: np.ndarray, den: np.ndarray | None, n_bootstrap: int, seed: Seed) -> np.ndarray:
-    """Replicates of sum(num) / sum(den) (or mean(num)) over resampled rounds: (n_bootstrap,)."""
+def check_n_bootstrap(n_bootstrap: int, n: int) -> int:
+    """``n_bootstrap`` checked to be an integer in [0, MAX_BOOTSTRAP] whose work fits the bound."""
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer):
         raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap!r}")
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap}")
+    if n_bootstrap > MAX_BOOTSTRAP:
+        raise ValueError(
+            f"n_bootstrap: {n_bootstrap} resamples is more than the {MAX_BOOTSTRAP:,} allowed "
+            "(the interval's percentiles settle within a few thousand); expected an integer "
+            f"in [0, {MAX_BOOTSTRAP:,}], e.g. 1000"
+        )
+    if int(n_bootstrap) * n > MAX_BOOTSTRAP_WORK:
+        raise ValueError(
+            f"n_bootstrap: {n_bootstrap} resamples of {n:,} rounds is "
+            f"{int(n_bootstrap) * n:.3g} resampled rounds, more than the {MAX_BOOTSTRAP_WORK:.3g} "
+            "allowed (about 10 minutes of work); expected n_bootstrap <= "
+            f"{MAX_BOOTSTRAP_WORK // max(n, 1):,} for this log"
+        )
+    return int(n_bootstrap)
+
+
+def resamples(n: int, n_bootstrap: int, seed: Seed) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of n rounds, in chunks: int64 arrays (chunk, n) of round indices.
+
+    The same ``seed``, ``n`` and ``n_bootstrap`` always give the same resamples, so
+    estimators drawing them are paired.
+    """
+    n_bootstrap = check_n_bootstrap(n_bootstrap, n)
     rng = np.random.default_rng(seed)
-    n = num.shape[0]
-    out = np.empty(n_bootstrap)
     chunk = max(1, _BOOTSTRAP_CHUNK // n)
     for start in range(0, n_bootstrap, chunk):
         stop = min(start + chunk, n_bootstrap)
-        idx = rng.integers(0, n, size=(stop - start, n))
+        yield rng.integers(0, n, size=(stop - start, n))
+
+
+def _bootstrap(num: np.ndarray, den: np.ndarray | None, n_bootstrap: int, seed: Seed) -> np.ndarray:
+    """Replicates of sum(num) / sum(den) (or mean(num)) over resampled rounds: (n_bootstrap,)."""
+    n = num.shape[0]
+    out = np.empty(check_n_bootstrap(n_bootstrap, n))
+    start = 0
+    for idx in resamples(n, n_bootstrap, seed):
+        stop = start + idx.shape[0]
         total = num[idx].sum(axis=1)
         if den is None:
             out[start:stop] = total / n
@@ -251,7 +351,20 @@ def _bootstrap(num: np.ndarray, den: np.ndarray | None, n_bootstrap: int, seed: 
             d = den[idx].sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[start:stop] = np.where(d > 0, total / np.where(d > 0, d, 1.0), np.nan)
+        start = stop
     return out
+
+
+def interval(replicates: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """(low, high, std) of the percentile interval of bootstrap replicates (NaN without two)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence}")
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < 2:
+        return math.nan, math.nan, math.nan
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high), float(finite.std(ddof=1))
 
 
 def make_estimate(
@@ -266,24 +379,23 @@ def make_estimate(
     n_clipped: int = 0,
     n_matched: int | None = None,
     params: Mapping[str, float] | None = None,
+    replicates: np.ndarray | None = None,
+    conditional: bool = False,
 ) -> Estimate:
-    """Point estimate, bootstrap interval and ESS of a ratio (or mean) of per-round terms."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence}")
+    """Point estimate, bootstrap interval and ESS of a ratio (or mean) of per-round terms.
+
+    ``replicates`` computed elsewhere (refitting a model in each resample) replace the
+    resampling of ``num`` / ``den``.
+    """
+    interval(np.empty(0), confidence)  # check the level before any work
     n = num.shape[0]
     if den is None:
         value = float(num.mean())
     else:
         total = den.sum()
         value = float(num.sum() / total) if total > 0 else math.nan
-    reps = _bootstrap(num, den, n_bootstrap, seed)
-    finite = reps[np.isfinite(reps)]
-    if finite.size >= 2:
-        alpha = (1.0 - confidence) / 2.0
-        low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-        std = float(finite.std(ddof=1))
-    else:
-        low = high = std = math.nan
+    reps = _bootstrap(num, den, n_bootstrap, seed) if replicates is None else replicates
+    low, high, std = interval(reps, confidence)
     if weights is None:
         ess = float(n)
     else:
@@ -303,4 +415,5 @@ def make_estimate(
         n_matched=n_matched,
         params=dict(params or {}),
         replicates=reps,
+        conditional=conditional,
     )

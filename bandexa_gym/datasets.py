@@ -110,17 +110,34 @@ class OpenBanditData:
         """Mean click per impression: the logging policy's on-policy value."""
         return float(self.rewards.mean())
 
-    def context(self) -> np.ndarray:
-        """OBP's user context: one-hot user features then the item affinities.
+    def context(self, form: str = "full") -> np.ndarray:
+        """A context matrix per impression, built from the user features.
+
+        ``form="full"`` (the default) concatenates the one-hot encoding of every level of
+        the four user features (``Σ cardinalities`` columns: 24 on the ``all`` sample) and
+        the user-item affinities (``n_actions`` columns): 104 columns on ``all``.
+        ``form="obp"`` is the Open Bandit Pipeline's own user context
+        (``pd.get_dummies(user_features, drop_first=True)``): the one-hot user features
+        with each feature's first level (its smallest hash) dropped and no affinities,
+        ``Σ (cardinality − 1)`` columns (20 on ``all``).
+
+        Args:
+            form: ``"full"`` or ``"obp"``.
 
         Returns:
-            float64 (n, Σ cardinalities + n_actions).
+            float64 (n, Σ cardinalities + n_actions) for ``"full"``, (n, Σ (cardinality − 1))
+            for ``"obp"``.
         """
+        if form not in ("full", "obp"):
+            raise ValueError(f"form: expected 'full' or 'obp', got {form!r}")
+        drop = 1 if form == "obp" else 0
         blocks = [
-            np.eye(len(cats))[self.user_features[:, c]]
+            np.eye(len(cats))[self.user_features[:, c], drop:]
             for c, cats in enumerate(self.user_feature_categories)
         ]
-        return np.concatenate([*blocks, self.user_item_affinity], axis=1)
+        if form == "full":
+            blocks.append(self.user_item_affinity)
+        return np.concatenate(blocks, axis=1)
 
     def empirical_policy(self) -> np.ndarray:
         """The logging policy's empirical action frequencies given the position.

@@ -4,15 +4,22 @@
 
     bandexa-ope runs/log --policy uniform linear_ts:exploration=greedy runs/agent.safetensors
     bandexa-ope runs/log --policy neural_linear_ts --fit 0.5 --reward-model linear_ts
+    bandexa-ope runs/log --policy target.npy --position slot --estimators ips dr replay
+    bandexa-ope runs/log --policy uniform --refit-bootstrap --bootstrap 200
 
 Each policy is a registered agent name (optionally ``name:key=value,key=value`` settings),
-built for the log's observation space, or a saved checkpoint. ``--fit F`` lets the named
+built for the log's observation space, a saved checkpoint, or a ``.npy`` file holding the
+evaluation policy's action distribution over the log's rounds, in log order: (n, K), or
+(n, K, positions) for a position-dependent policy, read at each round's position from the
+log's extra column ``--position`` (default ``position``). ``--fit F`` lets the named
 policies learn the first fraction F of the log (off-policy learning) and evaluates every
 policy on the rest. The reward model of DM and the doubly robust estimators is a named
 agent cross-fitted on the evaluated rounds (default ``linear_ts``), a checkpoint, or
-``none``. When the log holds the environment's expected rewards (logs written by
-``bandexa-bench --log`` do), the table also shows each policy's true value on the logged
-contexts, ``mean Σₐ π(a|x) μ(x, a)``.
+``none``; the intervals of those estimators hold it fixed (marked ``*``: conditional on
+the model) unless ``--refit-bootstrap`` refits it, and re-tunes τ / λ, in every resample.
+``--estimators replay`` adds the replay method (uniformly-random logs). When the log holds
+the environment's expected rewards (logs written by ``bandexa-bench --log`` do), the table
+also shows each policy's true value on the logged contexts, ``mean Σₐ π(a|x) μ(x, a)``.
 """
 
 from __future__ import annotations
@@ -51,7 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="POLICY",
-        help="agent names (NAME or NAME:KEY=VALUE,...) or checkpoint files",
+        help="agent names (NAME or NAME:KEY=VALUE,...), checkpoint files, or .npy files of "
+        "the policy's action distribution over the log's rounds, (n, K) or (n, K, positions)",
+    )
+    parser.add_argument(
+        "--position",
+        default="position",
+        metavar="COLUMN",
+        help="the log's extra column holding each round's position, for (n, K, positions) "
+        ".npy policies (default: position)",
     )
     parser.add_argument(
         "--reward-model",
@@ -62,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--estimators",
         nargs="+",
-        choices=list(ope.ESTIMATORS),
-        help="default: every estimator that applies",
+        choices=[*ope.ESTIMATORS, *ope.OPT_IN_ESTIMATORS],
+        help="default: every estimator that applies (replay only when named)",
+    )
+    parser.add_argument(
+        "--refit-bootstrap",
+        action="store_true",
+        help="refit the named reward model (and re-tune tau / lambda) in every bootstrap "
+        "resample: intervals that include the model's error, at one model fit per resample",
     )
     parser.add_argument(
         "--fit",
@@ -72,7 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="named policies learn the first fraction F of the log first",
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help=f"resamples (at most {ope.MAX_BOOTSTRAP:,}, and N x rounds at most "
+        f"{ope.MAX_BOOTSTRAP_WORK:.0e})",
+    )
     parser.add_argument("--min-propensity", type=float, default=ope.DEFAULT_MIN_PROPENSITY)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -105,6 +133,81 @@ def _subset(batch: LogBatch, rows: slice) -> LogBatch:
     return offline._subset(batch, rows)
 
 
+def _take(batch: LogBatch, rows: np.ndarray) -> LogBatch:
+    """The rounds ``rows`` (int64 indices, repeats allowed) of ``batch``, as a batch."""
+    fields = ("context", "candidates", "action_mask", "action", "propensity", "reward",
+              "expected_rewards")  # fmt: skip
+    values = {f: None if getattr(batch, f) is None else getattr(batch, f)[rows] for f in fields}
+    extra = {k: v[rows] for k, v in batch.extra.items()}
+    return LogBatch(**values, extra=extra, num_rows=len(rows))
+
+
+class _Distribution:
+    """A policy given as its logged action distribution: a ``.npy`` file over the log's rounds."""
+
+    def __init__(self, path: Path, batch: LogBatch, position_column: str) -> None:
+        try:
+            probs = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read the policy file {path}: {err}") from None
+        n, k = batch.action_mask.shape
+        if probs.ndim not in (2, 3) or probs.shape[:2] != (n, k):
+            raise ValueError(
+                f"the policy file {path} holds shape {probs.shape}; expected the evaluation "
+                f"policy's probabilities of every candidate in every logged round, (n, K) = "
+                f"({n}, {k}), or (n, K, positions) for a position-dependent policy"
+            )
+        self.probs = probs
+        self.position = None
+        if probs.ndim == 3:
+            if position_column not in batch.extra:
+                raise ValueError(
+                    f"the policy file {path} is position-dependent, shape {probs.shape}, but the "
+                    f"log has no {position_column!r} column; name the log's column that holds "
+                    f"each round's position with --position (extra columns: "
+                    f"{sorted(batch.extra) or 'none'})"
+                )
+            self.position = batch.extra[position_column]
+
+    def on(self, rows: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, positions) of the rounds ``rows``."""
+        return self.probs[rows], None if self.position is None else self.position[rows]
+
+
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".safetensors") or Path(spec).is_file()
+
+
+def _reward_model(args: argparse.Namespace, batch: LogBatch, evaluated: LogBatch) -> Any:
+    """The reward model: predictions (n, K), a fitting function rows -> predictions for
+    ``--refit-bootstrap``, or None (``--reward-model none``, or no estimator needs one)."""
+    names = args.estimators or list(ope.ESTIMATORS)
+    wanted = any(ope.ESTIMATORS[e][1] for e in names if e in ope.ESTIMATORS)
+    spec = args.reward_model
+    if args.refit_bootstrap and (spec == "none" or not wanted):
+        raise ValueError(
+            "--refit-bootstrap refits the reward model of dm, dr, switch-dr and dr-os; "
+            + ("--reward-model is none" if spec == "none" else f"none is among {names}")
+        )
+    if spec == "none" or not wanted:
+        return None
+    if _is_file(spec):
+        if args.refit_bootstrap:
+            raise ValueError(
+                f"--refit-bootstrap refits the reward model, but {spec} is a trained checkpoint; "
+                "name an agent to fit on the log (e.g. --reward-model linear_ts)"
+            )
+        return offline.reward_predictions(_agent(spec, batch, args.seed)[0], evaluated)
+    _agent(spec, batch, args.seed)  # fail now on a bad name or setting
+
+    def factory() -> Agent:
+        return _agent(spec, batch, args.seed)[0]
+
+    if not args.refit_bootstrap:
+        return offline.fit_reward_model(factory, evaluated)
+    return lambda rows: offline.fit_reward_model(factory, _take(evaluated, rows))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bandexa-ope``; returns the exit code (2 for usage errors)."""
     parser = build_parser()
@@ -116,41 +219,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = read_log(args.log)
     except (LogFormatError, FileNotFoundError, ImportError) as err:
         parser.error(f"cannot read the log {args.log}: {err}")
+    if len(batch) == 0 and not any(args.log.glob("part-*.parquet")):
+        parser.error(
+            f"no Parquet parts found in {args.log}; expected a log folder of "
+            "part-*.parquet files (written by bandexa_gym.logs.LogWriter, run(..., log=) or "
+            "bandexa-bench --log)"
+        )
     if len(batch) < 4:
         parser.error(f"the log {args.log} holds {len(batch)} rounds; at least 4 are needed")
     split = int(round(args.fit * len(batch)))
     learn, test = slice(0, split), slice(split, len(batch))
     evaluated = _subset(batch, test)
+    work = args.bootstrap * len(evaluated)
+    if not 0 <= args.bootstrap <= ope.MAX_BOOTSTRAP or work > ope.MAX_BOOTSTRAP_WORK:
+        parser.error(
+            f"--bootstrap {args.bootstrap} on {len(evaluated):,} rounds: expected 0 to "
+            f"{ope.MAX_BOOTSTRAP:,} resamples and at most {ope.MAX_BOOTSTRAP_WORK:.0e} resampled "
+            f"rounds (about 10 minutes of work), here {work:.3g}"
+        )
     try:
-        policies = {}
+        policies: dict[str, Agent | _Distribution] = {}
         for spec in args.policy:
+            if spec.endswith(".npy"):
+                policies[spec] = _Distribution(Path(spec), batch, args.position)
+                continue
             agent, frozen = _agent(spec, batch, args.seed)
             if split and not frozen:
                 offline.warm_start(agent, batch, rows=learn)
             policies[spec] = agent
-        model: Any = None
-        if args.reward_model != "none":
-            spec = args.reward_model
-            if spec.endswith(".safetensors") or Path(spec).is_file():
-                model = _agent(spec, batch, args.seed)[0]
-            else:
-                _agent(spec, batch, args.seed)  # fail now on a bad name or setting
-                model = lambda: _agent(spec, batch, args.seed)[0]  # noqa: E731
-        options = {"n_bootstrap": args.bootstrap, "seed": args.seed,
-                   "min_propensity": args.min_propensity}  # fmt: skip
-        results = {
-            spec: offline.evaluate_policy(
-                agent, evaluated, reward_model=model, estimators=args.estimators, **options
-            )
-            for spec, agent in policies.items()
+        model = _reward_model(args, batch, evaluated)
+        options = {
+            "n_bootstrap": args.bootstrap,
+            "seed": args.seed,
+            "min_propensity": args.min_propensity,
+            "refit": args.refit_bootstrap,
+            "estimators": args.estimators,
         }
+        results, targets = {}, {}
+        for spec, policy in policies.items():
+            if isinstance(policy, _Distribution):
+                target, position = policy.on(test)
+            else:
+                target, position = offline.policy_probabilities(policy, evaluated), None
+            targets[spec] = target, position
+            results[spec] = ope.evaluate(
+                evaluated.reward,
+                evaluated.propensity,
+                target,
+                evaluated.action,
+                model,
+                position=position,
+                **options,
+            )
     except (ValueError, TypeError) as err:
         parser.error(str(err))
     truth = {}
     if evaluated.expected_rewards is not None:
-        for spec, agent in policies.items():
-            probs = offline.policy_probabilities(agent, evaluated)
-            truth[spec] = float((probs * evaluated.expected_rewards).sum(axis=1).mean())
+        for spec, (target, position) in targets.items():
+            if position is not None:  # checked by the estimators
+                target = target[np.arange(len(target)), :, np.asarray(position, np.int64)]
+            truth[spec] = float((target * evaluated.expected_rewards).sum(axis=1).mean())
     _print(args, evaluated, results, truth)
     return 0
 
@@ -177,15 +305,30 @@ def _print(
         }
         print(json.dumps(doc, indent=1, default=float))
         return
-    print(f"log {args.log}: {len(batch)} rounds evaluated, logged mean reward {logged:.4f}")
+    print(f"log {args.log}: {len(batch)} rounds evaluated, logged mean reward {logged:.4g}")
+    conditional = refitted = False
     for spec, estimates in results.items():
-        line = f"\n{spec}" + (f"  (true value {truth[spec]:.4f})" if spec in truth else "")
+        line = f"\n{spec}" + (f"  (true value {truth[spec]:.4g})" if spec in truth else "")
         print(line)
-        print(f"  {'estimator':<10} {'value':>10}  {'95% interval':>24}  {'ESS':>8}")
+        print(f"  {'estimator':<10} {'value':>10}  {'95% interval':>25}  {'ESS':>8}")
         for name, e in estimates.items():
-            interval = f"[{e.ci_low:.4f}, {e.ci_high:.4f}]"
+            mark = "*" if e.conditional else " "
+            conditional |= e.conditional
+            refitted |= args.refit_bootstrap and name in ope.ESTIMATORS and ope.ESTIMATORS[name][1]
+            interval = f"[{e.ci_low:.4g}, {e.ci_high:.4g}]{mark}"
             ess = "" if e.ess is None or not np.isfinite(e.ess) else f"{e.ess:.0f}"
-            print(f"  {name:<10} {e.value:>10.4f}  {interval:>24}  {ess:>8}")
+            print(f"  {name:<10} {e.value:>10.4g}  {interval:>25}  {ess:>8}")
+    if conditional:
+        print(
+            "\n* conditional on the fitted reward model (and tuned tau / lambda), held fixed "
+            "across resamples:\n  the interval leaves out the model's own error "
+            "(--refit-bootstrap refits it in every resample)"
+        )
+    if refitted:
+        print(
+            "\nthe model-based estimators' intervals refit the reward model (and re-tune "
+            f"tau / lambda)\n  in each of the {args.bootstrap} resamples"
+        )
 
 
 if __name__ == "__main__":

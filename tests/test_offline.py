@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from bandexa_gym.runner import run
 
 pytest.importorskip("pyarrow")
 
-from bandexa_gym.logs import read_log  # noqa: E402
+from bandexa_gym.logs import LogWriter, read_log  # noqa: E402
 from bandexa_gym.ope_cli import main  # noqa: E402
 
 
@@ -76,3 +79,104 @@ def test_the_command_prints_estimates_and_refuses_bad_input(uniform_log, capsys)
         with pytest.raises(SystemExit) as exit_info:
             main([str(uniform_log), *argv])
         assert exit_info.value.code == 2
+
+
+def _json(argv: list[str], capsys) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_command_names_a_folder_without_parquet_parts(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--policy", "uniform"])
+    assert exit_info.value.code == 2
+    assert f"no Parquet parts found in {tmp_path}" in capsys.readouterr().err
+
+
+def test_the_table_prints_significant_digits_and_marks_conditional_intervals(
+    uniform_log, capsys
+) -> None:
+    argv = [str(uniform_log), "--policy", "uniform", "--bootstrap", "30", "--estimators",
+            "ips", "dm"]  # fmt: skip
+    doc = _json(argv, capsys)["policies"]["uniform"]
+    ips, dm = doc["estimates"]["ips"], doc["estimates"]["dm"]
+    assert not ips["conditional"] and dm["conditional"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:3] == "  i"}
+    assert rows["ips"][1] == format(ips["value"], ".4g")  # e.g. 0.003812, not 0.0038
+    assert f"[{dm['ci_low']:.4g}, {dm['ci_high']:.4g}]*" in out
+    assert f"[{ips['ci_low']:.4g}, {ips['ci_high']:.4g}] " in out
+    assert "* conditional on the fitted reward model" in out
+    assert f"(true value {doc['true_value']:.4g})" in out
+
+
+def test_the_command_evaluates_a_logged_action_distribution(uniform_log, tmp_path, capsys) -> None:
+    # A copy of the log with each round's position (0-2) in a column named "slot".
+    batch = read_log(uniform_log)
+    n, k = batch.action_mask.shape
+    slot = np.arange(n) % 3
+    log = tmp_path / "with_slot"
+    with LogWriter(log) as writer:
+        writer.append_batch(
+            context=batch.context, candidates=batch.candidates, action_mask=batch.action_mask,
+            action=batch.action, propensity=batch.propensity, reward=batch.reward,
+            expected_rewards=batch.expected_rewards, slot=slot, round=np.arange(n),
+        )  # fmt: skip
+    # The uniform agent's distribution as (n, K), and as (n, K, 3) whose slice at each
+    # round's slot is it (the other slices put everything on candidate 0).
+    probs = offline.policy_probabilities(make_agent("uniform", offline.log_space(batch)), batch)
+    np.save(tmp_path / "flat.npy", probs)
+    by_slot = np.zeros((n, k, 3))
+    by_slot[:, 0, :] = 1.0
+    by_slot[np.arange(n), :, slot] = probs
+    np.save(tmp_path / "by_slot.npy", by_slot)
+    flat, three = str(tmp_path / "flat.npy"), str(tmp_path / "by_slot.npy")
+    argv = [str(log), "--policy", "uniform", flat, three, "--position", "slot", "--bootstrap",
+            "40", "--estimators", "ips", "snips", "dm", "dr", "dr-os", "replay"]  # fmt: skip
+    doc = _json(argv, capsys)["policies"]
+    for spec in (flat, three):
+        assert doc[spec]["true_value"] == doc["uniform"]["true_value"]
+        for name, est in doc["uniform"]["estimates"].items():
+            assert doc[spec]["estimates"][name] == est, (spec, name)
+    assert doc["uniform"]["estimates"]["replay"]["n_matched"] > 0
+    np.save(tmp_path / "short.npy", probs[:10])
+    for policy, extra, message in (
+        (str(tmp_path / "short.npy"), [], r"holds shape \(10, 5\); expected .* \(1200, 5\)"),
+        (three, ["--position", "nowhere"], r"no 'nowhere' column; .* --position"),
+        (three, ["--position", "round"], r"position: 3 at round 3 is outside \[0, 3\)"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(log), "--policy", policy, "--bootstrap", "0", *extra])
+        assert exit_info.value.code == 2
+        assert re.search(message, capsys.readouterr().err), message
+
+
+def test_the_command_refits_the_reward_model_in_every_resample(uniform_log, capsys) -> None:
+    argv = [str(uniform_log), "--policy", "uniform", "--fit", "0.8", "--bootstrap", "12",
+            "--estimators", "dm", "dr"]  # fmt: skip
+    fixed = _json(argv, capsys)["policies"]["uniform"]["estimates"]
+    refit = _json([*argv, "--refit-bootstrap"], capsys)["policies"]["uniform"]["estimates"]
+    for name in ("dm", "dr"):
+        assert fixed[name]["conditional"] and not refit[name]["conditional"]
+        assert refit[name]["value"] == pytest.approx(fixed[name]["value"])
+    assert refit["dm"]["ci_high"] - refit["dm"]["ci_low"] > (
+        fixed["dm"]["ci_high"] - fixed["dm"]["ci_low"]
+    )
+    assert main([*argv, "--refit-bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert "*" not in out and "refit the reward model" in out
+    for extra, message in (
+        (["--reward-model", "none"], "--reward-model is none"),
+        (["--estimators", "ips"], "none is among ['ips']"),
+    ):
+        with pytest.raises(SystemExit):
+            main([*argv, "--refit-bootstrap", *extra])
+        assert message in capsys.readouterr().err
+
+
+def test_the_command_bounds_the_bootstrap(uniform_log, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(uniform_log), "--policy", "uniform", "--bootstrap", str(10**9)])
+    assert exit_info.value.code == 2
+    assert "expected 0 to 1,000,000 resamples" in capsys.readouterr().err

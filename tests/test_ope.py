@@ -268,6 +268,172 @@ def test_evaluate_runs_every_estimator_on_paired_resamples() -> None:
     assert list(ope.evaluate(R, MU, PI, A, n_bootstrap=0)) == ["ips", "snips"]
 
 
+def test_huge_bootstrap_counts_are_refused_before_any_work() -> None:
+    with pytest.raises(ValueError, match=r"n_bootstrap: 1000000000 resamples .* 1,000,000"):
+        ope.ips(R, MU, PI, A, n_bootstrap=10**9)
+    n = 1_000_000  # 10^5 resamples of 10^6 rounds: 10^11 resampled rounds, over the bound
+    r, ones = np.zeros(n), np.ones(n)
+    with pytest.raises(ValueError, match=r"1e\+11 resampled rounds, more than the 5e\+10"):
+        ope.ips(r, ones, ones, n_bootstrap=100_000)
+    with pytest.raises(ValueError, match=r"n_bootstrap: 10000000 resamples is more than"):
+        ope.direct_method(PI, lambda rows: 1 / 0, refit=True, n_bootstrap=10**7)  # no fit
+
+
+# Position-dependent target (OBP's (n, K, positions) action distribution): round i was logged
+# at position POS[i], and slice POS[i] of round i is PI[i]; the other slices differ.
+POS = np.array([2, 0, 1, 2])
+OTHER = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.3, 0.7]])
+
+
+def _by_position(selected: np.ndarray, other: np.ndarray) -> np.ndarray:
+    out = np.repeat(other[:, :, None], 3, axis=2)
+    out[np.arange(4), :, POS] = selected
+    return out
+
+
+def test_a_position_dependent_target_is_read_at_the_logged_position() -> None:
+    pi3, q3 = _by_position(PI, OTHER), _by_position(Q, Q[::-1])
+    assert pi3[0, :, 2].tolist() == [1.0, 0.0] and pi3[1, :, 0].tolist() == [0.5, 0.5]
+    kw = {"n_bootstrap": 30, "seed": 4}
+    # Same arithmetic as the 2-D call on the selected slices: equal exactly.
+    assert ope.ips(R, MU, pi3, A, position=POS, **kw) == ope.ips(R, MU, PI, A, **kw)
+    assert ope.ips(R, MU, pi3, A, position=POS, n_bootstrap=0).value == pytest.approx(0.9)
+    both = ope.evaluate(R, MU, pi3, A, q3, position=POS, **kw)
+    plain = ope.evaluate(R, MU, PI, A, Q, **kw)
+    for name, est in plain.items():
+        assert both[name] == est, name
+    assert both["dr"].value == pytest.approx(0.67)
+    # A 2-D model with a 3-D target, and a 3-D model with a 2-D target.
+    assert ope.direct_method(pi3, Q, position=POS, **kw) == ope.direct_method(PI, Q, **kw)
+    assert ope.doubly_robust(R, MU, PI, A, q3, position=POS, **kw) == plain["dr"]
+    assert ope.evaluate(R, MU, PI, A, q3, position=POS, **kw) == plain
+    rp = ope.replay(R, A, _by_position(np.eye(2)[[0, 0, 1, 1]], np.eye(2)[[1, 1, 0, 0]]),
+                    position=POS, n_bootstrap=0)  # fmt: skip
+    assert rp.value == 1.0 and rp.n_matched == 2  # as the 2-D call in the hand computation
+
+
+def test_position_input_is_checked() -> None:
+    pi3 = _by_position(PI, OTHER)
+    with pytest.raises(ValueError, match=r"target_probs: shape \(4, 2, 3\) is position-dep"):
+        ope.ips(R, MU, pi3, A)
+    with pytest.raises(ValueError, match=r"position: given, but none of target_probs is"):
+        ope.ips(R, MU, PI, A, position=POS)
+    with pytest.raises(ValueError, match=r"position: 3 at round 1 is outside \[0, 3\)"):
+        ope.snips(R, MU, pi3, A, position=[0, 3, 0, 0])
+    with pytest.raises(ValueError, match=r"position: expected .* shape \(4,\)"):
+        ope.ips(R, MU, pi3, A, position=POS[:3])
+    with pytest.raises(ValueError, match=r"position: expected integer positions"):
+        ope.ips(R, MU, pi3, A, position=[0.5, 0, 0, 0])
+
+
+def _linear_log(seed: int, n: int = 300) -> tuple[np.ndarray, ...]:
+    """Uniform logging over 3 arms, rewards linear in a scalar context plus N(0, 1) noise."""
+    rng = np.random.default_rng(seed)
+    theta = np.array([[0.5, 0.2], [0.0, -0.3], [0.2, 0.4]])  # (intercept, slope) per arm
+    x = rng.uniform(-1.0, 1.0, n)
+    a = rng.integers(0, 3, n)
+    r = theta[a, 0] + theta[a, 1] * x + rng.normal(0.0, 1.0, n)
+    return x, a, r, theta
+
+
+def _least_squares(x: np.ndarray, a: np.ndarray, r: np.ndarray):
+    """A reward-model fitter: per-arm least squares on the rounds asked, predicting them."""
+
+    def fit(rows: np.ndarray) -> np.ndarray:
+        feats = np.stack([np.ones(len(rows)), x[rows]], axis=1)
+        q = np.empty((len(rows), 3))
+        for arm in range(3):
+            mine = a[rows] == arm
+            coef = np.linalg.lstsq(feats[mine], r[rows][mine], rcond=None)[0]
+            q[:, arm] = feats @ coef
+        return q
+
+    return fit
+
+
+def test_the_refit_interval_covers_the_model_error_that_the_conditional_one_misses() -> None:
+    # Target: always arm 0. Its true value is arm 0's intercept (E[x] = 0). The fitted model's
+    # intercept is off by ~0.1 (noise 1, ~100 rounds per arm), far more than the spread of
+    # the logged contexts that the conditional interval resamples.
+    covered = {"conditional": 0, "refit": 0}
+    for seed in range(5):
+        x, a, r, theta = _linear_log(seed)
+        truth = theta[0, 0]
+        pi = np.tile([1.0, 0.0, 0.0], (len(r), 1))
+        fit = _least_squares(x, a, r)
+        kw = {"n_bootstrap": 200, "seed": seed}
+        cond = ope.direct_method(pi, fit(np.arange(len(r))), **kw)
+        refit = ope.direct_method(pi, fit, refit=True, **kw)
+        assert cond.conditional and not refit.conditional
+        assert refit.value == cond.value  # the same model on every round
+        assert refit.ci_high - refit.ci_low > 3 * (cond.ci_high - cond.ci_low)
+        covered["conditional"] += cond.ci_low <= truth <= cond.ci_high
+        covered["refit"] += refit.ci_low <= truth <= refit.ci_high
+    assert covered["refit"] >= 4 and covered["conditional"] <= 2, covered
+    assert "conditional on the reward model" in str(cond) and "conditional" not in str(refit)
+
+
+def test_evaluate_refits_once_per_resample_for_every_model_estimator() -> None:
+    x, a, r, _ = _linear_log(0, n=120)
+    pi = np.tile([0.2, 0.3, 0.5], (120, 1))
+    mu = np.full(120, 1 / 3)
+    fit = _least_squares(x, a, r)
+    calls = []
+
+    def counted(rows: np.ndarray) -> np.ndarray:
+        calls.append(rows)
+        return fit(rows)
+
+    out = ope.evaluate(r, mu, pi, a, counted, refit=True, n_bootstrap=25, seed=2)
+    assert len(calls) == 1 + 25  # all rounds once, then one fit per resample
+    assert all(np.all(np.diff(rows) >= 0) for rows in calls)  # sorted: log order
+    fixed = ope.evaluate(r, mu, pi, a, fit(np.arange(120)), n_bootstrap=25, seed=2)
+    for name, est in out.items():
+        assert est.value == pytest.approx(fixed[name].value), name
+        assert not est.conditional
+        assert fixed[name].conditional == (name not in ("ips", "snips"))
+        assert est.n_bootstrap == 25 and est.replicates.shape == (25,)
+    np.testing.assert_array_equal(out["ips"].replicates, fixed["ips"].replicates)
+    # τ and λ are re-tuned per resample: the refit interval differs from the fixed one.
+    assert out["switch-dr"].replicates.tolist() != fixed["switch-dr"].replicates.tolist()
+    single = ope.dr_os(r, mu, pi, a, fit, refit=True, n_bootstrap=25, seed=2)
+    np.testing.assert_allclose(single.replicates, out["dr-os"].replicates)
+    with pytest.raises(ValueError, match=r"refit: True refits .* got fixed predictions"):
+        ope.doubly_robust(r, mu, pi, a, fit(np.arange(120)), refit=True)
+    with pytest.raises(ValueError, match=r"refit: .* none of them"):
+        ope.evaluate(r, mu, pi, a, fit, estimators=["ips"], refit=True)
+
+
+def test_evaluate_runs_replay_when_asked() -> None:
+    out = ope.evaluate(R, np.full(4, 0.5), np.eye(2)[[0, 0, 1, 1]], A, estimators=["replay"],
+                       n_bootstrap=0)  # fmt: skip
+    assert out["replay"].value == 1.0 and out["replay"].n_matched == 2
+
+
+def test_open_bandit_context_has_the_full_and_the_obp_form() -> None:
+    from bandexa_gym.datasets import OpenBanditData
+
+    n = 3
+    data = OpenBanditData(
+        campaign="men", behavior_policy="random", actions=np.zeros(n, np.int64),
+        positions=np.zeros(n, np.int64), rewards=np.zeros(n), propensities=np.ones(n),
+        timestamps=np.zeros(n, "datetime64[us]"),
+        user_features=np.array([[0, 1], [2, 0], [1, 1]]),
+        user_feature_categories=(("a", "b", "c"), ("x", "y")),
+        user_item_affinity=np.array([[5.0, 6.0], [7.0, 8.0], [9.0, 0.0]]),
+        item_context=np.zeros((2, 1)), item_feature_names=("item_feature_0",), n_actions=2,
+    )  # fmt: skip
+    # every level one-hot (3 + 2 columns), then the affinities (2 columns)
+    np.testing.assert_array_equal(
+        data.context(),
+        [[1, 0, 0, 0, 1, 5, 6], [0, 0, 1, 1, 0, 7, 8], [0, 1, 0, 0, 1, 9, 0]],
+    )
+    # OBP: pd.get_dummies(drop_first=True): levels "a" and "x" dropped, no affinities
+    np.testing.assert_array_equal(data.context(form="obp"), [[0, 0, 1], [0, 1, 0], [1, 0, 1]])
+    with pytest.raises(ValueError, match=r"form: expected 'full' or 'obp'"):
+        data.context(form="pipeline")
+
+
 def test_importing_the_package_needs_neither_pyarrow_nor_torch() -> None:
     code = (
         "import sys, bandexa_gym, bandexa_gym.ope, bandexa_gym.logs, bandexa_gym.datasets; "
