@@ -130,7 +130,7 @@ def _agent(spec: str, batch: LogBatch, seed: int) -> tuple[Agent, bool]:
 
 
 def _subset(batch: LogBatch, rows: slice) -> LogBatch:
-    return offline._subset(batch, rows)
+    return offline.subset_log(batch, rows)
 
 
 def _take(batch: LogBatch, rows: np.ndarray) -> LogBatch:

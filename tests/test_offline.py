@@ -55,7 +55,10 @@ def test_a_warm_started_agent_has_less_regret_than_a_cold_one(uniform_log) -> No
 
 def test_estimates_cover_the_true_value_of_a_learned_policy(uniform_log) -> None:
     batch = read_log(uniform_log)
-    learn, test = offline._subset(batch, slice(0, 600)), offline._subset(batch, slice(600, 1200))
+    learn, test = (
+        offline.subset_log(batch, slice(0, 600)),
+        offline.subset_log(batch, slice(600, 1200)),
+    )
     policy = offline.warm_start(
         make_agent("linear_ts", offline.log_space(batch), seed=0, exploration="greedy"), learn
     )

@@ -1,6 +1,6 @@
 """Agents meet logged data: evaluate a policy on a log, warm-start an agent from one.
 
-:mod:`bandexa_gym.ope` holds the estimators (arrays in, estimates out) and
+:mod:`bandexa_gym.offline.estimators` holds the estimators (arrays in, estimates out) and
 :mod:`bandexa_gym.logs` the log format; this module connects them to agents:
 
 * :func:`policy_probabilities` — a frozen agent's probability of every candidate of every
@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym import ope
 from bandexa_gym.agents.base import Agent
 from bandexa_gym.logs import LogBatch, read_log
+from bandexa_gym.offline.checks import Estimate
+from bandexa_gym.offline.evaluate import evaluate
 
 __all__ = [
     "evaluate_policy",
+    "subset_log",
     "fit_reward_model",
     "log_space",
     "policy_probabilities",
@@ -163,11 +165,12 @@ def fit_reward_model(
                     model, batch, rows=slice(bounds[j], bounds[j + 1]), batch_size=batch_size
                 )
         held_out = slice(bounds[i], bounds[i + 1])
-        out[held_out] = reward_predictions(model, _subset(batch, held_out))
+        out[held_out] = reward_predictions(model, subset_log(batch, held_out))
     return out
 
 
-def _subset(batch: LogBatch, rows: slice) -> LogBatch:
+def subset_log(batch: LogBatch, rows: slice) -> LogBatch:
+    """The rounds ``rows`` of ``batch`` (every field and extra column)."""
     fields = ("context", "candidates", "action_mask", "action", "propensity", "reward",
               "expected_rewards")  # fmt: skip
     values = {f: None if getattr(batch, f) is None else getattr(batch, f)[rows] for f in fields}
@@ -182,7 +185,7 @@ def evaluate_policy(
     reward_model: np.ndarray | Agent | Callable[[], Agent] | None = None,
     estimators: Sequence[str] | None = None,
     **options: Any,
-) -> dict[str, ope.Estimate]:
+) -> dict[str, Estimate]:
     """Off-policy estimates of ``policy``'s value on a log (with bootstrap intervals).
 
     Args:
@@ -210,6 +213,6 @@ def evaluate_policy(
         q = fit_reward_model(reward_model, batch)
     else:
         q = reward_model
-    return ope.evaluate(
+    return evaluate(
         batch.reward, batch.propensity, target, batch.action, q, estimators=estimators, **options
     )
