@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
+
+MAX_ARRAY_BYTES = 2**30
+"""The largest array an env may hold (1 GiB): one observation's candidates (K x d_a
+float32), an item pool, a problem's parameter matrix. Constructor arguments that would need
+more are refused at once by :func:`check_array_size`, before anything is allocated."""
 
 
 @dataclass
@@ -81,6 +87,12 @@ class CandidateSetEnv(gym.Env[dict, int]):
             raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        check_array_size(
+            "one observation's candidates",
+            (n_candidates, action_dim),
+            np.float32,
+            f"n_candidates={n_candidates!r}, action_dim={action_dim!r}",
+        )
         self.n_candidates = int(n_candidates)
         self.action_dim = int(action_dim)
         self.observation_space = spaces.Dict(
@@ -200,6 +212,29 @@ class CandidateSetEnv(gym.Env[dict, int]):
             "candidates": self._round.candidates.copy(),
             "action_mask": self._round.action_mask.copy(),
         }
+
+
+def check_array_size(what: str, shape: tuple[int, ...], dtype: Any, arguments: str) -> None:
+    """Refuse an array over :data:`MAX_ARRAY_BYTES` before it is allocated.
+
+    Args:
+        what: What the array is, for the error ("one observation's candidates").
+        shape: Its shape (Python integers: the product does not overflow).
+        dtype: Its numpy dtype.
+        arguments: The constructor arguments that set the shape, as the user wrote them.
+
+    Raises:
+        ValueError: The array would take more than :data:`MAX_ARRAY_BYTES`, naming the
+            arguments, the size and the bound.
+    """
+    nbytes = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise ValueError(
+            f"{arguments}: {what} would be a {dims} {np.dtype(dtype).name} array of "
+            f"{nbytes / 2**30:,.1f} GiB; an env holds no array over "
+            f"{MAX_ARRAY_BYTES / 2**30:g} GiB (MAX_ARRAY_BYTES): choose smaller sizes"
+        )
 
 
 def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
