@@ -54,11 +54,19 @@ class CandidateSetEnv(gym.Env[dict, int]):
 
     ## Rewards
 
-    Defined by the subclass. ``info`` carries the oracle for measurement only:
-    ``expected_reward`` (of the chosen action), ``best_expected_reward``, ``regret``
-    (their difference, >= 0), ``optimal_action``, and ``expected_rewards``: the expected
-    reward of every candidate of the round just played, shape (K,), float64, a fresh copy
-    (for logs and off-policy evaluation).
+    Defined by the subclass. ``info`` carries the oracle for measurement only, as numpy
+    values (so that readers which take an info value's ``dtype``, such as TorchRL's
+    ``default_info_dict_reader``, accept them): ``expected_reward`` (of the chosen action),
+    ``best_expected_reward`` and ``regret`` (their difference, >= 0) as ``np.float64``,
+    ``optimal_action`` as ``np.int64``, and ``expected_rewards``: the expected reward of
+    every candidate of the round just played, shape (K,), float64, a fresh copy (for logs
+    and off-policy evaluation).
+
+    ## Action Masks
+
+    :meth:`action_masks` returns the current round's ``action_mask`` as booleans, the
+    method sb3-contrib's ``MaskablePPO`` looks up (through any Gymnasium wrapper, with
+    ``get_wrapper_attr``), so masked candidates are never played.
 
     ## Episode End
 
@@ -156,14 +164,27 @@ class CandidateSetEnv(gym.Env[dict, int]):
         chosen = float(expected[index])
         reward = float(self._draw_reward(round_, index))
         info = {
-            "expected_reward": chosen,
-            "best_expected_reward": best,
-            "regret": max(best - chosen, 0.0),
-            "optimal_action": optimal,
+            "expected_reward": np.float64(chosen),
+            "best_expected_reward": np.float64(best),
+            "regret": np.float64(max(best - chosen, 0.0)),
+            "optimal_action": np.int64(optimal),
             "expected_rewards": np.array(expected, dtype=np.float64, copy=True),
         }
         self._round = self._draw_round()
         return self._observation(), reward, False, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """The current round's mask: True for the candidates on offer, shape (K,), bool.
+
+        sb3-contrib's convention (``MaskablePPO`` calls it before every action, through
+        wrappers and vector envs); a fresh copy of ``observation["action_mask"]``.
+
+        Raises:
+            RuntimeError: :meth:`reset` was not called yet.
+        """
+        if self._round is None:
+            raise RuntimeError("Call reset() before action_masks(): no round is on offer yet.")
+        return self._round.action_mask.astype(bool)
 
     # -- helpers ----------------------------------------------------------------------
     def _problem_rng(self) -> np.random.Generator:
