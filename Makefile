@@ -1,5 +1,6 @@
 # Every target sets itself up: `make test` and `make bench` work on a fresh clone.
-# CI installs the peer libraries too (extra [peers]): their tests must run there.
+# CI installs the peer libraries (extra [peers]) and sb3-contrib and TorchRL (extra [rl]) too:
+# their tests must run there.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ venv: $(STAMP)
 # (Re)create the venv when it is missing or broken, and reinstall when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@$(PY) -c "import sys" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q -e ".[dev,peers]"
+	$(PY) -m pip install -q -e ".[dev,peers,rl]"
 	@touch $(STAMP)
 
 test: $(STAMP)

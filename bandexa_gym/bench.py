@@ -82,7 +82,8 @@ DEFAULT_ENVS: tuple[str, ...] = ("Bandexa/Synthetic-v0",)
 DEFAULT_AGENTS: tuple[str, ...] = ("neural_linear_ts", "linear_ts", "uniform", "sb3:PPO")
 DEFAULT_HORIZON = 20_000
 """Rounds per run of the default benchmark: about a minute for all four agents on 2 cores."""
-SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN")
+SB3_NAMES: tuple[str, ...] = ("sb3:PPO", "sb3:A2C", "sb3:DQN", "sb3c:MaskablePPO")
+RL_EXTRA = 'pip install "bandexa-gym[rl]"'
 DELAY_FORMS = "fixed:N, geometric:MEAN or uniform:LO:HI"
 LOGS_EXTRA = 'pip install "bandexa-gym[logs]"'
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -219,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="registered agents (uniform, linear_ts, neural_linear_ts, ...; other "
         "libraries as peer:bayesianbandits, peer:vw-squarecb, peer:mabwiser-lints with the "
-        "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN; an agent that cannot play an env is "
+        "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN, sb3c:MaskablePPO (sb3-contrib, with "
+        "the [rl] extra); an agent that cannot play an env is "
         "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + "; with "
         "--suite: uniform, linear_ts, neural_linear_ts, the peer:* agents, then every "
         "other registered agent)",
@@ -374,6 +376,8 @@ def _check_agents(parser: argparse.ArgumentParser, agents: Sequence[str]) -> Non
     for agent in agents:
         if agent not in known:
             parser.error(f"unknown agent {agent!r}; choose from {', '.join(known)}")
+        if agent.startswith("sb3c:") and importlib.util.find_spec("sb3_contrib") is None:
+            parser.error(f"{agent} needs sb3-contrib, which is not installed: {RL_EXTRA}")
     if len(set(agents)) != len(agents):
         parser.error(f"--agents lists an agent twice: {' '.join(agents)}")
 
@@ -650,7 +654,7 @@ def _run(
     except (ExistingRunsError, ValueError) as err:
         parser.error(str(err))
     note = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    sb3 = [agent for agent in grid.agents if agent.startswith("sb3:")]
+    sb3 = [agent for agent in grid.agents if agent.startswith(("sb3:", "sb3c:"))]
     if args.log is not None and sb3:
         note(f"--log: {', '.join(sb3)} are not logged (SB3 plays inside model.learn)")
     if args.resume:

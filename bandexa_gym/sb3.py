@@ -1,17 +1,20 @@
-"""stable-baselines3 baselines measured like the bandit agents.
+"""stable-baselines3 (and sb3-contrib) baselines measured like the bandit agents.
 
-An SB3 algorithm (PPO, A2C or DQN) is trained online on a ``Bandexa/*`` env for ``horizon``
-rounds with ``model.learn(total_timesteps=horizon)``. Every round it plays is a decision
-on the same round stream the bandit agents see, and is recorded by the same
-:class:`~bandexa_gym.envs.wrappers.RegretMonitor` that :func:`bandexa_gym.runner.run` uses,
-so its :class:`~bandexa_gym.runner.RunResult` is comparable row for row.
+An SB3 algorithm (PPO, A2C or DQN, or sb3-contrib's MaskablePPO) is trained online on a
+``Bandexa/*`` env for ``horizon`` rounds with ``model.learn(total_timesteps=horizon)``. Every
+round it plays is a decision on the same round stream the bandit agents see, and is recorded
+by the same :class:`~bandexa_gym.envs.wrappers.RegretMonitor` that
+:func:`bandexa_gym.runner.run` uses, so its :class:`~bandexa_gym.runner.RunResult` is
+comparable row for row.
 
 Wrapping, inside out: ``env -> RegretMonitor -> FlattenCandidates -> (SB3's Monitor,
 DummyVecEnv)``. ``FlattenCandidates`` turns the Dict observation into one flat ``Box``, so
 every algorithm uses ``"MlpPolicy"`` (DQN does not take a Dict observation with its default
-policy, and one code path keeps the three comparable). The policies see the
-``action_mask`` as input features but SB3 cannot mask actions; on envs whose candidate
-sets are padded a baseline can play a masked row and is charged its regret.
+policy, and one code path keeps them comparable). The policies see the ``action_mask`` as
+input features but SB3 cannot mask actions; on envs whose candidate sets are padded a
+baseline can play a masked row and is charged its regret. ``sb3c:MaskablePPO`` (sb3-contrib,
+extra ``[rl]``) is PPO that reads the env's ``action_masks()`` (the current round's mask,
+forwarded through the wrappers) before every action and never plays a masked row.
 
 Seeding: the model is built with ``seed=seed``, which seeds Python, NumPy and torch, the
 action space, and the ``DummyVecEnv``, whose first ``reset`` inside ``learn`` then calls
@@ -29,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -44,13 +48,19 @@ from bandexa_gym.runner import RunResult, check_horizon, measure, monitored
 
 __all__ = [
     "SB3_ALGORITHMS",
+    "SB3C_ALGORITHMS",
+    "SB3C_PREFIX",
     "SB3_DEFAULTS",
     "SB3_PREFIX",
+    "SB3_NAMES",
+    "RL_EXTRA",
     "is_sb3_name",
     "make_sb3_model",
     "run_sb3",
     "sb3_algorithm",
+    "sb3_class",
     "sb3_hyperparameters",
+    "sb3_name",
 ]
 
 SB3_PREFIX = "sb3:"
@@ -59,11 +69,36 @@ SB3_PREFIX = "sb3:"
 SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 """The supported SB3 algorithm classes by name."""
 
+SB3C_PREFIX = "sb3c:"
+"""Prefix of the benchmark names of sb3-contrib baselines (``sb3c:MaskablePPO``)."""
+
+SB3C_ALGORITHMS: dict[str, str] = {"MaskablePPO": "sb3_contrib.MaskablePPO"}
+"""The supported sb3-contrib algorithms by name, as import paths (imported on use)."""
+
+SB3_NAMES: tuple[str, ...] = (
+    *(SB3_PREFIX + algo for algo in SB3_ALGORITHMS),
+    *(SB3C_PREFIX + algo for algo in SB3C_ALGORITHMS),
+)
+"""Every benchmark name of an RL baseline: ``sb3:PPO``, ``sb3:A2C``, ``sb3:DQN``,
+``sb3c:MaskablePPO``."""
+
+RL_EXTRA = 'pip install "bandexa-gym[rl]"'
+"""How to install sb3-contrib (and TorchRL): the ``[rl]`` extra."""
+
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
     # Rounds are independent: no bootstrapping (gamma=0), so the value function is a
     # reward baseline and GAE reduces to r - V(s). Short rollouts so that a horizon of a
     # few thousand rounds gives tens of policy updates.
     "PPO": {
+        "gamma": 0.0,
+        "n_steps": 128,
+        "batch_size": 64,
+        "n_epochs": 4,
+        "learning_rate": 1e-3,
+        "ent_coef": 0.01,
+    },
+    # PPO with invalid-action masking: PPO's settings.
+    "MaskablePPO": {
         "gamma": 0.0,
         "n_steps": 128,
         "batch_size": 64,
@@ -98,28 +133,54 @@ SB3_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def is_sb3_name(name: str) -> bool:
-    """Whether ``name`` is a benchmark name of a supported SB3 baseline (``"sb3:PPO"``...)."""
-    return name.startswith(SB3_PREFIX) and name[len(SB3_PREFIX) :] in SB3_ALGORITHMS
+    """Whether ``name`` is a benchmark name of a supported RL baseline (``"sb3:PPO"``,
+    ``"sb3c:MaskablePPO"``...)."""
+    return name in SB3_NAMES
 
 
 def sb3_algorithm(name: str) -> str:
-    """The algorithm of an SB3 name: ``"sb3:PPO"`` or ``"PPO"`` -> ``"PPO"``.
+    """The algorithm of a baseline name: ``"sb3:PPO"`` or ``"PPO"`` -> ``"PPO"``,
+    ``"sb3c:MaskablePPO"`` -> ``"MaskablePPO"``.
+
+    Raises:
+        ValueError: Not a supported algorithm (or an algorithm under the other prefix).
+    """
+    if name in SB3_NAMES or name in SB3_ALGORITHMS or name in SB3C_ALGORITHMS:
+        return name.split(":", 1)[-1]
+    raise ValueError(f"unknown SB3 baseline {name!r}; supported: {', '.join(SB3_NAMES)}")
+
+
+def sb3_name(algo: str) -> str:
+    """The benchmark name of an algorithm: ``"PPO"`` -> ``"sb3:PPO"``,
+    ``"MaskablePPO"`` -> ``"sb3c:MaskablePPO"``."""
+    algo = sb3_algorithm(algo)
+    return (SB3_PREFIX if algo in SB3_ALGORITHMS else SB3C_PREFIX) + algo
+
+
+def sb3_class(algo: str) -> type[BaseAlgorithm]:
+    """The algorithm class of a baseline name, importing sb3-contrib for ``sb3c:`` names.
 
     Raises:
         ValueError: Not a supported algorithm.
+        ImportError: An ``sb3c:`` algorithm without sb3-contrib installed (extra ``[rl]``).
     """
-    algo = name[len(SB3_PREFIX) :] if name.startswith(SB3_PREFIX) else name
-    if algo not in SB3_ALGORITHMS:
-        known = ", ".join(SB3_PREFIX + a for a in SB3_ALGORITHMS)
-        raise ValueError(f"unknown SB3 baseline {name!r}; supported: {known}")
-    return algo
+    algo = sb3_algorithm(algo)
+    if algo in SB3_ALGORITHMS:
+        return SB3_ALGORITHMS[algo]
+    module, _, attribute = SB3C_ALGORITHMS[algo].rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except ImportError as err:
+        raise ImportError(
+            f"{SB3C_PREFIX}{algo} needs sb3-contrib, which is not installed ({err}): {RL_EXTRA}"
+        ) from err
 
 
 def sb3_hyperparameters(algo: str, horizon: int | None = None, **overrides: Any) -> dict[str, Any]:
     """The hyper-parameters :func:`make_sb3_model` uses: defaults, then ``overrides``.
 
     Args:
-        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        algo: ``"PPO"``, ``"A2C"``, ``"DQN"`` or ``"MaskablePPO"`` (or a benchmark name).
         horizon: Rounds the model will be trained for; caps DQN's ``buffer_size``.
         **overrides: Keyword arguments of the SB3 algorithm's constructor.
 
@@ -128,17 +189,18 @@ def sb3_hyperparameters(algo: str, horizon: int | None = None, **overrides: Any)
 
     Raises:
         ValueError: Unknown algorithm, or an override the algorithm does not accept.
+        ImportError: An ``sb3c:`` algorithm without sb3-contrib.
     """
     algo = sb3_algorithm(algo)
     params = dict(SB3_DEFAULTS[algo])
     if algo == "DQN" and horizon is not None:
         params["buffer_size"] = max(1, min(params["buffer_size"], int(horizon)))
-    accepted = set(inspect.signature(SB3_ALGORITHMS[algo].__init__).parameters)
+    accepted = set(inspect.signature(sb3_class(algo).__init__).parameters)
     reserved = {"self", "policy", "env", "seed", "device", "_init_setup_model"}
     unknown = sorted(set(overrides) - (accepted - reserved))
     if unknown:
         raise ValueError(
-            f"sb3:{algo} does not accept {', '.join(unknown)}; settable: "
+            f"{sb3_name(algo)} does not accept {', '.join(unknown)}; settable: "
             f"{', '.join(sorted(accepted - reserved))}"
         )
     params.update(overrides)
@@ -160,7 +222,7 @@ def make_sb3_model(
     (:func:`run_sb3` does that).
 
     Args:
-        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        algo: ``"PPO"``, ``"A2C"``, ``"DQN"`` or ``"MaskablePPO"`` (or a benchmark name).
         env: A ``Bandexa/*`` env (Dict observation) or one already flattened to a ``Box``.
         seed: Seeds SB3's generators and the env's first reset inside ``learn``.
         device: Torch device of the policy.
@@ -175,7 +237,7 @@ def make_sb3_model(
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FlattenCandidates(env)
     params.setdefault("verbose", 0)
-    return SB3_ALGORITHMS[algo]("MlpPolicy", env, seed=seed, device=device, **params)
+    return sb3_class(algo)("MlpPolicy", env, seed=seed, device=device, **params)
 
 
 class _RoundCallback(BaseCallback):
@@ -213,7 +275,7 @@ def run_sb3(
     algorithms would otherwise round up to a whole rollout).
 
     Args:
-        algo: ``"PPO"``, ``"A2C"`` or ``"DQN"`` (or with the ``sb3:`` prefix).
+        algo: ``"PPO"``, ``"A2C"``, ``"DQN"`` or ``"MaskablePPO"`` (or a benchmark name).
         env: A ``Bandexa/*`` env; it is wrapped in ``RegretMonitor`` unless it already is.
         horizon: Number of rounds, >= 1.
         seed: Seeds the round stream (the env's first reset) and SB3's generators.
@@ -228,6 +290,7 @@ def run_sb3(
 
     Raises:
         ValueError: ``horizon < 1``, unknown algorithm or hyper-parameter.
+        ImportError: An ``sb3c:`` algorithm without sb3-contrib.
     """
     check_horizon(horizon)
     algo = sb3_algorithm(algo)
@@ -241,6 +304,4 @@ def run_sb3(
     def play(env: gym.Env, bar: tqdm) -> None:
         model.learn(total_timesteps=horizon, callback=_RoundCallback(horizon, bar))
 
-    return measure(
-        env, horizon, play, name=SB3_PREFIX + algo, seed=seed, progress=progress, desc=desc
-    )
+    return measure(env, horizon, play, name=sb3_name(algo), seed=seed, progress=progress, desc=desc)

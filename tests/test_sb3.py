@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -9,17 +13,22 @@ import numpy as np
 import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
+from bandexa_gym import bench
 from bandexa_gym.agents import make_agent
 from bandexa_gym.bench import run
 from bandexa_gym.envs.wrappers import RegretMonitor
 from bandexa_gym.sb3 import (
     SB3_DEFAULTS,
+    SB3_NAMES,
     is_sb3_name,
     make_sb3_model,
     run_sb3,
     sb3_algorithm,
+    sb3_class,
     sb3_hyperparameters,
+    sb3_name,
 )
+from tests.envs.rl_support import MaskAudit, MaskedSyntheticEnv, require_rl_library
 
 
 class _ResetLog(gym.Wrapper):
@@ -113,3 +122,54 @@ def test_names_and_errors() -> None:
         sb3_hyperparameters("PPO", seed=3)  # the run's seed is not a hyper-parameter
     with pytest.raises(ValueError, match="positive"):
         run_sb3("PPO", gym.make("Bandexa/Synthetic-v0"), 0, seed=0)
+
+
+def test_maskable_ppo_baseline_never_plays_a_masked_row() -> None:
+    require_rl_library("sb3_contrib")
+    audit = MaskAudit(MaskedSyntheticEnv())
+    result = run_sb3("sb3c:MaskablePPO", audit, 300, seed=0)
+    assert result.info["agent"] == "sb3c:MaskablePPO"
+    assert result.regrets.shape == (300,) and (result.regrets >= 0).all()
+    assert audit.played == 300 and audit.masked == 0
+    # SB3's PPO sees the mask as a feature only and plays masked rows on the same stream.
+    unmasked = MaskAudit(MaskedSyntheticEnv())
+    run_sb3("sb3:PPO", unmasked, 300, seed=0)
+    assert unmasked.masked > 0
+
+
+def test_maskable_ppo_names_defaults_and_missing_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert is_sb3_name("sb3c:MaskablePPO") and "sb3c:MaskablePPO" in SB3_NAMES
+    assert not is_sb3_name("sb3:MaskablePPO") and not is_sb3_name("sb3c:PPO")
+    assert sb3_algorithm("sb3c:MaskablePPO") == sb3_algorithm("MaskablePPO") == "MaskablePPO"
+    assert sb3_name("MaskablePPO") == "sb3c:MaskablePPO" and sb3_name("A2C") == "sb3:A2C"
+    assert set(bench.SB3_NAMES) == set(SB3_NAMES)  # the CLI's list, kept light to import
+    with pytest.raises(ValueError, match="unknown SB3 baseline"):
+        sb3_algorithm("sb3c:PPO")
+    require_rl_library("sb3_contrib")
+    assert sb3_hyperparameters("sb3c:MaskablePPO") == SB3_DEFAULTS["PPO"]
+    with pytest.raises(ValueError, match="sb3c:MaskablePPO does not accept no_such"):
+        sb3_hyperparameters("sb3c:MaskablePPO", no_such=1)
+    monkeypatch.setitem(sys.modules, "sb3_contrib", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"needs sb3-contrib.*bandexa-gym\[rl\]"):
+        sb3_class("sb3c:MaskablePPO")
+
+
+def test_bench_runs_maskable_ppo_and_names_the_extra_when_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_rl_library("sb3_contrib")
+    argv = ["--env", "Bandexa/Synthetic-v0", "--env-kwargs", "n_arms=4", "--horizon", "40"]
+    argv += ["--agents", "sb3c:MaskablePPO", "--agent-kwargs", "sb3c:MaskablePPO.n_steps=32"]
+    assert bench.main([*argv, "--quiet", "--out", str(tmp_path / "out")]) == 0
+    assert "sb3c:MaskablePPO" in capsys.readouterr().out
+    config = json.loads((tmp_path / "out" / "results.json").read_text())["config"]
+    assert config["sb3_hyperparameters"]["sb3c:MaskablePPO"]["n_steps"] == 32
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sb3_contrib" else find_spec(name, *a),
+    )
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--quiet"])
+    assert "sb3c:MaskablePPO needs sb3-contrib" in capsys.readouterr().err

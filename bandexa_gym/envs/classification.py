@@ -12,6 +12,7 @@ from bandexa_gym.envs.catalogue import CATALOGUE, ClassificationData, load_class
 from bandexa_gym.envs.core import (
     CandidateSetEnv,
     Round,
+    check_array_size,
     check_bool,
     check_nonnegative,
     check_unit_interval,
@@ -197,6 +198,8 @@ class ClassificationBanditEnv(CandidateSetEnv):
         self.class_names: tuple[Any, ...] = tuple(classes.tolist())
         self._codes = codes.astype(np.int64).reshape(-1)
         k = len(self.class_names)
+        arguments = f"y with {k} distinct classes (one arm each)"
+        check_array_size("the reward matrix", (k, k), np.float64, arguments)
 
         self.standardize = (
             not data.image if standardize is None else check_bool("standardize", standardize)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
+
+MAX_ARRAY_BYTES = 2**30
+"""The largest array an env may hold (1 GiB): one observation's candidates (K x d_a
+float32), an item pool, a problem's parameter matrix. Constructor arguments that would need
+more are refused at once by :func:`check_array_size`, before anything is allocated."""
 
 
 @dataclass
@@ -48,11 +54,19 @@ class CandidateSetEnv(gym.Env[dict, int]):
 
     ## Rewards
 
-    Defined by the subclass. ``info`` carries the oracle for measurement only:
-    ``expected_reward`` (of the chosen action), ``best_expected_reward``, ``regret``
-    (their difference, >= 0), ``optimal_action``, and ``expected_rewards``: the expected
-    reward of every candidate of the round just played, shape (K,), float64, a fresh copy
-    (for logs and off-policy evaluation).
+    Defined by the subclass. ``info`` carries the oracle for measurement only, as numpy
+    values (so that readers which take an info value's ``dtype``, such as TorchRL's
+    ``default_info_dict_reader``, accept them): ``expected_reward`` (of the chosen action),
+    ``best_expected_reward`` and ``regret`` (their difference, >= 0) as ``np.float64``,
+    ``optimal_action`` as ``np.int64``, and ``expected_rewards``: the expected reward of
+    every candidate of the round just played, shape (K,), float64, a fresh copy (for logs
+    and off-policy evaluation).
+
+    ## Action Masks
+
+    :meth:`action_masks` returns the current round's ``action_mask`` as booleans, the
+    method sb3-contrib's ``MaskablePPO`` looks up (through any Gymnasium wrapper, with
+    ``get_wrapper_attr``), so masked candidates are never played.
 
     ## Episode End
 
@@ -81,6 +95,12 @@ class CandidateSetEnv(gym.Env[dict, int]):
             raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        check_array_size(
+            "one observation's candidates",
+            (n_candidates, action_dim),
+            np.float32,
+            f"n_candidates={n_candidates!r}, action_dim={action_dim!r}",
+        )
         self.n_candidates = int(n_candidates)
         self.action_dim = int(action_dim)
         self.observation_space = spaces.Dict(
@@ -144,14 +164,27 @@ class CandidateSetEnv(gym.Env[dict, int]):
         chosen = float(expected[index])
         reward = float(self._draw_reward(round_, index))
         info = {
-            "expected_reward": chosen,
-            "best_expected_reward": best,
-            "regret": max(best - chosen, 0.0),
-            "optimal_action": optimal,
+            "expected_reward": np.float64(chosen),
+            "best_expected_reward": np.float64(best),
+            "regret": np.float64(max(best - chosen, 0.0)),
+            "optimal_action": np.int64(optimal),
             "expected_rewards": np.array(expected, dtype=np.float64, copy=True),
         }
         self._round = self._draw_round()
         return self._observation(), reward, False, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """The current round's mask: True for the candidates on offer, shape (K,), bool.
+
+        sb3-contrib's convention (``MaskablePPO`` calls it before every action, through
+        wrappers and vector envs); a fresh copy of ``observation["action_mask"]``.
+
+        Raises:
+            RuntimeError: :meth:`reset` was not called yet.
+        """
+        if self._round is None:
+            raise RuntimeError("Call reset() before action_masks(): no round is on offer yet.")
+        return self._round.action_mask.astype(bool)
 
     # -- helpers ----------------------------------------------------------------------
     def _problem_rng(self) -> np.random.Generator:
@@ -200,6 +233,29 @@ class CandidateSetEnv(gym.Env[dict, int]):
             "candidates": self._round.candidates.copy(),
             "action_mask": self._round.action_mask.copy(),
         }
+
+
+def check_array_size(what: str, shape: tuple[int, ...], dtype: Any, arguments: str) -> None:
+    """Refuse an array over :data:`MAX_ARRAY_BYTES` before it is allocated.
+
+    Args:
+        what: What the array is, for the error ("one observation's candidates").
+        shape: Its shape (Python integers: the product does not overflow).
+        dtype: Its numpy dtype.
+        arguments: The constructor arguments that set the shape, as the user wrote them.
+
+    Raises:
+        ValueError: The array would take more than :data:`MAX_ARRAY_BYTES`, naming the
+            arguments, the size and the bound.
+    """
+    nbytes = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise ValueError(
+            f"{arguments}: {what} would be a {dims} {np.dtype(dtype).name} array of "
+            f"{nbytes / 2**30:,.1f} GiB; an env holds no array over "
+            f"{MAX_ARRAY_BYTES / 2**30:g} GiB (MAX_ARRAY_BYTES): choose smaller sizes"
+        )
 
 
 def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from bandexa_gym.envs.core import (
     CandidateSetEnv,
     Round,
+    check_array_size,
     check_int,
     check_nonnegative,
     check_unit_interval,
@@ -203,6 +204,10 @@ class RetrievalBanditEnv(CandidateSetEnv):
             ("action_dim", action_dim),
         ):
             check_int(name, value)
+        sizes = f"n_actions={n_actions!r}, context_dim={context_dim!r}, action_dim={action_dim!r}"
+        check_array_size("the item pool", (n_actions, action_dim), np.float32, sizes)
+        check_array_size("the pool's item ids", (n_actions,), np.int64, sizes)
+        check_array_size("the affinity matrix", (context_dim, action_dim), np.float64, sizes)
         if isinstance(candidate_size, bool) or not isinstance(candidate_size, (int, np.integer)):
             raise ValueError(
                 f"candidate_size must be an integer (<= 0 for the whole pool), "

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from bandexa_gym.envs.core import (
     CandidateSetEnv,
     Round,
+    check_array_size,
     check_bool,
     check_int,
     check_nonnegative,
@@ -222,6 +223,11 @@ class SyntheticBanditEnv(CandidateSetEnv):
             ("action_dim", action_dim),
         ):
             check_int(name, value)
+        sizes = f"n_arms={n_arms!r}, context_dim={context_dim!r}, action_dim={action_dim!r}"
+        rank = min(context_dim, action_dim)
+        check_array_size("one observation's candidates", (n_arms, action_dim), np.float32, sizes)
+        check_array_size("the context projection", (rank, context_dim), np.float64, sizes)
+        check_array_size("the action projection", (rank, action_dim), np.float64, sizes)
         if observed_context_dim is None:
             observed_context_dim = context_dim
         check_int("observed_context_dim", observed_context_dim, 1, context_dim)

@@ -170,6 +170,8 @@ class RewardAffine(gym.Wrapper):
     - ``info["optimal_action"]`` and any other key unchanged (``scale > 0`` keeps the
       ranking of the candidates).
 
+    The transformed scalars stay ``np.float64``, as the env gives them.
+
     ``info`` is a new dict; the wrapped env's arrays are not modified. Regret measured
     through the wrapper, divided by ``scale``, is the regret of the plain env.
 
@@ -204,10 +206,10 @@ class RewardAffine(gym.Wrapper):
         info = dict(info)
         for key in ("expected_reward", "best_expected_reward"):
             if key in info:
-                info[key] = self.scale * float(info[key]) + self.shift
+                info[key] = np.float64(self.scale * float(info[key]) + self.shift)
         if "expected_rewards" in info:
             values = np.asarray(info["expected_rewards"], dtype=np.float64)
             info["expected_rewards"] = self.scale * values + self.shift
         if "regret" in info:
-            info["regret"] = self.scale * float(info["regret"])
+            info["regret"] = np.float64(self.scale * float(info["regret"]))
         return obs, self.scale * float(reward) + self.shift, terminated, truncated, info

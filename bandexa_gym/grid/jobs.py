@@ -69,7 +69,8 @@ class Job:
 
     Attributes:
         env_id: Gymnasium id of a ``Bandexa/*`` env (``module:Id`` imports ``module``).
-        agent: A registered agent name or ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN``.
+        agent: A registered agent name, ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN`` or
+            ``sb3c:MaskablePPO``.
         seed: Seeds the env's round stream, the agent, and Python/NumPy/torch.
         horizon: Rounds to play.
         env_kwargs: Keyword arguments of ``gym.make``.
@@ -120,8 +121,9 @@ class Job:
 
     @property
     def is_sb3(self) -> bool:
-        """Whether the agent is a stable-baselines3 baseline (``sb3:*``)."""
-        return self.agent.startswith("sb3:")
+        """Whether the agent is a stable-baselines3 or sb3-contrib baseline (``sb3:*``,
+        ``sb3c:*``)."""
+        return self.agent.startswith(("sb3:", "sb3c:"))
 
     def config(self) -> dict[str, Any]:
         """Everything that shapes this run's numbers, as plain JSON values.

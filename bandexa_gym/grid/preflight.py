@@ -82,7 +82,7 @@ def preflight(
 
     Args:
         problems: The grid's problems.
-        agents: The grid's agents (registered names and ``sb3:*``).
+        agents: The grid's agents (registered names, ``sb3:*`` and ``sb3c:*``).
         agent_kwargs: Overrides per agent.
         device: Torch device of the agents.
         delayed_feedback: Runs get delayed or batched feedback (SB3 baselines cannot).
@@ -113,7 +113,7 @@ def preflight(
                 overrides = agent_kwargs.get(agent, {})
                 if agent in problem.skip:
                     found.not_applicable[pair] = problem.skip[agent]
-                elif agent.startswith("sb3:"):
+                elif agent.startswith(("sb3:", "sb3c:")):
                     from bandexa_gym.sb3 import sb3_hyperparameters
 
                     found.sb3_hyperparameters[agent] = sb3_hyperparameters(

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from bandexa_gym.envs import ENV_IDS, FlattenCandidates, RegretMonitor
+from bandexa_gym.envs import ENV_IDS, CandidateSetEnv, FlattenCandidates, RegretMonitor
 from tests.envs.env_ids import ENV_KWARGS
 
 IDS = list(ENV_IDS)
@@ -132,3 +132,33 @@ def test_ppo_runs_on_synthetic_and_is_monitored() -> None:
     assert env.cumulative_regret[-1] > 0
     action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
     assert env.action_space.contains(int(action))
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "match"),
+    [
+        ("Bandexa/Synthetic-v0", {"n_arms": 10**9}, r"n_arms=1000000000.*candidates"),
+        ("Bandexa/Synthetic-v0", {"action_dim": 10**9}, r"action_dim=1000000000.*candidates"),
+        ("Bandexa/Synthetic-v0", {"context_dim": 10**9}, r"context_dim=1000000000.*projection"),
+        ("Bandexa/Synthetic-v0", {"context_dim": 20_000, "action_dim": 20_000}, "projection"),
+        ("Bandexa/Retrieval-v0", {"n_actions": 10**9}, r"n_actions=1000000000.*item pool"),
+        ("Bandexa/Retrieval-v0", {"n_actions": 2 * 10**8, "action_dim": 1}, "item ids"),
+        ("Bandexa/Retrieval-v0", {"context_dim": 10**9}, r"context_dim=1000000000.*affinity"),
+        (
+            "Bandexa/Classification-v0",
+            {"X": np.zeros((50_000, 1)), "y": np.arange(50_000)},
+            "50000 distinct classes.*reward matrix",
+        ),
+    ],
+)
+def test_sizes_past_memory_are_refused_at_once(env_id: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as caught:
+        gym.make(env_id, **kwargs)
+    assert "no array over 1 GiB (MAX_ARRAY_BYTES)" in str(caught.value)
+
+
+def test_candidate_set_base_refuses_a_candidate_array_past_memory() -> None:
+    context = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    with pytest.raises(ValueError, match=r"n_candidates=100000000, action_dim=4.*1\.5 GiB"):
+        CandidateSetEnv(context, 10**8, 4)
+    assert CandidateSetEnv(context, 2**20, 2).n_candidates == 2**20  # 8 MiB: fine
