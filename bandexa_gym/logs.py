@@ -222,7 +222,7 @@ class LogWriter:
             raise ValueError(f"metadata: expected JSON-serialisable values ({e})") from None
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock: IO[bytes] | None = _lock(self.path)
+        self._lock_file: IO[bytes] | None = _lock(self.path)
         try:
             names = _part_names(self.path)
             if names and not append:
@@ -508,9 +508,9 @@ class LogWriter:
             self._release()
 
     def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing the file drops the lock
-            self._lock = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file drops the lock
+            self._lock_file = None
 
     def __enter__(self) -> LogWriter:
         return self
