@@ -15,13 +15,16 @@ from::
     <root>/open_bandit_dataset/<behavior_policy>/<campaign>/item_context.csv[.gz]
 
 with ``root`` = the ``root`` argument, else ``$BANDEXA_DATA``, else the per-user cache
-(``$BANDEXA_CACHE``, default ``~/.cache/bandexa_gym``). Nothing is downloaded.
+(``$BANDEXA_CACHE``, default ``~/.cache/bandexa_gym``). Nothing is downloaded. A ``.gz`` file
+is decompressed in memory, stopping past
+:data:`bandexa_gym.envs.datafiles.MAX_DECOMPRESSED_BYTES` (64 MiB; the sample's largest file
+is 5 MB). A damaged file (gzip stream, text encoding, a value that is not a finite number)
+raises a :class:`~bandexa_gym.envs.datafiles.CorruptDataError` (a ``ValueError``) naming it.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import os
@@ -32,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from bandexa_gym.envs.mnist import data_cache_dir
+from bandexa_gym.envs.datafiles import CorruptDataError, data_roots, read_bytes
 
 __all__ = ["OpenBanditData", "open_bandit"]
 
@@ -152,15 +155,6 @@ class OpenBanditData:
         return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def _data_root(root: str | os.PathLike[str] | None) -> list[Path]:
-    roots = [Path(root).expanduser()] if root is not None else []
-    env_root = os.environ.get("BANDEXA_DATA")
-    if env_root:
-        roots.append(Path(env_root).expanduser())
-    roots.append(data_cache_dir())
-    return list(dict.fromkeys(roots))
-
-
 def _find(roots: list[Path], policy: str, campaign: str, name: str) -> Path:
     tried = []
     for r in roots:
@@ -176,20 +170,20 @@ def _find(roots: list[Path], policy: str, campaign: str, name: str) -> Path:
 
 
 def _read_text(path: Path, expected_md5: str | None) -> str:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e}). {_HOW_TO_GET}") from e
+    raw = read_bytes(path)  # bounded decompression; damage is a CorruptDataError
     if expected_md5 is not None:
-        got = hashlib.md5(raw).hexdigest()
+        got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
         if got != expected_md5:
-            raise ValueError(
-                f"{path}: md5 of the uncompressed file is {got}, expected {expected_md5}; the "
-                f"file is damaged or another version. {_HOW_TO_GET}, or pass verify=False"
+            raise CorruptDataError(
+                path,
+                f"md5 of the uncompressed file is {got}, expected {expected_md5}; the file is "
+                "damaged or another version",
+                f"{_HOW_TO_GET}, or pass verify=False",
             )
-    return raw.decode("utf-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptDataError(path, f"not UTF-8 text ({err})", _HOW_TO_GET) from None
 
 
 def _rows(path: Path, text: str, required: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -198,10 +192,17 @@ def _rows(path: Path, text: str, required: list[str]) -> tuple[list[str], list[l
         header = next(reader)
     except StopIteration:
         raise ValueError(f"{path}: empty file; expected a CSV with a header row") from None
+    except csv.Error as err:
+        raise CorruptDataError(path, f"not a CSV file ({err})", _HOW_TO_GET) from None
     missing = [c for c in required if c not in header]
     if missing:
         raise ValueError(f"{path}: columns {missing} missing; the header is {header[:12]}...")
-    rows = [row for row in reader if row]
+    try:
+        rows = [row for row in reader if row]
+    except csv.Error as err:
+        raise CorruptDataError(
+            path, f"not a CSV file at line {reader.line_num} ({err})", _HOW_TO_GET
+        ) from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
     bad = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
@@ -215,6 +216,22 @@ def _rows(path: Path, text: str, required: list[str]) -> tuple[list[str], list[l
 def _column(header: list[str], rows: list[list[str]], name: str) -> list[str]:
     j = header.index(name)
     return [row[j] for row in rows]
+
+
+def _numbers(path: Path, values: list[str] | list[list[str]], name: str, dtype: type) -> np.ndarray:
+    """``values`` as finite numbers of ``dtype``; a bad value is a CorruptDataError naming it."""
+    try:
+        arr = np.asarray(values, dtype=dtype)
+    except ValueError as err:
+        raise CorruptDataError(
+            path, f"{name}: expected numbers, got a value that is not one ({err})", _HOW_TO_GET
+        ) from None
+    finite = np.isfinite(arr)
+    if not finite.all():
+        row = int(np.argmin(finite.reshape(len(arr), -1).all(axis=1)))
+        problem = f"{name}: data row {row + 1} holds NaN or inf; expected finite numbers"
+        raise CorruptDataError(path, problem, _HOW_TO_GET)
+    return arr
 
 
 def _codes(values: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -232,11 +249,12 @@ def _timestamp(text: str) -> np.datetime64:
 def _item_context(path: Path, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
     names = ["item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3"]
     header, rows = _rows(path, text, names)
-    ids = np.asarray(_column(header, rows, "item_id"), dtype=np.int64)
+    ids = _numbers(path, _column(header, rows, "item_id"), "item_id", np.int64)
     if not np.array_equal(np.sort(ids), np.arange(len(ids))):
         raise ValueError(f"{path}: item_id must be 0 .. n_items - 1, each once")
     order = np.argsort(ids)
-    blocks = [np.asarray(_column(header, rows, "item_feature_0"), dtype=np.float64)[:, None]]
+    feature_0 = _column(header, rows, "item_feature_0")
+    blocks = [_numbers(path, feature_0, "item_feature_0", np.float64)[:, None]]
     feature_names = ["item_feature_0"]
     for c in (1, 2, 3):
         codes, cats = _codes(_column(header, rows, f"item_feature_{c}"))
@@ -265,7 +283,10 @@ def open_bandit(
         The :class:`OpenBanditData`.
 
     Raises:
-        ValueError: An unknown campaign or policy, a checksum mismatch or a malformed file.
+        ValueError: An unknown campaign or policy, or a malformed file.
+        CorruptDataError: A damaged file (gzip stream, size past the decompression bound,
+            checksum, text encoding, a value that is not a finite number), named; a
+            ``ValueError`` too.
         FileNotFoundError: A file is missing (the message says how to get it).
     """
     if campaign not in CAMPAIGNS:
@@ -274,7 +295,7 @@ def open_bandit(
         raise ValueError(
             f"behavior_policy: expected one of {BEHAVIOR_POLICIES}, got {behavior_policy!r}"
         )
-    roots = _data_root(root)
+    roots = data_roots(root)
     log_path = _find(roots, behavior_policy, campaign, f"{campaign}.csv")
     item_path = _find(roots, behavior_policy, campaign, "item_context.csv")
     md5 = KNOWN_MD5.get((behavior_policy, campaign)) if verify else None
@@ -293,10 +314,12 @@ def open_bandit(
             f"are missing (first {missing[0]}); item_context.csv lists {n_actions} items"
         )
 
-    actions = np.asarray(_column(header, rows, "item_id"), dtype=np.int64)
-    positions = np.asarray(_column(header, rows, "position"), dtype=np.int64) - 1
-    rewards = np.asarray(_column(header, rows, "click"), dtype=np.float64)
-    propensities = np.asarray(_column(header, rows, "propensity_score"), dtype=np.float64)
+    number = {c: np.float64 for c in ("click", "propensity_score")}
+    actions, positions, rewards, propensities = (
+        _numbers(log_path, _column(header, rows, c), c, number.get(c, np.int64))
+        for c in ("item_id", "position", "click", "propensity_score")
+    )
+    positions = positions - 1
     if ((actions < 0) | (actions >= n_actions)).any():
         raise ValueError(f"{log_path}: item_id outside [0, {n_actions})")
     if ((positions < 0) | (positions >= N_POSITIONS)).any():
@@ -308,7 +331,9 @@ def open_bandit(
 
     user = [_codes(_column(header, rows, c)) for c in user_cols]
     idx = [header.index(c) for c in affinity_cols]
-    affinity = np.asarray([[row[j] for j in idx] for row in rows], dtype=np.float64)
+    affinity = _numbers(
+        log_path, [[row[j] for j in idx] for row in rows], "user-item_affinity", np.float64
+    )
     return OpenBanditData(
         campaign=campaign,
         behavior_policy=behavior_policy,

@@ -12,9 +12,16 @@ agent name, ...). Layout::
 :class:`LogWriter` buffers rows and writes one part per flush: under a hidden temporary
 name in the folder, fsync'd, then renamed into place (``bandexa_gym._atomic``), so a
 killed process leaves every flushed part complete and readable and never a partial one.
-Part names carry a sequence number (their order) and a random writer token (so two writers
-never collide). :class:`LogReader` reads the parts in order and yields batches that run
-across part boundaries.
+Part names carry a sequence number (their order) and a random writer token. A writer holds
+an exclusive lock on ``<log>/.writer.lock`` while it is open, so a second writer on the same
+folder (in this process or another) is refused with a :class:`LogBusyError`; the lock is an
+operating-system file lock (``flock``), which the system releases when the process ends, so
+a crashed or killed writer never leaves a stale lock behind (the empty lock file stays and
+is harmless). :class:`LogReader` reads the parts in order and yields batches that run across
+part boundaries. A part reached twice through a symbolic or hard link is read once.
+
+Every Parquet page carries a CRC-32 checksum that readers verify, so a damaged part is a
+:class:`LogFormatError` naming the file, never silently wrong data.
 
 Contexts, candidate matrices, masks and expected rewards are stored as Arrow fixed-shape
 tensors (``arrow.fixed_shape_tensor``, a canonical extension type whose storage is a
@@ -34,7 +41,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -43,6 +50,7 @@ from bandexa_gym._atomic import atomic_path
 __all__ = [
     "FORMAT_VERSION",
     "LogBatch",
+    "LogBusyError",
     "LogFormatError",
     "LogReader",
     "LogWriter",
@@ -54,6 +62,7 @@ FORMAT_VERSION = 1
 _VERSION_KEY = b"bandexa.log.version"
 _META_KEY = b"bandexa.log.metadata"
 _PART_RE = re.compile(r"^part-(\d{6,})-([0-9a-f]+)\.parquet$")
+_LOCK_NAME = ".writer.lock"
 
 #: The per-round fields, in column order: (name, stored dtype, tensor-valued).
 ROUND_FIELDS: tuple[tuple[str, str, bool], ...] = (
@@ -73,6 +82,10 @@ class LogFormatError(ValueError):
     """A part file is unreadable, of another format version, or does not fit the log."""
 
 
+class LogBusyError(RuntimeError):
+    """Another :class:`LogWriter` (in this process or another) has the log folder open."""
+
+
 def _pyarrow() -> tuple[Any, Any]:
     """Import pyarrow lazily, with a one-line error naming the extra when it is missing."""
     try:
@@ -85,14 +98,59 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _parts(folder: Path) -> list[Path]:
-    """The part files of a log folder, in write order (sequence number, then writer)."""
+def _part_names(folder: Path) -> list[tuple[int, str, Path]]:
+    """(sequence number, writer token, path) of every part-named file, in write order."""
     found = []
     for p in folder.iterdir():
         m = _PART_RE.match(p.name)
         if m and p.is_file():
             found.append((int(m.group(1)), m.group(2), p))
-    return [p for _, _, p in sorted(found)]
+    return sorted(found)
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The part files of a log folder, in write order (sequence number, then writer).
+
+    Links are resolved: a name that reaches a file already listed (a symbolic or hard link
+    to another part) is left out, so no round is counted twice.
+    """
+    out, seen = [], set()
+    for _, _, p in _part_names(folder):
+        try:
+            st = p.stat()  # follows symbolic links: the file the name reaches
+        except FileNotFoundError:  # pragma: no cover - removed while listing
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(p)
+    return out
+
+
+def _lock(folder: Path) -> IO[bytes]:
+    """Take the writer lock of a log folder, or raise :class:`LogBusyError`.
+
+    The lock is ``flock`` (``msvcrt.locking`` on Windows) on ``<folder>/.writer.lock``: the
+    system drops it when the returned file is closed or the process ends, killed or not.
+    """
+    handle = open(folder / _LOCK_NAME, "a+b")  # noqa: SIM115 - held until close()
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        handle.close()
+        raise LogBusyError(
+            f"{folder} is open in another LogWriter (it holds {folder / _LOCK_NAME}); close "
+            "that writer first (two writers on one folder would mix their rounds), or write "
+            "to another folder"
+        ) from e
+    return handle
 
 
 def _describe(schema: Any) -> str:
@@ -130,9 +188,20 @@ class LogWriter:
             without it such a folder is an error, so two runs never mix by accident.
         compression: Parquet compression codec.
 
+    Rounds are checked before they are buffered: a bad call (wrong shape, NaN or inf in a
+    reward, context, candidate or expected reward, an ``action_mask`` with no candidate on
+    offer, a chosen action whose mask is 0) raises a ``ValueError`` and buffers nothing.
+    Arrays are copied when appended (in C order), so the caller may reuse its buffers. If
+    writing a part fails (a full disk), the rows stay buffered and :meth:`flush` or
+    :meth:`close` can be called again.
+
+    The writer holds the folder's lock until :meth:`close` (see the module docstring).
+
     Raises:
         ImportError: pyarrow is not installed (the message names the extra).
         FileExistsError: ``path`` already holds parts and ``append`` is False.
+        LogBusyError: Another writer has ``path`` open.
+        LogFormatError: ``append`` is True and a part already there is unreadable.
     """
 
     def __init__(
@@ -147,25 +216,29 @@ class LogWriter:
         self._pa, self._pq = _pyarrow()
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValueError(f"flush_every: expected an integer >= 1, got {flush_every!r}")
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        existing = _parts(self.path)
-        if existing and not append:
-            raise FileExistsError(
-                f"{self.path} already holds a log ({len(existing)} parts); pass append=True "
-                "to add to it, or choose a new folder"
-            )
         try:
             self._meta = json.dumps(dict(metadata or {}), sort_keys=True)
         except TypeError as e:
             raise ValueError(f"metadata: expected JSON-serialisable values ({e})") from None
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file: IO[bytes] | None = _lock(self.path)
+        try:
+            names = _part_names(self.path)
+            if names and not append:
+                raise FileExistsError(
+                    f"{self.path} already holds a log ({len(names)} parts); pass append=True "
+                    "to add to it, or choose a new folder"
+                )
+            # Every part is checked (a damaged one is a LogFormatError naming it).
+            self._existing_schema = LogReader(self.path).schema if names else None
+        except BaseException:
+            self._release()
+            raise
         self.flush_every = flush_every
         self.compression = compression
         self._token = secrets.token_hex(4)
-        self._next_seq = int(_PART_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
-        self._existing_schema = (
-            self._pq.read_schema(existing[0]).remove_metadata() if existing else None
-        )
+        self._next_seq = names[-1][0] + 1 if names else 0
         self._schema: Any = None  # pyarrow.Schema, fixed by the first append
         self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._buffer: dict[str, list[np.ndarray]] = {}
@@ -271,7 +344,8 @@ class LogWriter:
         else:
             self._check(rows, self._spec)
         for key, arr in rows.items():
-            self._buffer[key].append(arr.astype(self._spec[key][1], copy=False))
+            # A C-ordered copy: pyarrow's tensors need it, and the caller may reuse its arrays.
+            self._buffer[key].append(np.array(arr, dtype=self._spec[key][1], order="C"))
         self._buffered += b
         if self._buffered >= self.flush_every:
             self.flush()
@@ -362,6 +436,30 @@ class LogWriter:
             raise ValueError(
                 f"propensity: expected probabilities in (0, 1] (NaN if unknown), got {p.tolist()}"
             )
+        for name in ("reward", "context", "candidates", "expected_rewards"):
+            arr = rows.get(name)
+            if arr is not None and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                i = int(np.argmin(np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+                raise ValueError(
+                    f"{name}: expected finite values, got NaN or inf in row {i} of the call"
+                )
+        mask = rows["action_mask"]
+        offered = mask != 0
+        if mask.dtype.kind not in "biuf" or (mask != offered).any():  # a value other than 0, 1
+            raise ValueError("action_mask: expected 0 (not on offer) or 1 (on offer) per candidate")
+        if not offered.any(axis=1).all():
+            i = int(np.argmin(offered.any(axis=1)))
+            raise ValueError(
+                f"action_mask: row {i} of the call has no candidate on offer (all zeros); "
+                "every round offers at least one"
+            )
+        chosen = offered[np.arange(len(a)), a]
+        if not chosen.all():
+            i = int(np.argmin(chosen))
+            raise ValueError(
+                f"action: row {i} of the call chose candidate {int(a[i])}, which its "
+                "action_mask marks as not on offer (0)"
+            )
 
     # -- flushing
 
@@ -371,13 +469,17 @@ class LogWriter:
         return self._buffered
 
     def flush(self) -> Path | None:
-        """Write the buffered rows as one part (atomically); None when nothing is buffered."""
+        """Write the buffered rows as one part (atomically); None when nothing is buffered.
+
+        If writing fails (a full disk), the error propagates and the rows stay buffered:
+        call ``flush()`` again once the cause is fixed.
+        """
         if self._buffered == 0:
             return None
         pa = self._pa
         columns = []
         for f in self._schema:
-            arr = np.concatenate(self._buffer[f.name])
+            arr = np.ascontiguousarray(np.concatenate(self._buffer[f.name]))
             if isinstance(f.type, pa.BaseExtensionType):
                 columns.append(pa.FixedShapeTensorArray.from_numpy_ndarray(arr))
             else:
@@ -386,7 +488,7 @@ class LogWriter:
         table = pa.Table.from_arrays(columns, schema=self._schema.with_metadata(meta))
         target = self.path / f"part-{self._next_seq:06d}-{self._token}.parquet"
         with atomic_path(target) as tmp:
-            self._pq.write_table(table, tmp, compression=self.compression)
+            self._pq.write_table(table, tmp, compression=self.compression, write_page_checksum=True)
         self._next_seq += 1
         self.rows_written += self._buffered
         self.parts_written.append(target)
@@ -395,10 +497,20 @@ class LogWriter:
         return target
 
     def close(self) -> None:
-        """Flush what is buffered; later appends are errors."""
+        """Flush what is buffered and release the folder's lock; later appends are errors.
+
+        If the flush fails, the writer stays open (rows buffered, lock held) and the error
+        propagates: ``close()`` may be called again.
+        """
         if not self._closed:
             self.flush()
             self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file drops the lock
+            self._lock_file = None
 
     def __enter__(self) -> LogWriter:
         return self
@@ -477,8 +589,9 @@ class LogReader:
     Raises:
         ImportError: pyarrow is not installed (the message names the extra).
         FileNotFoundError: ``path`` is not a folder.
-        LogFormatError: A part is unreadable, of another format version, or has other
-            columns than the first part.
+        LogFormatError: A part is unreadable, of another format version, lacks one of the
+            columns every log has, or has other columns than the first part. Reading a
+            part whose data is damaged raises it too, naming the part.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -505,6 +618,12 @@ class LogReader:
                     f"version {FORMAT_VERSION}; read it with the bandexa-gym that wrote it"
                 )
             plain = schema.remove_metadata()
+            missing = [c for c in _REQUIRED if c not in plain.names]
+            if missing:
+                raise LogFormatError(
+                    f"{part}: not a complete log part: columns {missing} are missing (every "
+                    f"log has {', '.join(_REQUIRED)})"
+                )
             if self.schema is None:
                 self.schema = plain
                 self.metadata = json.loads(schema.metadata.get(_META_KEY, b"{}"))
@@ -554,7 +673,7 @@ class LogReader:
         count = 0
         for part in self.parts:
             try:
-                source = self._pq.ParquetFile(part).iter_batches(
+                source = self._pq.ParquetFile(part, page_checksum_verification=True).iter_batches(
                     batch_size=batch_size, columns=cols
                 )
                 for rb in source:
@@ -575,7 +694,14 @@ class LogReader:
         cols = self._columns(columns)
         if not self.parts:
             return LogBatch()
-        tables = [self._pq.read_table(part, columns=cols) for part in self.parts]
+        tables = []
+        for part in self.parts:
+            try:
+                tables.append(
+                    self._pq.read_table(part, columns=cols, page_checksum_verification=True)
+                )
+            except (OSError, self._pa.ArrowException) as e:
+                raise LogFormatError(f"{part}: could not read ({e})") from e
         return self._to_batch(self._pa.concat_tables(tables))
 
     def _to_batch(self, table: Any) -> LogBatch:

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from bandexa_gym.datasets import KNOWN_MD5, open_bandit
+from bandexa_gym.envs import datafiles
+from bandexa_gym.envs.datafiles import CorruptDataError
 
 N_ROWS, N_ITEMS = 50, 5
 
@@ -127,8 +129,87 @@ def test_bad_arguments_and_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"men.csv.gz: columns \['propensity_score'\] missing"):
         open_bandit("men", "random", root=tmp_path)
     path.write_bytes(b"not gzip")
-    with pytest.raises(ValueError, match=r"not a readable gzip file"):
+    with pytest.raises(CorruptDataError, match=r"men.csv.gz: not a complete gzip file"):
         open_bandit("men", "random", root=tmp_path)
+
+
+# -- issue 23 item 8: damaged, hostile and unchecked files ---------------------------------
+
+
+def _folder(root: Path) -> Path:
+    return root / "open_bandit_dataset" / "random" / "men"
+
+
+def test_a_damaged_deflate_block_names_the_file(tmp_path: Path) -> None:
+    _write_excerpt(tmp_path)
+    path = _folder(tmp_path) / "men.csv.gz"
+    data = bytearray(path.read_bytes())
+    data[10] |= 0b110  # the first deflate block's type: 3, reserved (zlib.error)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=r"men\.csv\.gz: not a complete gzip file") as err:
+        open_bandit("men", "random", root=tmp_path)
+    assert err.value.path == path and "invalid block type" in str(err.value)
+
+
+def test_text_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    _write_excerpt(tmp_path, gz=False)
+    path = _folder(tmp_path) / "item_context.csv"
+    path.write_bytes(path.read_bytes() + "é".encode("latin-1"))
+    with pytest.raises(CorruptDataError, match=r"item_context\.csv: not UTF-8 text"):
+        open_bandit("men", "random", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nan", "data row 1 holds NaN or inf"),
+        ("inf", "data row 1 holds NaN or inf"),
+        ("abc", "expected numbers"),
+    ],
+)
+def test_item_context_values_are_checked(tmp_path: Path, value: str, message: str) -> None:
+    _write_excerpt(tmp_path, gz=False)
+    path = _folder(tmp_path) / "item_context.csv"
+    lines = path.read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[2] = value  # item_feature_0 of the first data row
+    path.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n")
+    with pytest.raises(CorruptDataError, match=rf"item_context\.csv: item_feature_0: {message}"):
+        open_bandit("men", "random", root=tmp_path)
+
+
+def test_a_nan_in_the_log_is_named(tmp_path: Path) -> None:
+    _write_excerpt(tmp_path, gz=False)
+    path = _folder(tmp_path) / "men.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",nan"  # the last affinity of data row 3
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorruptDataError, match=r"men\.csv: user-item_affinity: data row 3 holds"):
+        open_bandit("men", "random", root=tmp_path)
+
+
+def test_a_decompression_bomb_is_refused_before_memory_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracemalloc
+    import zlib
+
+    _write_excerpt(tmp_path)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    zeros = bytes(1 << 20)
+    bomb = b"".join(packer.compress(zeros) for _ in range(64)) + packer.flush()  # 64 MiB
+    path = _folder(tmp_path) / "men.csv.gz"
+    path.write_bytes(bomb)
+    assert len(bomb) < 100_000
+    monkeypatch.setattr(datafiles, "MAX_DECOMPRESSED_BYTES", 4 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptDataError, match=r"men\.csv\.gz: decompresses to more than 4,"):
+            open_bandit("men", "random", root=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20  # the bound and a chunk, never the 64 MiB
 
 
 def _shared_sample(shared_data_dir: Path) -> Path:

@@ -285,12 +285,16 @@ class Agent(ABC):
         """Learn from the reward of ``action`` taken on ``obs`` (single or batched).
 
         Raises:
-            ValueError: A bad action index or reward (nothing is learned then).
+            ValueError: A bad action index (out of range, or a candidate whose
+                ``action_mask`` is 0) or reward (nothing is learned then).
             TypeError: An action or reward of the wrong type.
         """
         batch = self.observations(obs)
         n_candidates = batch.candidates.shape[1]
-        indices = torch.from_numpy(_check_actions(action, batch.size, n_candidates, batch.batched))
+        offered = self._converted[1][2]  # the mask's (B, K) copy, None without a mask
+        indices = torch.from_numpy(
+            _check_actions(action, batch.size, n_candidates, batch.batched, offered)
+        )
         rewards = self._check_rewards(reward, batch.size, batch.batched)
         indices = indices.to(self.device)
         if batch.size == 1:
@@ -684,10 +688,15 @@ def _same(new: Any, old_ref: Any, old_copy: np.ndarray | None) -> bool:
     return new.shape == old_copy.shape and np.array_equal(new, old_copy)
 
 
-def _check_actions(action: Any, size: int, n_candidates: int, batched: bool) -> np.ndarray:
+def _check_actions(
+    action: Any, size: int, n_candidates: int, batched: bool, offered: np.ndarray | None = None
+) -> np.ndarray:
+    """Actions as (B,) int64 indices; ``offered`` (B, K) bool refuses masked candidates."""
     if type(action) is int and size == 1:  # the common case, fast
         if not 0 <= action < n_candidates:
             raise ValueError(f"action {action} is outside [0, {n_candidates - 1}]")
+        if offered is not None and not offered.reshape(-1)[action]:
+            raise ValueError(f"action {action} is masked (its action_mask is 0): not on offer")
         return np.array([action], dtype=np.int64)
     arr = np.asarray(action)
     if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
@@ -701,6 +710,14 @@ def _check_actions(action: Any, size: int, n_candidates: int, batched: bool) -> 
     bad = flat[(flat < 0) | (flat >= n_candidates)]
     if bad.size:
         raise ValueError(f"action {int(bad[0])} is outside [0, {n_candidates - 1}]")
+    if offered is not None:
+        masked = ~offered.reshape(size, n_candidates)[np.arange(size), flat]
+        if masked.any():
+            row = int(np.argmax(masked))
+            raise ValueError(
+                f"action {int(flat[row])} in row {row} is masked (its action_mask is 0): not on "
+                "offer"
+            )
     return flat.astype(np.int64)
 
 

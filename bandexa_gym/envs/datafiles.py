@@ -8,8 +8,14 @@ on Windows).
 
 A ``.gz`` file is decompressed with the standard library's :mod:`gzip` into the cache,
 under a name keyed on the source's resolved path, size and modification time, so a changed
-or different source file is never served from a stale copy. Decompression and parse
-failures become a :class:`CorruptDataError` that names the file and the fix.
+or different source file is never served from a stale copy; the copy of an older version of
+the same source is removed when the new one is made. Decompression and parse failures
+become a :class:`CorruptDataError` that names the file and the fix.
+
+Decompression is bounded: it stops with a :class:`CorruptDataError` as soon as the output
+passes the most the file can hold (the caller's bound for a known file, e.g. an MNIST
+split, else :data:`MAX_DECOMPRESSED_BYTES`), so a small damaged or hostile ``.gz`` (a
+"decompression bomb") neither fills memory nor leaves a large file in the cache.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import tempfile
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -27,6 +34,7 @@ import platformdirs
 __all__ = [
     "CACHE_ENV_VAR",
     "DATA_ENV_VAR",
+    "MAX_DECOMPRESSED_BYTES",
     "CorruptDataError",
     "data_cache_dir",
     "data_roots",
@@ -41,6 +49,15 @@ DATA_ENV_VAR = "BANDEXA_DATA"
 CACHE_ENV_VAR = "BANDEXA_CACHE"
 _APP_NAME = "bandexa_gym"
 _CHUNK = 1 << 20
+#: A killed decompression's temporary file older than this (seconds) is removed.
+_STALE_TEMP_S = 3600.0
+
+#: Default bound on a decompressed data file (64 MiB): more than ten times the largest text
+#: file the loaders know (the Open Bandit sample's ``all.csv``, 5 MB) and above the largest
+#: MNIST file (47 MB, which has its own exact bound). Raise it, e.g.
+#: ``bandexa_gym.envs.datafiles.MAX_DECOMPRESSED_BYTES = 2 << 30``, for a larger file of your
+#: own (the full Open Bandit Dataset); it is read at every call.
+MAX_DECOMPRESSED_BYTES = 64 << 20
 
 # Errors that a damaged gzip stream raises while it is read.
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -115,70 +132,121 @@ def _refetch_hint(path: Path) -> str:
     )
 
 
-def read_bytes(path: Path) -> bytes:
+def _gunzip(path: Path, write: Callable[[bytes], object], max_bytes: int | None) -> None:
+    """Decompress ``path`` chunk by chunk into ``write``, stopping past the bound."""
+    limit = MAX_DECOMPRESSED_BYTES if max_bytes is None else max_bytes
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    fix = _refetch_hint(path)
+                    if max_bytes is None:
+                        fix += (
+                            "; for a larger genuine file, raise "
+                            "bandexa_gym.envs.datafiles.MAX_DECOMPRESSED_BYTES"
+                        )
+                    raise CorruptDataError(
+                        path,
+                        f"decompresses to more than {limit:,} bytes, more than the file can "
+                        "hold (a damaged file or a decompression bomb); decompression stopped",
+                        fix,
+                    )
+                write(chunk)
+    except _GZIP_ERRORS as err:
+        raise CorruptDataError(
+            path, f"not a complete gzip file ({type(err).__name__}: {err})", _refetch_hint(path)
+        ) from err
+
+
+def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
     """The content of ``path``, gunzipped when its name ends in ``.gz``.
 
     Args:
         path: A data file.
+        max_bytes: The most a ``.gz`` file may decompress to (default
+            :data:`MAX_DECOMPRESSED_BYTES`); decompression stops past it.
 
     Returns:
         The (decompressed) bytes.
 
     Raises:
-        CorruptDataError: The gzip stream is truncated or damaged.
+        CorruptDataError: The gzip stream is truncated, damaged or decompresses to more
+            than ``max_bytes``.
     """
     if path.suffix != ".gz":
         return path.read_bytes()
-    try:
-        with gzip.open(path, "rb") as stream:
-            return stream.read()
-    except _GZIP_ERRORS as err:
-        raise CorruptDataError(
-            path, f"not a complete gzip file ({type(err).__name__}: {err})", _refetch_hint(path)
-        ) from err
+    chunks: list[bytes] = []
+    _gunzip(path, chunks.append, max_bytes)
+    return b"".join(chunks)
 
 
-def decompressed_copy(path: Path, dataset: str) -> Path:
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def decompressed_copy(path: Path, dataset: str, max_bytes: int | None = None) -> Path:
     """An uncompressed copy of ``path``: the file itself, or its decompression in the cache.
 
-    The copy lives at ``<cache>/decompressed/<dataset>/<stem>-<key>``, where ``key``
-    digests the source's resolved path, size and modification time, so that another or a
-    changed source file gets its own copy. It is written to a temporary name and renamed
-    into place (a crash never leaves a torn file). Copies of files that changed stay until
-    the cache folder is cleared (``rm -r <cache>/decompressed``).
+    The copy lives at ``<cache>/decompressed/<dataset>/<stem>-<source><version>``: 8 hex
+    digits digest the source's resolved path and 8 its size and modification time, so that
+    another or a changed source file gets its own copy. It is written to a temporary name
+    and renamed into place (a crash never leaves a torn file). Making the copy of a new
+    version removes the copies of the same source's older versions, and temporary files
+    that a killed decompression left more than an hour ago. A caller that finds a copy
+    invalid removes it (``Path.unlink``), so nothing invalid stays in the cache.
 
     Args:
         path: A data file, ``.gz`` or not.
         dataset: Folder name under the cache (e.g. ``"MNIST"``).
+        max_bytes: The most the file may decompress to (default
+            :data:`MAX_DECOMPRESSED_BYTES`); decompression stops past it and leaves nothing.
 
     Returns:
         A path to the uncompressed content.
 
     Raises:
-        CorruptDataError: The gzip stream is truncated or damaged.
+        CorruptDataError: The gzip stream is truncated, damaged or decompresses to more
+            than ``max_bytes``.
     """
     if path.suffix != ".gz":
         return path
-    digest = hashlib.sha256(repr(file_key(path)).encode()).hexdigest()[:16]
+    resolved, size, mtime_ns = file_key(path)
+    source = f"{path.stem}-{_digest(resolved)}"
     target_dir = data_cache_dir() / "decompressed" / dataset
-    target = target_dir / f"{path.stem}-{digest}"
+    target = target_dir / f"{source}{_digest(repr((size, mtime_ns)))}"
     if target.is_file():
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{path.stem}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as src:
-            shutil.copyfileobj(src, out, _CHUNK)
+        with os.fdopen(fd, "wb") as out:
+            _gunzip(path, out.write, max_bytes)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except _GZIP_ERRORS as err:
-        raise CorruptDataError(
-            path, f"not a complete gzip file ({type(err).__name__}: {err})", _refetch_hint(path)
-        ) from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    _remove_stale(target_dir, target, source, path.stem)
     return target
+
+
+def _remove_stale(folder: Path, keep: Path, source: str, stem: str) -> None:
+    """Remove other versions' copies of one source, and old temporary files of its stem."""
+    now = time.time()
+    for p in folder.iterdir():
+        try:
+            if p.name.startswith(source) and len(p.name) == len(keep.name) and p != keep:
+                p.unlink()
+            elif (
+                p.name.startswith(f".{stem}.")
+                and p.name.endswith(".part")
+                and now - p.stat().st_mtime > _STALE_TEMP_S
+            ):
+                p.unlink()
+        except FileNotFoundError:  # pragma: no cover - removed by another process
+            pass
 
 
 def verify_md5(path: Path, content: bytes, expected: str) -> None:

@@ -11,9 +11,12 @@ Debian's ``/usr/share/datasets/fashion-mnist/``).
 
 Files are read with torchvision's IDX readers. A ``.gz`` file is decompressed with
 :mod:`gzip` into the cache (never next to the source, which may be read-only), under a name
-keyed on the source's path, size and modification time. Each split is read once per
-process per file version and shared by all environments. A truncated or damaged file
-raises :class:`~bandexa_gym.envs.datafiles.CorruptDataError` naming it.
+keyed on the source's path, size and modification time; the copy of an older version of the
+same file is removed. Decompression stops past the size of the split's file (60,000 or
+10,000 28x28 images and labels), so a damaged or hostile ``.gz`` never fills the cache, and
+a copy that does not read as an IDX file is removed. Each split is read once per process per
+file version and shared by all environments. A truncated or damaged file raises
+:class:`~bandexa_gym.envs.datafiles.CorruptDataError` naming it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ SYSTEM_DATA_DIRS: dict[str, tuple[Path, ...]] = {
 }
 
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+#: Images per split in MNIST and Fashion-MNIST: they bound the decompressed files' sizes.
+_SPLIT_ROWS = {"train": 60_000, "test": 10_000}
 
 Split = Literal["train", "test"]
 
@@ -142,12 +147,21 @@ def _read_split_cached(
     return images, labels
 
 
-def _read_split(images: Path, labels: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    images_path = decompressed_copy(images, dataset)
-    labels_path = decompressed_copy(labels, dataset)
-    return _read_split_cached(
-        file_key(images_path), file_key(labels_path), str(images), str(labels)
-    )
+def _read_split(
+    images: Path, labels: Path, dataset: str, split: Split
+) -> tuple[np.ndarray, np.ndarray]:
+    n = _SPLIT_ROWS[split]
+    images_path = decompressed_copy(images, dataset, max_bytes=16 + n * 28 * 28)
+    labels_path = decompressed_copy(labels, dataset, max_bytes=8 + n)
+    try:
+        return _read_split_cached(
+            file_key(images_path), file_key(labels_path), str(images), str(labels)
+        )
+    except CorruptDataError:
+        for copy, source in ((images_path, images), (labels_path, labels)):
+            if copy != source:  # an invalid decompressed copy does not stay in the cache
+                copy.unlink(missing_ok=True)
+        raise
 
 
 def load_image_split(
@@ -183,11 +197,11 @@ def load_image_split(
     for folder in searched:
         found = [find_file(folder, name) for name in names]
         if found[0] is not None and found[1] is not None:
-            return _read_split(found[0], found[1], dataset)
+            return _read_split(found[0], found[1], dataset, split)
     if download:
         raw_dir = data_roots(root)[0] / dataset / "raw"
         _download_split(dataset, split, raw_dir)
-        return _read_split(raw_dir / names[0], raw_dir / names[1], dataset)
+        return _read_split(raw_dir / names[0], raw_dir / names[1], dataset, split)
     hints = [
         "pass download=True to fetch it with torchvision",
         f"set {DATA_ENV_VAR} (or root=) to a folder holding {dataset}/raw/ in torchvision's layout",

@@ -109,6 +109,25 @@ def test_rewards_and_inputs_of_the_wrong_kind_are_rejected() -> None:
     assert agent.rounds == 0
 
 
+@pytest.mark.parametrize("name", ["linear_ts", "neural_linear_ts"])
+def test_observe_refuses_a_masked_action(name: str) -> None:
+    env = _env()
+    agent = make_agent(name, env, seed=0, **({} if name == "linear_ts" else FAST))
+    obs, _ = env.reset(seed=0)
+    masked = {**obs, "action_mask": np.array([1, 0, 1, 1], np.int8)}
+    before = _state(agent)
+    with pytest.raises(ValueError, match=r"action 1 is masked \(its action_mask is 0\)"):
+        agent.observe(masked, 1, 1.0)
+    batch = {k: np.stack([np.asarray(v)] * 3) for k, v in masked.items()}
+    with pytest.raises(ValueError, match=r"action 1 in row 2 is masked"):
+        agent.observe(batch, np.array([0, 2, 1]), np.array([1.0, 0.0, 1.0]))
+    assert agent.rounds == 0
+    assert all(torch.equal(v, _state(agent)[k]) for k, v in before.items())
+    agent.observe(masked, 2, 1.0)  # a candidate on offer is learned
+    agent.observe(obs, 1, 1.0)  # without the mask, candidate 1 is on offer
+    assert agent.rounds == 2
+
+
 def test_decide_then_feedback_in_any_order() -> None:
     env = _env()
     agent = make_agent("linear_ts", env, seed=0, max_pending=3)

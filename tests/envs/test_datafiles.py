@@ -7,6 +7,7 @@ import hashlib
 import os
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 import gymnasium as gym
@@ -224,3 +225,72 @@ def test_md5_is_checked_once_per_file_version(
     with pytest.raises(CorruptDataError, match=str(path)):
         verify_md5(path, b"hullo\n", good)
     assert calls == [1]
+
+
+# -- issue 23 item 8: bounded decompression, nothing invalid or stale left in the cache ------
+
+
+def _gzip_bomb(path: Path, mib: int) -> Path:
+    """A small gzip file that decompresses to ``mib`` MiB of zeros."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    zeros = bytes(1 << 20)
+    path.write_bytes(b"".join(packer.compress(zeros) for _ in range(mib)) + packer.flush())
+    return path
+
+
+def test_read_bytes_stops_past_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = _gzip_bomb(tmp_path / "adult.data.gz", 48)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(CorruptDataError, match=r"adult.data.gz: decompresses to more than 1,000,"):
+        datafiles.read_bytes(bomb, max_bytes=1_000_000)
+    monkeypatch.setattr(datafiles, "MAX_DECOMPRESSED_BYTES", 2 << 20)
+    with pytest.raises(CorruptDataError, match="raise bandexa_gym.envs.datafiles.MAX_DECOMPRESSED"):
+        datafiles.read_bytes(bomb)
+    small = tmp_path / "small.gz"
+    small.write_bytes(gzip.compress(b"x" * 1000))
+    assert datafiles.read_bytes(small, max_bytes=1000) == b"x" * 1000  # the bound is inclusive
+
+
+def test_an_mnist_bomb_is_refused_and_leaves_nothing_in_the_cache(
+    isolated: Path, tmp_path: Path
+) -> None:
+    raw = tmp_path / "bomb" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _gzip_bomb(raw / "t10k-images-idx3-ubyte.gz", 64)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_labels(np.zeros(3))))
+    with pytest.raises(CorruptDataError, match=r"decompresses to more than 7,840,016 bytes"):
+        load_image_split("MNIST", "test", root=tmp_path / "bomb")
+    assert not [p for p in isolated.rglob("*") if p.is_file()]  # no copy, no temporary file
+
+
+def test_a_copy_that_is_not_idx_is_removed_from_the_cache(isolated: Path, tmp_path: Path) -> None:
+    _write_split(tmp_path / "bad", b"\x00\x00\x00\x00garbage", _idx_labels(np.zeros(2)))
+    for _ in range(2):  # the same error again, and still nothing left behind
+        with pytest.raises(CorruptDataError, match="not a valid IDX file"):
+            load_image_split("MNIST", "test", root=tmp_path / "bad")
+        assert not list((isolated / "decompressed" / "MNIST").iterdir())
+
+
+def test_copies_of_older_versions_do_not_pile_up(
+    isolated: Path, tmp_path: Path, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, labels = mnist_test
+    folder = isolated / "decompressed" / "MNIST"
+    _write_split(tmp_path / "a", _idx_images(images[:10]), _idx_labels(labels[:10]))
+    _write_split(tmp_path / "b", _idx_images(images[:20]), _idx_labels(labels[:20]))
+    load_image_split("MNIST", "test", root=tmp_path / "a")
+    load_image_split("MNIST", "test", root=tmp_path / "b")  # another source: its own copies
+    assert len(list(folder.iterdir())) == 4
+    stale_temp = folder / ".t10k-images-idx3-ubyte.abc123.part"  # a killed decompression's
+    stale_temp.write_bytes(b"half")
+    os.utime(stale_temp, (1, 1))
+    fresh_temp = folder / ".t10k-images-idx3-ubyte.def456.part"  # one being written now
+    fresh_temp.write_bytes(b"half")
+    for n in (30, 40):  # source a rewritten twice
+        _write_split(tmp_path / "a", _idx_images(images[:n]), _idx_labels(labels[:n]))
+        for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            os.utime(tmp_path / "a" / "MNIST" / "raw" / name, ns=(1, 10**18 + n))
+        assert load_image_split("MNIST", "test", root=tmp_path / "a")[0].shape == (n, 28, 28)
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 5 and fresh_temp.name in names  # 2 + 2 copies, the fresh temp
+    assert load_image_split("MNIST", "test", root=tmp_path / "b")[0].shape == (20, 28, 28)
