@@ -87,8 +87,9 @@ def test_synthetic_example_runs(tmp_path: Path) -> None:
     assert out.count("t=    60 |") == 1 and "cumulative expected regret" in out
     assert plot.stat().st_size > 0 and f"plot saved to {plot}" in out
     _assert_round_trip(out)
+    assert "linear_ts_concat " in out  # the straw man is named for what it is
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {
-        "linear_ts.safetensors",
+        "linear_ts_concat.safetensors",
         "neural_linear_ts.safetensors",
     }
 
