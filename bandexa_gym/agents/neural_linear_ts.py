@@ -703,7 +703,10 @@ class NeuralLinearTS(ReplaySampling):
     ) -> None:
         """Store the rows and update the head; all-or-nothing."""
         if z is None:
-            features = self.compute_features(contexts, chosen[:, None])
+            try:
+                features = self.compute_features(contexts, chosen[:, None])
+            except _SwitchedToShared:  # rows chosen at random ended the fixed arm set
+                features = self.compute_features(contexts, chosen[:, None])
             z = (features.x if isinstance(features, ArmFeatures) else features)[:, 0]
         if not bool(torch.isfinite(z).all()):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")

@@ -78,6 +78,17 @@ def test_undeclared_changing_candidates_still_switch_with_a_warning(name: str, s
     assert len(agent.heads) == 1
 
 
+def test_the_switch_during_random_warm_up_is_absorbed_by_observe() -> None:
+    # Warm-up decisions are random, so new rows reach the arm registry through observe: the
+    # switch to one shared head happens there (it escaped as an exception once).
+    env = LinearEnv()  # six rows on the first round, then one new chosen row a round
+    agent = make_agent("neural_linear_ts", env, seed=0, warmup_random=200)
+    with pytest.warns(RuntimeWarning, match=f"more than {MAX_FIXED_ARMS} {SWITCH}"):
+        run(agent, env, 80, seed=0)
+    assert agent.arm_mode == "shared" and len(agent.heads) == 1
+    assert len(agent.buffer) == 80
+
+
 def test_the_readme_quotes_the_one_limit() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"up to {MAX_FIXED_ARMS} candidate rows" in readme
