@@ -133,6 +133,7 @@ def main() -> None:
         action_chunk=args.action_chunk,
         lr=args.lr,
         buffer_capacity=args.buffer_capacity,
+        arm_heads="shared",  # retrieved candidates change every round: one head for all
     )
     agents: dict[str, Agent] = {
         "linear_ts": make_agent(

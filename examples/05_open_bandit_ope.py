@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bandexa_gym import ope
 from bandexa_gym.datasets import OpenBanditData, open_bandit
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "switch-dr", "dr-os", "replay")
 
@@ -189,7 +194,8 @@ def print_table(campaign: str, result: dict, confidence: float) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], campaigns: list[str], path: Path, confidence: float) -> None:
+def figure(rows: list[dict], campaigns: list[str], confidence: float) -> Figure:
+    """One panel per campaign: each estimator's relative error with its interval."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -211,10 +217,21 @@ def plot(rows: list[dict], campaigns: list[str], path: Path, confidence: float) 
         ax.set(title=f"campaign: {campaign}", xlabel="relative error vs BTS on-policy (%)")
         ax.set_yticks(y, ESTIMATORS)
         ax.invert_yaxis()
-    fig.suptitle(
+    title = fig.suptitle(
         f"Open Bandit Dataset: BTS estimated from random logs ({100 * confidence:g}% intervals)"
     )
+    # A single campaign's panel is narrower than the title: wrap it until it fits.
+    text, renderer = title.get_text(), fig.canvas.get_renderer()
+    for chars in range(len(text), 20, -4):
+        title.set_text(textwrap.fill(text, chars))
+        if title.get_window_extent(renderer).width <= 0.96 * fig.bbox.width:
+            break
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], campaigns: list[str], path: Path, confidence: float) -> None:
+    fig = figure(rows, campaigns, confidence)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     print(f"plot saved to {path}")

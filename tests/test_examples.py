@@ -87,8 +87,9 @@ def test_synthetic_example_runs(tmp_path: Path) -> None:
     assert out.count("t=    60 |") == 1 and "cumulative expected regret" in out
     assert plot.stat().st_size > 0 and f"plot saved to {plot}" in out
     _assert_round_trip(out)
+    assert "linear_ts_concat " in out  # the straw man is named for what it is
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {
-        "linear_ts.safetensors",
+        "linear_ts_concat.safetensors",
         "neural_linear_ts.safetensors",
     }
 
@@ -210,3 +211,30 @@ def test_open_bandit_example_estimates_bts_from_random_logs(
         assert float(r["ci_low"]) <= value <= float(r["ci_high"])
     # with ~46 clicks, IPS's interval is wide but the truth lies within the sampling noise
     assert float(rows["ips"]["rel_ci_low"]) < 0 < float(rows["ips"]["rel_ci_high"])
+
+
+@pytest.mark.parametrize("campaigns", [["men"], ["all", "men", "women"]])
+def test_open_bandit_figure_keeps_its_text_inside(campaigns: list[str]) -> None:
+    import importlib.util
+
+    from matplotlib.text import Text
+
+    spec = importlib.util.spec_from_file_location("example_05", EXAMPLES / "05_open_bandit_ope.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    interval = {"relative_error": 0.1, "rel_ci_low": -0.5, "rel_ci_high": 0.9}
+    rows = [
+        {"campaign": c, "estimator": e, **interval} for c in campaigns for e in example.ESTIMATORS
+    ]
+    fig = example.figure(rows, campaigns, 0.95)
+    assert fig.get_suptitle().startswith("Open Bandit Dataset")
+    fig.canvas.draw()  # places the axis labels where the saved image has them
+    renderer = fig.canvas.get_renderer()
+    title = fig.findobj(lambda a: isinstance(a, Text) and a.get_text() == fig.get_suptitle())
+    texts = [*title, *(ax.title for ax in fig.axes), *(ax.xaxis.label for ax in fig.axes)]
+    assert len(texts) == 1 + 2 * len(campaigns)
+    for text in texts:  # the title (cut off on one campaign's panel once) and the labels
+        box = text.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, text.get_text()
+        assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1, text.get_text()

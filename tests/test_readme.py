@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -27,3 +28,9 @@ def test_readme_python_blocks_run_top_to_bottom(tmp_path: Path) -> None:
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    # "Measuring" prints the regret it talks about: the learned representation ahead on
+    # Retrieval, where a linear model of [x; a] cannot personalise.
+    printed = [line for line in out.stdout.splitlines() if line.startswith("{'uniform'")]
+    assert len(printed) == 1, out.stdout
+    regret = ast.literal_eval(printed[0])
+    assert regret["neural_linear_ts"] < regret["linear_ts"] < regret["uniform"], regret

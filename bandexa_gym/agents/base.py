@@ -11,6 +11,7 @@ persistence (:meth:`Agent.spec`, :meth:`Agent.state_tensors`, :meth:`Agent.load_
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -55,23 +56,31 @@ class PerformanceHint(UserWarning):
 
 
 _THREADS_HINTED = False
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _hint_threads(device: torch.device) -> None:
-    """Once per process: say that several torch CPU threads slow small models down."""
+    """Once per process: say that several torch CPU threads slow small models down.
+
+    The hint names its category once and points at the caller's line (the first frame
+    outside this package, e.g. the user's ``make_agent`` call), not at library internals.
+    """
     global _THREADS_HINTED
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads <= 1 or _THREADS_HINTED:
         return
     _THREADS_HINTED = True
+    level, frame = 1, inspect.currentframe()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back
     warnings.warn(
         f"torch uses {threads} CPU threads; bandit agents run small models whose operations "
         "are too short to split, and on a busy machine several threads made neural_linear_ts "
         "10-40x slower. Call torch.set_num_threads(1) first (bandexa-bench, the examples and "
-        "notebooks do); silence this with warnings.filterwarnings('ignore', "
-        "category=bandexa_gym.agents.PerformanceHint)",
+        "notebooks do). Said once per process; warnings.filterwarnings('ignore', "
+        "message='torch uses') silences it",
         PerformanceHint,
-        stacklevel=3,
+        stacklevel=level,
     )
 
 
@@ -192,6 +201,11 @@ class Agent(ABC):
 
     name: str = "agent"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    candidates_change: bool | None = None
+    """What the env declared about its candidate rows (``make_agent`` copies an env's
+    ``candidates_change``; None: nothing declared). When True, agents that would take a
+    small candidate set for a fixed set of arms (one head per arm) start with one head for
+    all candidates instead."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -770,7 +784,10 @@ def make_agent(
     Args:
         name: A registered name (``bandexa_gym.agents.AGENTS``): ``uniform``, ``linear_ts``,
             ``linear_ucb``, ``neural_linear_ts``, ...
-        env: A ``Bandexa/*`` env, a vector env over one, or its observation space.
+        env: A ``Bandexa/*`` env, a vector env over one, or its observation space. An env
+            whose ``candidates_change`` attribute is True (``Bandexa/Retrieval-v0``) says
+            that its candidate rows change from round to round, and the agent is told so
+            (:attr:`Agent.candidates_change`).
         seed: Seed of the agent's own random generators.
         device: Torch device for the agent's tensors.
         **overrides: Agent-specific settings (e.g. ``feature_map="disjoint"``,
@@ -783,7 +800,21 @@ def make_agent(
     if name not in AGENTS:
         known = ", ".join(sorted(AGENTS))
         raise ValueError(f"unknown agent {name!r}; registered agents: {known}")
-    return AGENTS[name](observation_space(env), seed=seed, device=device, **overrides)
+    agent = AGENTS[name](observation_space(env), seed=seed, device=device, **overrides)
+    declared = _declared_candidates_change(env)
+    if declared is not None:
+        agent.candidates_change = declared
+    return agent
+
+
+def _declared_candidates_change(env: gym.Env | gym.vector.VectorEnv | spaces.Dict) -> bool | None:
+    """An env's own word on whether its candidate rows change (its ``candidates_change``)."""
+    if isinstance(env, spaces.Space):
+        return None
+    sub_envs = getattr(env, "envs", None)  # a synchronous vector env's sub-envs
+    base = sub_envs[0] if sub_envs else env
+    declared = getattr(getattr(base, "unwrapped", base), "candidates_change", None)
+    return declared if isinstance(declared, bool) else None
 
 
 def observation_space(env: gym.Env | gym.vector.VectorEnv | spaces.Dict) -> spaces.Dict:

@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 MAX_FIXED_ARMS = 64
-"""Candidate sets up to this size are taken for a fixed set of arms (one head per arm)."""
+"""The most arms of a fixed arm set (one head per arm): a first candidate set of up to this
+many rows is taken for one, and more distinct rows than this in all end it."""
 
 
 def is_one_hot(candidates: torch.Tensor) -> bool:

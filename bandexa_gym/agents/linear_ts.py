@@ -167,9 +167,10 @@ class LinearTS(HeadAgent):
       with its own head over the context.
 
     ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot,
-    ``"per_arm"`` when it has at most 64 rows (a fixed arm set, as in a classic bandit; if the
-    rows then keep changing, the agent switches to ``"concat"`` once, with a warning), and
-    ``"concat"`` otherwise (large or changing candidate sets, e.g. retrieval). With
+    ``"per_arm"`` when it has at most ``MAX_FIXED_ARMS`` (64) rows (a fixed arm set, as in a
+    classic bandit; if more than 64 distinct rows come, the agent switches to ``"concat"``
+    once, with a warning), and ``"concat"`` otherwise (large candidate sets, or an env that
+    declares ``candidates_change``, e.g. retrieval). With
     ``exploration="ucb"`` this is LinUCB.
 
     Args:
@@ -240,7 +241,7 @@ class LinearTS(HeadAgent):
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []
         self.target_stats: list[TargetStats] = []
-        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
+        self.registry = ArmRegistry(self.action_dim, MAX_FIXED_ARMS)
         if feature_map != "auto":
             self.build_heads(feature_map)
 
@@ -255,7 +256,7 @@ class LinearTS(HeadAgent):
         n_heads = {"concat": 1, "disjoint": self.action_dim, "per_arm": 0}[feature_map]
         self.heads = [self.new_head(self.head_dim(feature_map)) for _ in range(n_heads)]
         self.target_stats = [TargetStats(h.state_dim, self.device) for h in self.heads]
-        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
+        self.registry = ArmRegistry(self.action_dim, MAX_FIXED_ARMS)
         self.clear_feature_cache()
 
     def _grow_heads(self) -> None:
@@ -274,7 +275,8 @@ class LinearTS(HeadAgent):
             if self.requested_feature_map == "per_arm":
                 raise ValueError(f"feature_map='per_arm' needs a fixed arm set: {err}") from None
             warnings.warn(
-                f"{self.name}: {err}; switching to one head over [x; a] (feature_map='concat')",
+                f"{self.name}: {err}; switching to one head over [x; a] (feature_map='concat'; "
+                "an env with candidates_change = True starts there, without this warning)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -292,7 +294,7 @@ class LinearTS(HeadAgent):
         if self.feature_map == "auto":
             if is_one_hot(candidates):
                 self.build_heads("disjoint")
-            elif candidates.shape[-2] <= MAX_FIXED_ARMS:
+            elif candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change:
                 self.build_heads("per_arm")
             else:
                 self.build_heads("concat")
@@ -320,7 +322,7 @@ class LinearTS(HeadAgent):
         self.reward_scaler = RewardScaler(self.reward_scaler.enabled)
         self.feature_map = self.requested_feature_map
         self.heads, self.target_stats = [], []
-        self.registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
+        self.registry = ArmRegistry(self.action_dim, MAX_FIXED_ARMS)
         if self.feature_map != "auto":
             self.build_heads(self.feature_map)
 
@@ -457,7 +459,7 @@ class LinearTS(HeadAgent):
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         feature_map = scalars.get("feature_map", self.feature_map)
         n_heads = len(scalars["heads"])
-        registry = ArmRegistry(self.action_dim, 2 * MAX_FIXED_ARMS)
+        registry = ArmRegistry(self.action_dim, MAX_FIXED_ARMS)
         registry.load(scalars["registry"], _take(tensors, "arm_rows"))
         if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
             raise ValueError(f"unknown feature_map {feature_map!r}")

@@ -89,9 +89,10 @@ class NeuralLinearTSConfig:
         arm_heads: ``"per_arm"``: one head per arm over the shared learned features
             (the Neural-Linear design of Riquelme et al. 2018: each arm's uncertainty shrinks
             only with its own data); ``"shared"``: one head for all candidates; ``"auto"``
-            (default): per arm for one-hot candidates or a set of at most 64 fixed rows
-            (switching once to a shared head, rebuilt from the buffer, if the rows keep
-            changing), shared for large candidate sets.
+            (default): per arm for one-hot candidates or a set of at most
+            ``MAX_FIXED_ARMS`` (64) rows (switching once to a shared head, rebuilt from the
+            buffer, if more than 64 distinct rows come), shared for large candidate sets
+            and on an env that declares ``candidates_change``.
         window: Sliding window: rebuilds use only the last ``window`` rounds of the replay
             buffer (and training favours them, half-life ``window / 2``); None (default)
             uses the whole buffer. With the head's ``forgetting=γ`` instead, rebuilds weight
@@ -312,7 +313,7 @@ class NeuralLinearTS(ReplaySampling):
         cfg = self.config
         self.heads = [self.new_head()]
         self.arm_mode = "shared" if cfg.arm_heads == "shared" else None  # None: not yet known
-        self.registry = ArmRegistry(self.encoder.action_dim, 2 * MAX_FIXED_ARMS)
+        self.registry = ArmRegistry(self.encoder.action_dim, MAX_FIXED_ARMS)
         with seeded_init(self.seed):
             self.readout = nn.Linear(self.encoder.feature_dim, 1).to(self.device)
             self.arm_readout = nn.Linear(self.encoder.feature_dim, self.encoder.action_dim).to(
@@ -379,7 +380,8 @@ class NeuralLinearTS(ReplaySampling):
         """
         if self.arm_mode is not None:
             return
-        fixed = is_one_hot(candidates) or candidates.shape[-2] <= MAX_FIXED_ARMS
+        small = candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change
+        fixed = is_one_hot(candidates) or small
         if self.config.arm_heads == "per_arm" or fixed:
             self.arm_mode = "per_arm"
             self.heads = []
@@ -406,7 +408,8 @@ class NeuralLinearTS(ReplaySampling):
                 raise ValueError(f"arm_heads='per_arm' needs a fixed arm set: {err}") from None
             warnings.warn(
                 f"{self.name}: {err}; switching to one head for all candidates, rebuilt from "
-                "the replay buffer",
+                "the replay buffer (an env with candidates_change = True starts there, "
+                "without this warning)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -691,7 +694,10 @@ class NeuralLinearTS(ReplaySampling):
     ) -> None:
         """Store the rows and update the head; all-or-nothing."""
         if z is None:
-            features = self.compute_features(contexts, chosen[:, None])
+            try:
+                features = self.compute_features(contexts, chosen[:, None])
+            except _SwitchedToShared:  # rows chosen at random ended the fixed arm set
+                features = self.compute_features(contexts, chosen[:, None])
             z = (features.x if isinstance(features, ArmFeatures) else features)[:, 0]
         if not bool(torch.isfinite(z).all()):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
@@ -789,7 +795,7 @@ class NeuralLinearTS(ReplaySampling):
         arm_mode = scalars["arm_mode"]
         if arm_mode not in (None, "shared", "per_arm"):
             raise ValueError(f"arm_mode must be null, 'shared' or 'per_arm', got {arm_mode!r}")
-        registry = ArmRegistry(self.encoder.action_dim, 2 * MAX_FIXED_ARMS)
+        registry = ArmRegistry(self.encoder.action_dim, MAX_FIXED_ARMS)
         registry.load(scalars["registry"], _tensor(tensors, "arm_rows"))
         trainings = scalars["trainings"]
         if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:

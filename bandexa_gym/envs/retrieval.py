@@ -136,7 +136,9 @@ class RetrievalBanditEnv(CandidateSetEnv):
     ``candidates``: ``Box(-inf, inf, (K, action_dim), float32)`` with ``K =
     candidate_size`` (or ``n_actions`` when ``candidate_size <= 0``); ``action_mask``:
     all ones, ``Box(0, 1, (K,), int8)``. :attr:`candidate_ids` gives the pool indices of
-    the current candidates.
+    the current candidates. :attr:`candidates_change` declares that the candidate rows
+    change from round to round (False when the whole pool is offered), so that agents built
+    by ``make_agent`` start with one head for all candidates instead of one per arm.
 
     ## Action Space
 
@@ -225,6 +227,7 @@ class RetrievalBanditEnv(CandidateSetEnv):
         self.context_dim = int(context_dim)
         self.full_pool = candidate_size <= 0 or candidate_size == n_actions
         self.candidate_size = self.n_actions if self.full_pool else int(candidate_size)
+        self.candidates_change = not self.full_pool  # read by make_agent
         self.random_fraction = float(random_fraction)
         self.noise_std = float(noise_std)
         self.problem_seed = _check_problem_seed(problem_seed)

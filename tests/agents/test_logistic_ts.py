@@ -55,7 +55,7 @@ def test_learns_a_logistic_problem_and_beats_uniform(one_hot: bool) -> None:
         regret[name] = run(agent, env, 600, seed=1).cumulative_regret[-1]
         if name == "logistic_ts":
             # Changing candidate rows: per-arm heads at first, then one concat head refit
-            # from the store once more than 128 distinct rows were seen.
+            # from the store once more than 64 distinct rows (MAX_FIXED_ARMS) were seen.
             assert agent.feature_map == ("disjoint" if one_hot else "concat")
             assert agent.refits == 3  # after rounds 100, 200 and 400
     assert regret["logistic_ts"] < 0.5 * regret["uniform"], regret
