@@ -766,6 +766,27 @@ def test_delayed_batched_and_logged_runs_end_to_end(tmp_path: Path) -> None:
         assert len(curves) == 2 and all(len(r) == 40 for r, _ in curves.values())
 
 
+def test_resume_runs_truncated_and_edited_run_files_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["--agents", "uniform", "--num-seeds", "3", "--horizon", "200"]
+    assert main([*argv, "--out", str(out)]) == 0
+    whole = _curves(out)
+    runs = sorted((out / "runs").glob("*.npz"))
+    os.truncate(runs[0], 2000)  # truncate -s 2000: was a zipfile.BadZipFile traceback
+    with np.load(runs[1]) as data:  # three rounds where the config says 200
+        arrays = {name: data[name][:3] if name != "meta" else data[name] for name in data.files}
+    np.savez(runs[1], **arrays)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resume: 1 of 3 runs already finished" in err
+    assert f"resume: running {runs[0].name} again: " in err
+    assert f"resume: running {runs[1].name} again: " in err and "digest" in err
+    assert _curves(out) == whole
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -343,3 +343,55 @@ def test_preflight_reports_an_agent_a_problem_skips_with_its_reason() -> None:
     problems = [Problem("small", "Bandexa/Synthetic-v0", 10, {"n_arms": 3}, {"linear_ts": "why"})]
     found = preflight(problems, ["uniform", "linear_ts"], {})
     assert found.not_applicable == {("small", "linear_ts"): "why"}
+
+
+# -- damaged, edited and old run files (--resume runs them again) ------------------------------
+def _rewrite(path: Path, meta: dict, arrays: dict[str, np.ndarray], digest: bool) -> None:
+    """Write a run file by hand, with a matching digest when ``digest`` (a careful forger)."""
+    from bandexa_gym.grid.store import run_digest
+
+    meta = dict(meta)
+    meta.pop("digest", None)
+    if digest:
+        meta["digest"] = run_digest(meta, arrays)
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+
+
+def test_damaged_or_edited_run_files_are_run_again_and_never_tabled(tmp_path: Path) -> None:
+    job = Job(**{**JOB.__dict__, "horizon": 200})
+    store = RunStore(tmp_path)
+    path = store.write(execute_job(job))
+    good = path.read_bytes()
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]))
+        curves = {name: data[name] for name in ("rewards", "regrets")}
+    assert meta["digest"] and store.read(path).ok
+
+    def unreadable(match: str) -> None:
+        with pytest.raises(RunFileError, match=match):
+            store.read(path)
+        plan = store.plan_resume([job])
+        assert plan.todo == [0] and not plan.done and plan.unreadable[0][0] == path
+
+    path.write_bytes(good[:2000])  # truncate -s 2000: was a zipfile.BadZipFile traceback
+    unreadable("is not a readable run file")
+    path.write_bytes(good[: len(good) // 2])
+    unreadable("is not a readable run file")
+    short = {name: curve[:3] for name, curve in curves.items()}  # horizon 3, config says 200
+    _rewrite(path, meta, short, digest=False)
+    unreadable("does not match its digest")
+    _rewrite(path, meta, short, digest=True)
+    unreadable("the config asks for 200 float64 rounds")
+    nan = {**curves, "regrets": np.full(200, np.nan)}
+    _rewrite(path, meta, nan, digest=False)
+    unreadable("does not match its digest")
+    _rewrite(path, meta, nan, digest=True)
+    unreadable("regrets holds values that are not finite")
+    edited = {**meta, "summary": {**meta["summary"], "cumulative_regret": 0.0}}
+    _rewrite(path, edited, curves, digest=False)
+    unreadable("does not match its digest")
+    # Files of format 1 (no digest; agents seeded with the env's seed) are run again too.
+    _rewrite(path, {**meta, "version": 1}, curves, digest=False)
+    unreadable("older bandexa-gym")
+    path.write_bytes(good)
+    assert store.plan_resume([job]).done[0].ok
