@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -718,7 +719,8 @@ def test_runner_options_travel_in_the_job_and_skip_sb3(
         {
             "delay": "uniform:1:5",
             "feedback_batch": None,
-            "log": logs.resolve() / "Bandexa-Synthetic-v0__uniform__seed0",
+            # written beside the run's log folder, moved into it when the run ends
+            "log": logs.resolve() / ".Bandexa-Synthetic-v0__uniform__seed0.partial",
         }
     ]
     stdout = capsys.readouterr().out
@@ -764,6 +766,53 @@ def test_delayed_batched_and_logged_runs_end_to_end(tmp_path: Path) -> None:
     for name in ("geo", "batch"):
         curves = _curves(tmp_path / name)
         assert len(curves) == 2 and all(len(r) == 40 for r, _ in curves.values())
+
+
+def test_a_logged_grid_resumes_after_a_kill_and_overwrite_keeps_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    from bandexa_gym.logs import read_log
+
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    grid = ["--agents", "uniform", "linear_ts", "--seeds", "0", "1", "--horizon", "30"]
+    argv = [*grid, "--out", str(out), "--log", str(logs)]
+    assert main(argv) == 0
+    store = RunStore(out)
+    whole = _curves(out)
+    killed = Job("Bandexa/Synthetic-v0", "linear_ts", 1, 30, log_dir=str(logs.resolve()))
+    complete_log = read_log(killed.log_path)
+    # What a SIGKILL half-way through that run leaves: no run file, and a partial log (in the
+    # run's log folder, as older versions wrote it, and in its hidden partial folder).
+    store.path(killed).unlink()
+    env = gym.make(killed.env_id)
+    agent = bandexa_gym.agents.make_agent("uniform", env, seed=0)
+    bench.run(agent, env, 12, seed=1, log=killed.partial_log_path)
+    shutil.rmtree(killed.log_path)
+    shutil.copytree(killed.partial_log_path, killed.log_path)
+    kept = {p.name: p.read_bytes() for p in store.folder.glob("*.npz")}
+    capsys.readouterr()
+
+    assert main([*argv, "--resume"]) == 0  # was: exit 1, "FileExistsError: ... holds a log"
+    assert "--log: 1 run(s) that run again restart their log" in capsys.readouterr().err
+    assert _curves(out) == whole
+    assert {name: (store.folder / name).read_bytes() for name in kept} == kept
+    log = read_log(killed.log_path)
+    assert len(log) == 30 and not killed.partial_log_path.exists()
+    np.testing.assert_array_equal(log.reward, complete_log.reward)
+
+    # --overwrite runs everything again: every run file stays a finished run (it turned the
+    # good runs into failed records when their logs were in the way).
+    assert main([*argv, "--overwrite"]) == 0
+    assert all(store.read(p).ok for p in store.folder.glob("*.npz")) and _curves(out) == whole
+    assert sorted(p.name for p in logs.iterdir()) == sorted(
+        f"Bandexa-Synthetic-v0__{a}__seed{s}" for a in ("uniform", "linear_ts") for s in (0, 1)
+    )
+    # A new grid writing into the same --log is refused before anything runs.
+    with pytest.raises(SystemExit) as excinfo:
+        main([*grid, "--out", str(tmp_path / "other"), "--log", str(logs)])
+    assert excinfo.value.code == 2
+    assert "already holds 4 log(s) of this grid" in capsys.readouterr().err
 
 
 def test_resume_runs_truncated_and_edited_run_files_again(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
+from bandexa_gym.agents import make_agent
 from bandexa_gym.grid import (
     ConfigConflictError,
     ExistingRunsError,
@@ -70,8 +73,9 @@ def test_runner_options_are_passed_only_when_set() -> None:
     assert job.runner_options() == {
         "delay": "fixed:2",
         "feedback_batch": 4,
-        "log": Path("/x") / job.run_name,
+        "log": Path("/x") / f".{job.run_name}.partial",  # moved to log_path when it ends
     }
+    assert job.log_path == Path("/x") / job.run_name
 
 
 def test_progress_ticks_do_not_change_a_run() -> None:
@@ -395,3 +399,52 @@ def test_damaged_or_edited_run_files_are_run_again_and_never_tabled(tmp_path: Pa
     unreadable("older bandexa-gym")
     path.write_bytes(good)
     assert store.plan_resume([job]).done[0].ok
+
+
+# -- logged runs: a run's log restarts with it and is published when it ends ------------------
+def test_a_killed_runs_log_restarts_with_the_run_and_appears_only_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("pyarrow")
+    from bandexa_gym.logs import read_log
+    from bandexa_gym.runner import run
+
+    job = Job(**{**JOB.__dict__, "horizon": 40, "log_dir": str(tmp_path)})
+    assert job.log_path == tmp_path / job.run_name
+    # What a SIGKILL half-way leaves: a partial log of 15 rounds in the run's partial folder
+    # (with a half-written temporary part) and, as older versions wrote it, in its log folder.
+    env = gym.make(job.env_id, **job.env_kwargs)
+    run(make_agent("uniform", env, seed=0), env, 15, seed=job.seed, log=job.partial_log_path)
+    (job.partial_log_path / ".part-000001-abcd.parquet.0123.tmp").write_bytes(b"PAR1 half")
+    shutil.copytree(job.partial_log_path, job.log_path)
+    assert len(read_log(job.log_path)) == 15
+
+    result = run_job(job)  # was: FileExistsError: ... already holds a log
+    log = read_log(job.log_path)
+    assert len(log) == 40 and not job.partial_log_path.exists()
+    np.testing.assert_array_equal(log.reward, result.rewards)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job.run_name]
+
+    # A run that fails leaves the previous log as it was and no partial folder.
+    before = {p.name: p.read_bytes() for p in job.log_path.iterdir()}
+    failing = Job(**{**job.__dict__, "agent_kwargs": {"no_such_option": 1}})
+    assert not execute_job(failing).ok
+    assert {p.name: p.read_bytes() for p in job.log_path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job.run_name]
+
+
+def test_plan_grid_runs_over_a_log_only_with_resume_or_overwrite(tmp_path: Path) -> None:
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    jobs = [Job(**{**JOB.__dict__, "seed": s, "log_dir": str(logs)}) for s in (0, 1)]
+    (logs / jobs[1].run_name).mkdir(parents=True)
+    assert plan_grid(jobs, out).replaced_logs == []  # an empty folder is in no one's way
+    (logs / jobs[1].run_name / "part-000000-abcd.parquet").write_bytes(b"x")
+    for where in (out, None):
+        with pytest.raises(ExistingRunsError, match="already holds 1 log"):
+            plan_grid(jobs, where)
+    RunStore(out).write(execute_job(jobs[0]))
+    plan = plan_grid(jobs, out, resume=True)
+    assert list(plan.done) == [0] and plan.todo == [1]
+    assert plan.replaced_logs == [logs / jobs[1].run_name]
+    plan = plan_grid(jobs, out, overwrite=True)  # seed 0's run wrote its log too
+    assert plan.todo == [0, 1] and plan.replaced_logs == [logs / j.run_name for j in jobs]

@@ -6,14 +6,23 @@ A :class:`Job` is one (problem, agent, seed) run with everything that shapes its
 :class:`RunRecord` that says ``"failed"`` and carries the error, so one bad run does not
 take a grid down. Both are plain functions of picklable arguments, so worker processes and
 Ray tasks run exactly what an in-process loop runs.
+
+A job with a ``log_dir`` writes its decision log to a hidden partial folder beside its log
+folder (``.<run name>.partial``) and moves it into place (``<run name>``) only when the run
+finishes; a partial folder left by a killed run is removed when the run starts again. So
+``<log_dir>/<run name>`` always holds the whole log of a finished run (or nothing), and a
+run that is run again (``--resume``, ``--overwrite``) restarts its log with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import random
 import re
+import shutil
 import time
 import traceback
 import warnings
@@ -27,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from bandexa_gym._atomic import fsync_dir
 from bandexa_gym.agents.base import PerformanceHint, make_agent
 from bandexa_gym.runner import RunResult, run
 
@@ -83,8 +93,8 @@ class Job:
             ``"uniform:LO:HI"``), passed to the runner as ``delay=``; None for none.
         feedback_batch: Rewards delivered in batches of this many, passed to the runner as
             ``feedback_batch=``; None for immediate feedback.
-        log_dir: Write this run's decision log under ``log_dir/<run name>`` (the runner's
-            ``log=``); None for no log.
+        log_dir: Write this run's decision log to ``log_dir/<run name>`` (:attr:`log_path`;
+            see the module docstring); None for no log.
     """
 
     env_id: str
@@ -119,6 +129,17 @@ class Job:
         return f"{problem}__{agent}__seed{self.seed}"
 
     @property
+    def log_path(self) -> Path | None:
+        """The folder of this run's finished decision log, ``log_dir/<run name>``; None
+        without ``log_dir``."""
+        return None if self.log_dir is None else Path(self.log_dir) / self.run_name
+
+    @property
+    def partial_log_path(self) -> Path | None:
+        """Where the log is written while the run plays, ``log_dir/.<run name>.partial``."""
+        return None if self.log_dir is None else Path(self.log_dir) / f".{self.run_name}.partial"
+
+    @property
     def is_sb3(self) -> bool:
         """Whether the agent is a stable-baselines3 baseline (``sb3:*``)."""
         return self.agent.startswith("sb3:")
@@ -139,14 +160,18 @@ class Job:
 
     def runner_options(self) -> dict[str, Any]:
         """The keyword arguments for ``runner.run`` that are set: ``delay``,
-        ``feedback_batch`` and ``log`` (so that a runner without them keeps working)."""
+        ``feedback_batch`` and ``log`` (so that a runner without them keeps working).
+
+        ``log`` is :attr:`partial_log_path`: :func:`run_job` moves it to :attr:`log_path`
+        when the run finishes.
+        """
         options: dict[str, Any] = {}
         if self.delay is not None:
             options["delay"] = self.delay
         if self.feedback_batch is not None:
             options["feedback_batch"] = self.feedback_batch
-        if self.log_dir is not None:
-            options["log"] = Path(self.log_dir) / self.run_name
+        if self.partial_log_path is not None:
+            options["log"] = self.partial_log_path
         return options
 
 
@@ -235,13 +260,49 @@ class RoundTicker(gym.Wrapper):
         return out
 
 
+def _remove_path(path: Path) -> None:
+    """Remove a file, a symlink (not its target) or a folder tree; nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _replaced_log_path(job: Job) -> Path:
+    assert job.log_path is not None
+    return job.log_path.parent / f".{job.run_name}.replaced"
+
+
+def _clear_partial_log(job: Job) -> None:
+    """Remove what a killed run of ``job`` left: its partial log, a half-replaced old one."""
+    if job.partial_log_path is not None:
+        _remove_path(job.partial_log_path)
+        _remove_path(_replaced_log_path(job))
+
+
+def _publish_log(job: Job) -> None:
+    """Move the finished run's partial log to :attr:`Job.log_path`, replacing what is there
+    (a log of an earlier run of the job)."""
+    partial, final = job.partial_log_path, job.log_path
+    if partial is None or final is None or not partial.exists():
+        return
+    old = _replaced_log_path(job)
+    _remove_path(old)
+    if final.exists() or final.is_symlink():
+        os.replace(final, old)
+    os.replace(partial, final)
+    fsync_dir(final.parent)
+    _remove_path(old)
+
+
 def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     """Run one benchmark job in a fresh env and return its measurements.
 
     The global generators are seeded with ``job.seed`` first and torch uses
     ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
     in this process, in a worker or in a Ray task (CPU float results can depend on the
-    thread count).
+    thread count). A run with a log writes it to
+    :attr:`Job.partial_log_path` and moves it to :attr:`Job.log_path` when it finishes.
 
     Args:
         job: What to run.
@@ -254,6 +315,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     threads = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     seed_everything(job.seed)
+    _clear_partial_log(job)
     env = gym.make(job.env_id, **job.env_kwargs)
     if on_rounds is not None:
         env = RoundTicker(env, on_rounds)
@@ -287,6 +349,11 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
                 desc=job.label,
                 **job.runner_options(),
             )
+            _publish_log(job)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the run's own error is the one to report
+            _clear_partial_log(job)
+        raise
     finally:
         env.close()
         torch.set_num_threads(threads)
