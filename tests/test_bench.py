@@ -228,6 +228,62 @@ def test_every_agent_sees_the_same_round_stream(
     assert not np.array_equal(by_seed[3][0]["contexts"][0], by_seed[4][0]["contexts"][0])
 
 
+class _NumpyUniform:
+    """A uniform agent drawing from ``numpy.random.default_rng(seed)``, as a user's might."""
+
+    name = "numpy_uniform"
+
+    def __init__(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: dict[str, Any]) -> int:
+        return int(self.rng.choice(np.flatnonzero(np.asarray(obs["action_mask"]))))
+
+    def observe(self, obs: Any, action: Any, reward: Any) -> None:
+        return None
+
+
+def test_agents_draw_from_a_stream_of_their_own_not_the_envs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bandexa_gym.agents import base
+    from bandexa_gym.runner import agent_seed
+
+    seeds: list[int | None] = []
+
+    def factory(space: Any, *, seed: int | None = None, **kwargs: Any) -> _NumpyUniform:
+        seeds.append(seed)
+        return _NumpyUniform(seed)
+
+    monkeypatch.setitem(base.AGENTS, "numpy_uniform", factory)
+    # A two-row, two-class table: the env draws one integer per round to pick the row.
+    table = {"X": [[0.0], [1.0]], "y": [0, 1]}
+    job = Job("Bandexa/Classification-v0", "numpy_uniform", 0, 400, env_kwargs=table)
+    result = run_job(job)
+    assert seeds == [agent_seed(0)] and agent_seed(0) != 0
+
+    def env_draws() -> np.ndarray:  # the generator env.reset(seed=job.seed) plays from
+        return gym.utils.seeding.np_random(job.seed)[0].random(16)
+
+    # Seeded with the run seed itself, the agent's generator would be the env's stream ...
+    np.testing.assert_array_equal(np.random.default_rng(job.seed).random(16), env_draws())
+    # ... and it guessed every row right (mean reward 1.0); on a stream of its own it is
+    # the uniform agent it is.
+    assert not np.array_equal(np.random.default_rng(seeds[0]).random(16), env_draws())
+    assert 0.35 < result.rewards.mean() < 0.65
+
+
+def test_peers_hand_their_libraries_a_stream_of_their_own() -> None:
+    pytest.importorskip("bayesianbandits")
+    from bandexa_gym.agents import make_agent
+    from bandexa_gym.agents.base import derived_seed
+    from bandexa_gym.agents.peer_base import LIBRARY_STREAM
+
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=3, context_dim=2, action_dim=2)
+    agent = make_agent("peer:bayesianbandits", env, seed=5)
+    assert agent.library_seed() == derived_seed(5, LIBRARY_STREAM) % 2**31 != 5
+
+
 # -- reproducibility and workers ----------------------------------------------------------
 def test_same_command_twice_gives_identical_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -38,7 +38,7 @@ import torch
 
 from bandexa_gym._atomic import fsync_dir
 from bandexa_gym.agents.base import PerformanceHint, make_agent
-from bandexa_gym.runner import RunResult, run
+from bandexa_gym.runner import RunResult, agent_seed, run
 
 __all__ = [
     "JOB_CONFIG_KEYS",
@@ -80,7 +80,8 @@ class Job:
     Attributes:
         env_id: Gymnasium id of a ``Bandexa/*`` env (``module:Id`` imports ``module``).
         agent: A registered agent name or ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN``.
-        seed: Seeds the env's round stream, the agent, and Python/NumPy/torch.
+        seed: The run seed: seeds the env's round stream and Python/NumPy/torch; the agent
+            gets a seed of its own derived from it (:func:`~bandexa_gym.runner.agent_seed`).
         horizon: Rounds to play.
         env_kwargs: Keyword arguments of ``gym.make``.
         agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
@@ -301,7 +302,9 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     The global generators are seeded with ``job.seed`` first and torch uses
     ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
     in this process, in a worker or in a Ray task (CPU float results can depend on the
-    thread count). A run with a log writes it to
+    thread count). The env plays the round stream of ``job.seed``; the agent is seeded
+    with :func:`~bandexa_gym.runner.agent_seed` of it, a stream of its own, so an agent
+    never draws in lockstep with the env. A run with a log writes it to
     :attr:`Job.partial_log_path` and moves it to :attr:`Job.log_path` when it finishes.
 
     Args:
@@ -328,6 +331,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
                 env,
                 job.horizon,
                 seed=job.seed,
+                model_seed=agent_seed(job.seed),
                 device=job.device,
                 progress=job.progress,
                 desc=job.label,
@@ -337,9 +341,8 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
             with warnings.catch_warnings():
                 # job.threads is a deliberate setting: no hint to change the thread count
                 warnings.simplefilter("ignore", PerformanceHint)
-                agent = make_agent(
-                    job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs
-                )
+                seed = agent_seed(job.seed)
+                agent = make_agent(job.agent, env, seed=seed, device=job.device, **job.agent_kwargs)
             result = run(
                 agent,
                 env,
