@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -26,6 +31,7 @@ from bandexa_gym.grid import (
     execute_job,
     output_lock,
     plan_grid,
+    reaper,
     run_grid,
     run_job,
     run_jobs,
@@ -448,3 +454,87 @@ def test_plan_grid_runs_over_a_log_only_with_resume_or_overwrite(tmp_path: Path)
     assert plan.replaced_logs == [logs / jobs[1].run_name]
     plan = plan_grid(jobs, out, overwrite=True)  # seed 0's run wrote its log too
     assert plan.todo == [0, 1] and plan.replaced_logs == [logs / j.run_name for j in jobs]
+
+
+# -- the Ray backend's watchdog -----------------------------------------------------------------
+def _gone(pid: int, start: int, timeout: float = 15.0) -> bool:
+    """Wait (polling) until process ``pid`` of start time ``start`` has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reaper.process_start(pid) != start:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="needs Linux's /proc")
+def test_the_watchdog_ends_its_processes_when_its_pipe_closes() -> None:
+    victim = subprocess.Popen(["sleep", "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (victim_entry,) = reaper.descendants([victim.pid])
+        start = reaper.process_start(bystander.pid)
+        assert start is not None
+        watchdog = reaper.start_reaper()
+        assert watchdog.stdin is not None
+        # The bystander is named with another start time: a pid reused since is never hit.
+        lines = f"{victim.pid} {victim_entry[1]}\n{bystander.pid} {start + 1}\n"
+        watchdog.stdin.write(lines.encode())
+        watchdog.stdin.close()  # what the driver's death (even a SIGKILL) does to the pipe
+        assert victim.wait(timeout=15) == -signal.SIGTERM
+        assert watchdog.wait(timeout=15) == 0
+        assert bystander.poll() is None
+    finally:
+        for process in (victim, bystander):
+            process.kill()
+            process.wait()
+
+
+FAKE_RAY = """
+import subprocess
+_processes = []
+def is_initialized():
+    return bool(_processes)
+def init(**options):
+    # An "agent" that, like Ray's, outlives the driver that started it.
+    _processes.append(subprocess.Popen(["sleep", "120"], start_new_session=False))
+def shutdown():
+    pass
+"""
+
+DRIVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import ray
+from bandexa_gym.grid.ray_backend import RayBackend
+RayBackend().start()
+print(ray._processes[0].pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="needs Linux's /proc")
+def test_what_a_local_ray_started_ends_after_a_sigkill_of_the_driver(tmp_path: Path) -> None:
+    (tmp_path / "ray.py").write_text(FAKE_RAY)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    pid = None
+    try:
+        assert driver.stdout is not None
+        pid = int(driver.stdout.readline())
+        start = reaper.process_start(pid)
+        assert start is not None
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        assert _gone(pid, start), "a process the Ray backend started outlived the driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        if pid is not None and reaper.process_start(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
