@@ -665,6 +665,12 @@ def _run(
         )
         for path, reason in plan.unreadable:
             note(f"resume: running {path.name} again: {reason}")
+    if plan.replaced_logs:
+        note(
+            f"--log: {len(plan.replaced_logs)} run(s) that run again restart their log, which "
+            f"replaces the one in {plan.replaced_logs[0].parent} when the run finishes "
+            f"(e.g. {plan.replaced_logs[0].name})"
+        )
     summaries = None
     if args.out is not None:
         summaries = SummaryWriter(

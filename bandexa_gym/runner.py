@@ -29,14 +29,48 @@ from bandexa_gym.envs.wrappers import RegretMonitor
 Observation = Mapping[str, Any]
 
 __all__ = [
+    "AGENT_STREAM",
+    "DELAY_STREAM",
     "RunResult",
+    "agent_seed",
     "check_horizon",
     "find_monitor",
     "measure",
     "monitored",
     "progress_bar",
     "run",
+    "stream_seed",
 ]
+
+
+AGENT_STREAM = 0
+"""The child of ``SeedSequence(run seed)`` that seeds the agent (:func:`agent_seed`)."""
+DELAY_STREAM = 1
+"""The child of ``SeedSequence(run seed)`` that draws the delays of :func:`run`."""
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A seed in [0, 2**32) for child ``stream`` of ``numpy.random.SeedSequence(seed)``.
+
+    The env's generator is ``PCG64(SeedSequence(seed))`` (Gymnasium's ``reset(seed=seed)``,
+    and ``numpy.random.default_rng(seed)`` alike); a spawned child of that sequence gives an
+    independent stream, so whatever is seeded from it never draws in lockstep with the env.
+    32 bits, because some libraries take no more (NumPy's legacy seeding, which SB3 uses).
+    """
+    child = np.random.SeedSequence(int(seed)).spawn(stream + 1)[stream]
+    return int(child.generate_state(1, dtype=np.uint32)[0])
+
+
+def agent_seed(seed: int) -> int:
+    """The agent's seed for run seed ``seed``: its own stream, never the env's.
+
+    ``bandexa-bench`` builds every agent (and SB3 model) with it while the env plays
+    ``reset(seed=seed)``. Build an agent for :func:`run` the same way::
+
+        agent = make_agent("linear_ts", env, seed=agent_seed(0))
+        result = run(agent, env, 2000, seed=0)
+    """
+    return stream_seed(seed, AGENT_STREAM)
 
 
 @dataclass
@@ -104,7 +138,9 @@ def run(
         agent: Any :class:`~bandexa_gym.agents.Agent`.
         env: A ``Bandexa/*`` env, or a Gymnasium vector env over one.
         horizon: Number of rounds (decisions) to play, >= 1.
-        seed: Seeds the env's round stream (the agent keeps its own seed) and the delays.
+        seed: Seeds the env's round stream (the agent keeps its own seed: build it with
+            ``seed=agent_seed(seed)`` to give it a stream of its own) and, through a stream
+            of their own (:data:`DELAY_STREAM`), the delays.
         progress: Show a tqdm progress bar.
         desc: Label of the progress bar.
         delay: A :class:`~bandexa_gym.delays.DelayModel` or its text form
@@ -176,7 +212,9 @@ class _Feedback:
 
     def __init__(self, agent: Agent, delay: DelayModel | None, batch: int, seed: int | None):
         self.agent, self.delay, self.batch = agent, delay, batch
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(
+            None if seed is None else stream_seed(seed, DELAY_STREAM)
+        )  # not default_rng(seed): that is the env's own stream
         self.queued: list[tuple[Observation, int, float, Any]] = []  # rounds not yet learned
         self.heap: list[tuple[int, int, Any, float]] = []  # (release round, t, id, reward)
 

@@ -16,11 +16,12 @@ baseline can play a masked row and is charged its regret. ``sb3c:MaskablePPO`` (
 extra ``[rl]``) is PPO that reads the env's ``action_masks()`` (the current round's mask,
 forwarded through the wrappers) before every action and never plays a masked row.
 
-Seeding: the model is built with ``seed=seed``, which seeds Python, NumPy and torch, the
-action space, and the ``DummyVecEnv``, whose first ``reset`` inside ``learn`` then calls
-``env.reset(seed=seed)``: the round stream is exactly the one ``bench.run(..., seed=seed)``
-plays. Later resets (only after a ``max_episode_steps`` truncation) are unseeded and
-continue the stream, as in ``bench.run``.
+Seeding: the model is built with ``seed=model_seed`` (default ``seed``; ``bandexa-bench``
+passes :func:`~bandexa_gym.runner.agent_seed` of the run seed), which seeds Python, NumPy
+and torch and the action space; the ``DummyVecEnv`` is then seeded with ``seed``, so its
+first ``reset`` inside ``learn`` calls ``env.reset(seed=seed)``: the round stream is
+exactly the one ``bench.run(..., seed=seed)`` plays. Later resets (only after a
+``max_episode_steps`` truncation) are unseeded and continue the stream, as in ``bench.run``.
 
 Example:
     >>> import gymnasium as gym
@@ -263,6 +264,7 @@ def run_sb3(
     horizon: int,
     *,
     seed: int | None = None,
+    model_seed: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
     desc: str | None = None,
@@ -278,7 +280,10 @@ def run_sb3(
         algo: ``"PPO"``, ``"A2C"``, ``"DQN"`` or ``"MaskablePPO"`` (or a benchmark name).
         env: A ``Bandexa/*`` env; it is wrapped in ``RegretMonitor`` unless it already is.
         horizon: Number of rounds, >= 1.
-        seed: Seeds the round stream (the env's first reset) and SB3's generators.
+        seed: Seeds the round stream (the env's first reset) and, without ``model_seed``,
+            SB3's generators.
+        model_seed: Seeds SB3's generators (its exploration) on a stream other than the
+            env's; None: ``seed``.
         device: Torch device of the policy.
         progress: Show a tqdm progress bar.
         desc: Label of the progress bar.
@@ -295,10 +300,12 @@ def run_sb3(
     check_horizon(horizon)
     algo = sb3_algorithm(algo)
     env = monitored(env)
-    model = make_sb3_model(algo, env, seed=seed, device=device, horizon=horizon, **overrides)
-    # The model's constructor already handed the seed to its DummyVecEnv; say it again
+    if model_seed is None:
+        model_seed = seed
+    model = make_sb3_model(algo, env, seed=model_seed, device=device, horizon=horizon, **overrides)
+    # The model's constructor handed its seed to its DummyVecEnv; give it the run's seed
     # right before learn, whose first reset() passes it on as env.reset(seed=seed).
-    if seed is not None:
+    if seed is not None or model_seed is not None:
         model.get_env().seed(seed)
 
     def play(env: gym.Env, bar: tqdm) -> None:

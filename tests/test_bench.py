@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -225,6 +226,62 @@ def test_every_agent_sees_the_same_round_stream(
                 np.stack(log["candidates"]), np.stack(reference["candidates"])
             )
     assert not np.array_equal(by_seed[3][0]["contexts"][0], by_seed[4][0]["contexts"][0])
+
+
+class _NumpyUniform:
+    """A uniform agent drawing from ``numpy.random.default_rng(seed)``, as a user's might."""
+
+    name = "numpy_uniform"
+
+    def __init__(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: dict[str, Any]) -> int:
+        return int(self.rng.choice(np.flatnonzero(np.asarray(obs["action_mask"]))))
+
+    def observe(self, obs: Any, action: Any, reward: Any) -> None:
+        return None
+
+
+def test_agents_draw_from_a_stream_of_their_own_not_the_envs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bandexa_gym.agents import base
+    from bandexa_gym.runner import agent_seed
+
+    seeds: list[int | None] = []
+
+    def factory(space: Any, *, seed: int | None = None, **kwargs: Any) -> _NumpyUniform:
+        seeds.append(seed)
+        return _NumpyUniform(seed)
+
+    monkeypatch.setitem(base.AGENTS, "numpy_uniform", factory)
+    # A two-row, two-class table: the env draws one integer per round to pick the row.
+    table = {"X": [[0.0], [1.0]], "y": [0, 1]}
+    job = Job("Bandexa/Classification-v0", "numpy_uniform", 0, 400, env_kwargs=table)
+    result = run_job(job)
+    assert seeds == [agent_seed(0)] and agent_seed(0) != 0
+
+    def env_draws() -> np.ndarray:  # the generator env.reset(seed=job.seed) plays from
+        return gym.utils.seeding.np_random(job.seed)[0].random(16)
+
+    # Seeded with the run seed itself, the agent's generator would be the env's stream ...
+    np.testing.assert_array_equal(np.random.default_rng(job.seed).random(16), env_draws())
+    # ... and it guessed every row right (mean reward 1.0); on a stream of its own it is
+    # the uniform agent it is.
+    assert not np.array_equal(np.random.default_rng(seeds[0]).random(16), env_draws())
+    assert 0.35 < result.rewards.mean() < 0.65
+
+
+def test_peers_hand_their_libraries_a_stream_of_their_own() -> None:
+    pytest.importorskip("bayesianbandits")
+    from bandexa_gym.agents import make_agent
+    from bandexa_gym.agents.base import derived_seed
+    from bandexa_gym.agents.peer_base import LIBRARY_STREAM
+
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=3, context_dim=2, action_dim=2)
+    agent = make_agent("peer:bayesianbandits", env, seed=5)
+    assert agent.library_seed() == derived_seed(5, LIBRARY_STREAM) % 2**31 != 5
 
 
 # -- reproducibility and workers ----------------------------------------------------------
@@ -718,7 +775,8 @@ def test_runner_options_travel_in_the_job_and_skip_sb3(
         {
             "delay": "uniform:1:5",
             "feedback_batch": None,
-            "log": logs.resolve() / "Bandexa-Synthetic-v0__uniform__seed0",
+            # written beside the run's log folder, moved into it when the run ends
+            "log": logs.resolve() / ".Bandexa-Synthetic-v0__uniform__seed0.partial",
         }
     ]
     stdout = capsys.readouterr().out
@@ -764,6 +822,74 @@ def test_delayed_batched_and_logged_runs_end_to_end(tmp_path: Path) -> None:
     for name in ("geo", "batch"):
         curves = _curves(tmp_path / name)
         assert len(curves) == 2 and all(len(r) == 40 for r, _ in curves.values())
+
+
+def test_a_logged_grid_resumes_after_a_kill_and_overwrite_keeps_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    from bandexa_gym.logs import read_log
+
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    grid = ["--agents", "uniform", "linear_ts", "--seeds", "0", "1", "--horizon", "30"]
+    argv = [*grid, "--out", str(out), "--log", str(logs)]
+    assert main(argv) == 0
+    store = RunStore(out)
+    whole = _curves(out)
+    killed = Job("Bandexa/Synthetic-v0", "linear_ts", 1, 30, log_dir=str(logs.resolve()))
+    complete_log = read_log(killed.log_path)
+    # What a SIGKILL half-way through that run leaves: no run file, and a partial log (in the
+    # run's log folder, as older versions wrote it, and in its hidden partial folder).
+    store.path(killed).unlink()
+    env = gym.make(killed.env_id)
+    agent = bandexa_gym.agents.make_agent("uniform", env, seed=0)
+    bench.run(agent, env, 12, seed=1, log=killed.partial_log_path)
+    shutil.rmtree(killed.log_path)
+    shutil.copytree(killed.partial_log_path, killed.log_path)
+    kept = {p.name: p.read_bytes() for p in store.folder.glob("*.npz")}
+    capsys.readouterr()
+
+    assert main([*argv, "--resume"]) == 0  # was: exit 1, "FileExistsError: ... holds a log"
+    assert "--log: 1 run(s) that run again restart their log" in capsys.readouterr().err
+    assert _curves(out) == whole
+    assert {name: (store.folder / name).read_bytes() for name in kept} == kept
+    log = read_log(killed.log_path)
+    assert len(log) == 30 and not killed.partial_log_path.exists()
+    np.testing.assert_array_equal(log.reward, complete_log.reward)
+
+    # --overwrite runs everything again: every run file stays a finished run (it turned the
+    # good runs into failed records when their logs were in the way).
+    assert main([*argv, "--overwrite"]) == 0
+    assert all(store.read(p).ok for p in store.folder.glob("*.npz")) and _curves(out) == whole
+    assert sorted(p.name for p in logs.iterdir()) == sorted(
+        f"Bandexa-Synthetic-v0__{a}__seed{s}" for a in ("uniform", "linear_ts") for s in (0, 1)
+    )
+    # A new grid writing into the same --log is refused before anything runs.
+    with pytest.raises(SystemExit) as excinfo:
+        main([*grid, "--out", str(tmp_path / "other"), "--log", str(logs)])
+    assert excinfo.value.code == 2
+    assert "already holds 4 log(s) of this grid" in capsys.readouterr().err
+
+
+def test_resume_runs_truncated_and_edited_run_files_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["--agents", "uniform", "--num-seeds", "3", "--horizon", "200"]
+    assert main([*argv, "--out", str(out)]) == 0
+    whole = _curves(out)
+    runs = sorted((out / "runs").glob("*.npz"))
+    os.truncate(runs[0], 2000)  # truncate -s 2000: was a zipfile.BadZipFile traceback
+    with np.load(runs[1]) as data:  # three rounds where the config says 200
+        arrays = {name: data[name][:3] if name != "meta" else data[name] for name in data.files}
+    np.savez(runs[1], **arrays)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resume: 1 of 3 runs already finished" in err
+    assert f"resume: running {runs[0].name} again: " in err
+    assert f"resume: running {runs[1].name} again: " in err and "digest" in err
+    assert _curves(out) == whole
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
+from bandexa_gym.agents import make_agent
 from bandexa_gym.grid import (
     ConfigConflictError,
     ExistingRunsError,
@@ -23,6 +31,7 @@ from bandexa_gym.grid import (
     execute_job,
     output_lock,
     plan_grid,
+    reaper,
     run_grid,
     run_job,
     run_jobs,
@@ -70,8 +79,9 @@ def test_runner_options_are_passed_only_when_set() -> None:
     assert job.runner_options() == {
         "delay": "fixed:2",
         "feedback_batch": 4,
-        "log": Path("/x") / job.run_name,
+        "log": Path("/x") / f".{job.run_name}.partial",  # moved to log_path when it ends
     }
+    assert job.log_path == Path("/x") / job.run_name
 
 
 def test_progress_ticks_do_not_change_a_run() -> None:
@@ -343,3 +353,188 @@ def test_preflight_reports_an_agent_a_problem_skips_with_its_reason() -> None:
     problems = [Problem("small", "Bandexa/Synthetic-v0", 10, {"n_arms": 3}, {"linear_ts": "why"})]
     found = preflight(problems, ["uniform", "linear_ts"], {})
     assert found.not_applicable == {("small", "linear_ts"): "why"}
+
+
+# -- damaged, edited and old run files (--resume runs them again) ------------------------------
+def _rewrite(path: Path, meta: dict, arrays: dict[str, np.ndarray], digest: bool) -> None:
+    """Write a run file by hand, with a matching digest when ``digest`` (a careful forger)."""
+    from bandexa_gym.grid.store import run_digest
+
+    meta = dict(meta)
+    meta.pop("digest", None)
+    if digest:
+        meta["digest"] = run_digest(meta, arrays)
+    np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+
+
+def test_damaged_or_edited_run_files_are_run_again_and_never_tabled(tmp_path: Path) -> None:
+    job = Job(**{**JOB.__dict__, "horizon": 200})
+    store = RunStore(tmp_path)
+    path = store.write(execute_job(job))
+    good = path.read_bytes()
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]))
+        curves = {name: data[name] for name in ("rewards", "regrets")}
+    assert meta["digest"] and store.read(path).ok
+
+    def unreadable(match: str) -> None:
+        with pytest.raises(RunFileError, match=match):
+            store.read(path)
+        plan = store.plan_resume([job])
+        assert plan.todo == [0] and not plan.done and plan.unreadable[0][0] == path
+
+    path.write_bytes(good[:2000])  # truncate -s 2000: was a zipfile.BadZipFile traceback
+    unreadable("is not a readable run file")
+    path.write_bytes(good[: len(good) // 2])
+    unreadable("is not a readable run file")
+    short = {name: curve[:3] for name, curve in curves.items()}  # horizon 3, config says 200
+    _rewrite(path, meta, short, digest=False)
+    unreadable("does not match its digest")
+    _rewrite(path, meta, short, digest=True)
+    unreadable("the config asks for 200 float64 rounds")
+    nan = {**curves, "regrets": np.full(200, np.nan)}
+    _rewrite(path, meta, nan, digest=False)
+    unreadable("does not match its digest")
+    _rewrite(path, meta, nan, digest=True)
+    unreadable("regrets holds values that are not finite")
+    edited = {**meta, "summary": {**meta["summary"], "cumulative_regret": 0.0}}
+    _rewrite(path, edited, curves, digest=False)
+    unreadable("does not match its digest")
+    # Files of format 1 (no digest; agents seeded with the env's seed) are run again too.
+    _rewrite(path, {**meta, "version": 1}, curves, digest=False)
+    unreadable("older bandexa-gym")
+    path.write_bytes(good)
+    assert store.plan_resume([job]).done[0].ok
+
+
+# -- logged runs: a run's log restarts with it and is published when it ends ------------------
+def test_a_killed_runs_log_restarts_with_the_run_and_appears_only_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("pyarrow")
+    from bandexa_gym.logs import read_log
+    from bandexa_gym.runner import run
+
+    job = Job(**{**JOB.__dict__, "horizon": 40, "log_dir": str(tmp_path)})
+    assert job.log_path == tmp_path / job.run_name
+    # What a SIGKILL half-way leaves: a partial log of 15 rounds in the run's partial folder
+    # (with a half-written temporary part) and, as older versions wrote it, in its log folder.
+    env = gym.make(job.env_id, **job.env_kwargs)
+    run(make_agent("uniform", env, seed=0), env, 15, seed=job.seed, log=job.partial_log_path)
+    (job.partial_log_path / ".part-000001-abcd.parquet.0123.tmp").write_bytes(b"PAR1 half")
+    shutil.copytree(job.partial_log_path, job.log_path)
+    assert len(read_log(job.log_path)) == 15
+
+    result = run_job(job)  # was: FileExistsError: ... already holds a log
+    log = read_log(job.log_path)
+    assert len(log) == 40 and not job.partial_log_path.exists()
+    np.testing.assert_array_equal(log.reward, result.rewards)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job.run_name]
+
+    # A run that fails leaves the previous log as it was and no partial folder.
+    before = {p.name: p.read_bytes() for p in job.log_path.iterdir()}
+    failing = Job(**{**job.__dict__, "agent_kwargs": {"no_such_option": 1}})
+    assert not execute_job(failing).ok
+    assert {p.name: p.read_bytes() for p in job.log_path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job.run_name]
+
+
+def test_plan_grid_runs_over_a_log_only_with_resume_or_overwrite(tmp_path: Path) -> None:
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    jobs = [Job(**{**JOB.__dict__, "seed": s, "log_dir": str(logs)}) for s in (0, 1)]
+    (logs / jobs[1].run_name).mkdir(parents=True)
+    assert plan_grid(jobs, out).replaced_logs == []  # an empty folder is in no one's way
+    (logs / jobs[1].run_name / "part-000000-abcd.parquet").write_bytes(b"x")
+    for where in (out, None):
+        with pytest.raises(ExistingRunsError, match="already holds 1 log"):
+            plan_grid(jobs, where)
+    RunStore(out).write(execute_job(jobs[0]))
+    plan = plan_grid(jobs, out, resume=True)
+    assert list(plan.done) == [0] and plan.todo == [1]
+    assert plan.replaced_logs == [logs / jobs[1].run_name]
+    plan = plan_grid(jobs, out, overwrite=True)  # seed 0's run wrote its log too
+    assert plan.todo == [0, 1] and plan.replaced_logs == [logs / j.run_name for j in jobs]
+
+
+# -- the Ray backend's watchdog -----------------------------------------------------------------
+def _gone(pid: int, start: int, timeout: float = 15.0) -> bool:
+    """Wait (polling) until process ``pid`` of start time ``start`` has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reaper.process_start(pid) != start:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="needs Linux's /proc")
+def test_the_watchdog_ends_its_processes_when_its_pipe_closes() -> None:
+    victim = subprocess.Popen(["sleep", "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (victim_entry,) = reaper.descendants([victim.pid])
+        start = reaper.process_start(bystander.pid)
+        assert start is not None
+        watchdog = reaper.start_reaper()
+        assert watchdog.stdin is not None
+        # The bystander is named with another start time: a pid reused since is never hit.
+        lines = f"{victim.pid} {victim_entry[1]}\n{bystander.pid} {start + 1}\n"
+        watchdog.stdin.write(lines.encode())
+        watchdog.stdin.close()  # what the driver's death (even a SIGKILL) does to the pipe
+        assert victim.wait(timeout=15) == -signal.SIGTERM
+        assert watchdog.wait(timeout=15) == 0
+        assert bystander.poll() is None
+    finally:
+        for process in (victim, bystander):
+            process.kill()
+            process.wait()
+
+
+FAKE_RAY = """
+import subprocess
+_processes = []
+def is_initialized():
+    return bool(_processes)
+def init(**options):
+    # An "agent" that, like Ray's, outlives the driver that started it.
+    _processes.append(subprocess.Popen(["sleep", "120"], start_new_session=False))
+def shutdown():
+    pass
+"""
+
+DRIVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import ray
+from bandexa_gym.grid.ray_backend import RayBackend
+RayBackend().start()
+print(ray._processes[0].pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="needs Linux's /proc")
+def test_what_a_local_ray_started_ends_after_a_sigkill_of_the_driver(tmp_path: Path) -> None:
+    (tmp_path / "ray.py").write_text(FAKE_RAY)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    pid = None
+    try:
+        assert driver.stdout is not None
+        pid = int(driver.stdout.readline())
+        start = reaper.process_start(pid)
+        assert start is not None
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        assert _gone(pid, start), "a process the Ray backend started outlived the driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        if pid is not None and reaper.process_start(pid) is not None:
+            os.kill(pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ import torch
 import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import LinearTS, make_agent
 from bandexa_gym.delays import DelayModel, parse_delay
-from bandexa_gym.runner import run
+from bandexa_gym.runner import DELAY_STREAM, run, stream_seed
 
 NEURAL = {"train_every": 10, "optimizer_steps": 3}
 
@@ -63,7 +63,9 @@ def test_every_decision_is_fed_back_once_in_release_order(delay: str) -> None:
     assert sorted(agent.fed) == list(range(horizon)) and agent.pending == 0
     assert agent.rounds == horizon
     # The order the delay model releases them: by release round, then by decision round.
-    draws = parse_delay(delay).draw(np.random.default_rng(4), size=horizon)
+    # Drawn from the run seed's delay stream, not the env's default_rng(4).
+    rng = np.random.default_rng(stream_seed(4, DELAY_STREAM))
+    draws = parse_delay(delay).draw(rng, size=horizon)
     heap = [(t + int(d) + 1, t) for t, d in enumerate(draws)]
     heapq.heapify(heap)
     assert agent.fed == [heapq.heappop(heap)[1] for _ in range(horizon)]
@@ -129,3 +131,23 @@ def test_logging_propensities_leaves_no_decision_pending(tmp_path, batch: int) -
     np.testing.assert_array_equal(a.rewards, b.rewards)
     for key, value in _state(plain).items():
         assert torch.equal(value, _state(logged)[key]), key
+
+
+def test_delays_draw_from_a_stream_of_their_own() -> None:
+    from dataclasses import dataclass
+
+    firsts: list[float] = []
+
+    @dataclass(frozen=True)
+    class Recording(DelayModel):
+        def draw(self, rng: np.random.Generator, size: int | None = None) -> int:
+            if not firsts:
+                firsts.append(float(rng.random()))
+            return 0
+
+    env = _env()
+    run(_agent("uniform", env), env, 5, seed=3, delay=Recording("fixed"))
+    # default_rng(3), what the delays drew from, is the stream env.reset(seed=3) plays.
+    env_stream = gym.utils.seeding.np_random(3)[0]
+    assert np.random.default_rng(3).random() == env_stream.random()
+    assert firsts and firsts[0] != np.random.default_rng(3).random()

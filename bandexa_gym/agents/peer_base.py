@@ -28,9 +28,11 @@ from bandexa_gym.agents.base import (
     NotApplicableError,
     Observation,
     Observations,
+    derived_seed,
 )
 
 __all__ = [
+    "LIBRARY_STREAM",
     "PEERS_EXTRA",
     "FixedArms",
     "PeerAgent",
@@ -41,6 +43,10 @@ __all__ = [
 
 PEERS_EXTRA = 'pip install "bandexa-gym[peers]"'
 """The command that installs every peer library."""
+
+LIBRARY_STREAM = 5
+"""The ``derived_seed`` stream of the seed a peer hands its library (streams 0-2 seed the
+agent's own generators)."""
 
 _NO_SAVE = (
     "the library keeps its model in its own objects, which only pickle can store; "
@@ -178,10 +184,12 @@ class PeerAgent(Agent):
         self._threadpools: Any = None
 
     def library_seed(self) -> int:
-        """The seed handed to the library: the agent's seed, or a fresh one drawn from the
-        (then nondeterministic) agent generator when the agent has no seed."""
+        """The seed handed to the library, in [0, 2**31): a stream of the agent's seed of its
+        own (``derived_seed(seed, LIBRARY_STREAM)``, never the seed itself, whose NumPy
+        stream ``default_rng(seed)`` is an env's ``np_random`` for ``reset(seed=seed)``), or
+        a fresh one drawn from the (then nondeterministic) agent generator without a seed."""
         if self.seed is not None:
-            return self.seed
+            return derived_seed(self.seed, LIBRARY_STREAM) % 2**31
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
     def blas_threads(self) -> contextlib.AbstractContextManager[Any]:

@@ -89,6 +89,9 @@ class GridPlan:
         failed_before: Indices in ``todo`` whose file recorded a failed run (run again).
         unreadable: Run files that could not be read, with why (run again).
         removed: Run files deleted by ``overwrite``.
+        replaced_logs: Log folders of jobs in ``todo`` that already hold something (a
+            partial log of an interrupted run, or the log of a run now run again): each is
+            replaced by the new log when its run finishes (``resume`` or ``overwrite``).
     """
 
     jobs: list[Job]
@@ -97,6 +100,7 @@ class GridPlan:
     failed_before: list[int] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     removed: int = 0
+    replaced_logs: list[Path] = field(default_factory=list)
 
 
 def plan_grid(
@@ -108,12 +112,15 @@ def plan_grid(
         jobs: The grid, in table order (their run names must be unique).
         out: The output folder, or None to keep nothing.
         resume: Keep the finished runs whose file holds the same job config; run the rest
-            (failed runs are run again).
-        overwrite: Delete the grid's existing run files and run everything.
+            (failed runs are run again, and so are their logs).
+        overwrite: Delete the grid's existing run files and run everything (each log is
+            replaced when its run finishes).
 
     Raises:
         ValueError: Two jobs share a run name, or ``resume`` with ``overwrite``.
-        ExistingRunsError: ``out`` holds run files of these jobs and neither flag is set.
+        ExistingRunsError: ``out`` holds run files of these jobs, or a job's log folder
+            (:attr:`~bandexa_gym.grid.jobs.Job.log_path`) holds something, and neither
+            flag is set.
         bandexa_gym.grid.store.ConfigConflictError: ``resume`` and a run file of the same
             name holds a different config.
     """
@@ -129,26 +136,45 @@ def plan_grid(
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
     plan = GridPlan(jobs)
-    if out is None:
-        plan.todo = list(range(len(jobs)))
-        return plan
-    store = RunStore(out)
-    if resume:
+    store = RunStore(out) if out is not None else None
+    if store is not None and resume:
         resumed = store.plan_resume(jobs)
         plan.done, plan.todo = resumed.done, resumed.todo
         plan.failed_before, plan.unreadable = resumed.failed, resumed.unreadable
+    else:
+        plan.todo = list(range(len(jobs)))
+    plan.replaced_logs = [
+        path for i in plan.todo if (path := jobs[i].log_path) is not None and _holds_files(path)
+    ]
+    if resume:
         return plan
-    existing = store.existing(jobs)
+    existing = store.existing(jobs) if store is not None else []
     if existing and not overwrite:
         raise ExistingRunsError(
             f"{out} already holds {len(existing)} run file(s) of this grid "
             f"(e.g. {existing[0].name}); pass --resume to keep them and run the rest, "
             "--overwrite to run everything again, or choose another --out"
         )
-    if overwrite:
+    if plan.replaced_logs and not overwrite:
+        first = plan.replaced_logs[0]
+        choices = "pass --resume or --overwrite (with --out), " if store is not None else ""
+        raise ExistingRunsError(
+            f"the log folder {first.parent} already holds {len(plan.replaced_logs)} log(s) "
+            f"of this grid (e.g. {first.name}); {choices}choose another --log, or remove them"
+        )
+    if store is not None and overwrite:
         plan.removed = store.remove(jobs)
-    plan.todo = list(range(len(jobs)))
     return plan
+
+
+def _holds_files(path: Path) -> bool:
+    """Whether ``path`` is anything but absent or an empty folder."""
+    try:
+        if path.is_dir():
+            return any(path.iterdir())
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return True  # unreadable: treat it as in use
 
 
 @dataclass

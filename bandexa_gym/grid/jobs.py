@@ -6,14 +6,23 @@ A :class:`Job` is one (problem, agent, seed) run with everything that shapes its
 :class:`RunRecord` that says ``"failed"`` and carries the error, so one bad run does not
 take a grid down. Both are plain functions of picklable arguments, so worker processes and
 Ray tasks run exactly what an in-process loop runs.
+
+A job with a ``log_dir`` writes its decision log to a hidden partial folder beside its log
+folder (``.<run name>.partial``) and moves it into place (``<run name>``) only when the run
+finishes; a partial folder left by a killed run is removed when the run starts again. So
+``<log_dir>/<run name>`` always holds the whole log of a finished run (or nothing), and a
+run that is run again (``--resume``, ``--overwrite``) restarts its log with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import random
 import re
+import shutil
 import time
 import traceback
 import warnings
@@ -27,8 +36,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from bandexa_gym._atomic import fsync_dir
 from bandexa_gym.agents.base import PerformanceHint, make_agent
-from bandexa_gym.runner import RunResult, run
+from bandexa_gym.runner import RunResult, agent_seed, run
 
 __all__ = [
     "JOB_CONFIG_KEYS",
@@ -71,7 +81,8 @@ class Job:
         env_id: Gymnasium id of a ``Bandexa/*`` env (``module:Id`` imports ``module``).
         agent: A registered agent name, ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN`` or
             ``sb3c:MaskablePPO``.
-        seed: Seeds the env's round stream, the agent, and Python/NumPy/torch.
+        seed: The run seed: seeds the env's round stream and Python/NumPy/torch; the agent
+            gets a seed of its own derived from it (:func:`~bandexa_gym.runner.agent_seed`).
         horizon: Rounds to play.
         env_kwargs: Keyword arguments of ``gym.make``.
         agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
@@ -84,8 +95,8 @@ class Job:
             ``"uniform:LO:HI"``), passed to the runner as ``delay=``; None for none.
         feedback_batch: Rewards delivered in batches of this many, passed to the runner as
             ``feedback_batch=``; None for immediate feedback.
-        log_dir: Write this run's decision log under ``log_dir/<run name>`` (the runner's
-            ``log=``); None for no log.
+        log_dir: Write this run's decision log to ``log_dir/<run name>`` (:attr:`log_path`;
+            see the module docstring); None for no log.
     """
 
     env_id: str
@@ -120,6 +131,17 @@ class Job:
         return f"{problem}__{agent}__seed{self.seed}"
 
     @property
+    def log_path(self) -> Path | None:
+        """The folder of this run's finished decision log, ``log_dir/<run name>``; None
+        without ``log_dir``."""
+        return None if self.log_dir is None else Path(self.log_dir) / self.run_name
+
+    @property
+    def partial_log_path(self) -> Path | None:
+        """Where the log is written while the run plays, ``log_dir/.<run name>.partial``."""
+        return None if self.log_dir is None else Path(self.log_dir) / f".{self.run_name}.partial"
+
+    @property
     def is_sb3(self) -> bool:
         """Whether the agent is a stable-baselines3 or sb3-contrib baseline (``sb3:*``,
         ``sb3c:*``)."""
@@ -141,14 +163,18 @@ class Job:
 
     def runner_options(self) -> dict[str, Any]:
         """The keyword arguments for ``runner.run`` that are set: ``delay``,
-        ``feedback_batch`` and ``log`` (so that a runner without them keeps working)."""
+        ``feedback_batch`` and ``log`` (so that a runner without them keeps working).
+
+        ``log`` is :attr:`partial_log_path`: :func:`run_job` moves it to :attr:`log_path`
+        when the run finishes.
+        """
         options: dict[str, Any] = {}
         if self.delay is not None:
             options["delay"] = self.delay
         if self.feedback_batch is not None:
             options["feedback_batch"] = self.feedback_batch
-        if self.log_dir is not None:
-            options["log"] = Path(self.log_dir) / self.run_name
+        if self.partial_log_path is not None:
+            options["log"] = self.partial_log_path
         return options
 
 
@@ -237,13 +263,51 @@ class RoundTicker(gym.Wrapper):
         return out
 
 
+def _remove_path(path: Path) -> None:
+    """Remove a file, a symlink (not its target) or a folder tree; nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _replaced_log_path(job: Job) -> Path:
+    assert job.log_path is not None
+    return job.log_path.parent / f".{job.run_name}.replaced"
+
+
+def _clear_partial_log(job: Job) -> None:
+    """Remove what a killed run of ``job`` left: its partial log, a half-replaced old one."""
+    if job.partial_log_path is not None:
+        _remove_path(job.partial_log_path)
+        _remove_path(_replaced_log_path(job))
+
+
+def _publish_log(job: Job) -> None:
+    """Move the finished run's partial log to :attr:`Job.log_path`, replacing what is there
+    (a log of an earlier run of the job)."""
+    partial, final = job.partial_log_path, job.log_path
+    if partial is None or final is None or not partial.exists():
+        return
+    old = _replaced_log_path(job)
+    _remove_path(old)
+    if final.exists() or final.is_symlink():
+        os.replace(final, old)
+    os.replace(partial, final)
+    fsync_dir(final.parent)
+    _remove_path(old)
+
+
 def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     """Run one benchmark job in a fresh env and return its measurements.
 
     The global generators are seeded with ``job.seed`` first and torch uses
     ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
     in this process, in a worker or in a Ray task (CPU float results can depend on the
-    thread count).
+    thread count). The env plays the round stream of ``job.seed``; the agent is seeded
+    with :func:`~bandexa_gym.runner.agent_seed` of it, a stream of its own, so an agent
+    never draws in lockstep with the env. A run with a log writes it to
+    :attr:`Job.partial_log_path` and moves it to :attr:`Job.log_path` when it finishes.
 
     Args:
         job: What to run.
@@ -256,6 +320,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     threads = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     seed_everything(job.seed)
+    _clear_partial_log(job)
     env = gym.make(job.env_id, **job.env_kwargs)
     if on_rounds is not None:
         env = RoundTicker(env, on_rounds)
@@ -268,6 +333,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
                 env,
                 job.horizon,
                 seed=job.seed,
+                model_seed=agent_seed(job.seed),
                 device=job.device,
                 progress=job.progress,
                 desc=job.label,
@@ -277,9 +343,8 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
             with warnings.catch_warnings():
                 # job.threads is a deliberate setting: no hint to change the thread count
                 warnings.simplefilter("ignore", PerformanceHint)
-                agent = make_agent(
-                    job.agent, env, seed=job.seed, device=job.device, **job.agent_kwargs
-                )
+                seed = agent_seed(job.seed)
+                agent = make_agent(job.agent, env, seed=seed, device=job.device, **job.agent_kwargs)
             result = run(
                 agent,
                 env,
@@ -289,6 +354,11 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
                 desc=job.label,
                 **job.runner_options(),
             )
+            _publish_log(job)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the run's own error is the one to report
+            _clear_partial_log(job)
+        raise
     finally:
         env.close()
         torch.set_num_threads(threads)

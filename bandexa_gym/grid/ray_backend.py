@@ -10,19 +10,27 @@ the same jobs give the same rewards and regrets on either backend.
 A local Ray started here is given this process's import path, so its workers import the
 same ``bandexa_gym`` as the grid; on a cluster, install bandexa-gym (and the data the
 problems read) on every node. Ray is optional: ``pip install "bandexa-gym[ray]"``.
+
+A local Ray started here lives exactly as long as the grid: :meth:`RayBackend.run` shuts
+it down when the grid ends or stops (SIGINT, SIGTERM), and on Linux a watchdog
+(:mod:`bandexa_gym.grid.reaper`) ends every process it started once the driver is gone,
+even after a SIGKILL, which Ray's own agents would otherwise outlive by a minute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bandexa_gym.grid import reaper
 from bandexa_gym.grid.base import GridEvents
 from bandexa_gym.grid.jobs import Job, RunRecord, execute_job
 
@@ -33,6 +41,7 @@ RAY_EXTRA = 'pip install "bandexa-gym[ray]"'
 
 _POLL_SECONDS = 0.2
 _PROGRESS_INTERVAL = 0.5
+_FOLLOW_INTERVAL = 5.0  # seconds between looks for new Ray processes (workers)
 
 
 def ray_available() -> bool:
@@ -73,6 +82,14 @@ class _Progress:
         return rounds
 
 
+def _descendants() -> set[int]:
+    """The pids of the processes below this one (empty where ``/proc`` is not there)."""
+    if not reaper.supported():
+        return set()
+    me = os.getpid()
+    return {pid for pid, _ in reaper.descendants([me]) if pid != me}
+
+
 class RayBackend:
     """Runs each job as a Ray task.
 
@@ -104,6 +121,9 @@ class RayBackend:
         self.num_gpus = num_gpus
         self.max_in_flight = max_in_flight
         self._started_here: bool | None = None  # None: not started by start() or run()
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._ray_roots: list[int] = []  # the processes ray.init started here
+        self._followed: set[tuple[int, int]] = set()
 
     def start(self) -> None:
         """Start (or join) Ray now rather than in :meth:`run`; its start-up messages then
@@ -133,6 +153,7 @@ class RayBackend:
             previous = os.environ.get("PYTHONPATH")
             paths = [package_root, *filter(None, (previous or "").split(os.pathsep))]
             os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+            before = _descendants()
             try:
                 ray.init(**options)
             finally:
@@ -140,9 +161,52 @@ class RayBackend:
                     os.environ.pop("PYTHONPATH", None)
                 else:
                     os.environ["PYTHONPATH"] = previous
+            self._watch([pid for pid in _descendants() if pid not in before])
         else:
             ray.init(**options)
         return True
+
+    def _watch(self, roots: list[int]) -> None:
+        """Start the watchdog over the processes ``ray.init`` started (``roots``, and what
+        they start), so that they end with this process however it ends."""
+        if not roots or not reaper.supported():
+            return
+        self._ray_roots = roots
+        self._followed = set()
+        try:
+            self._watchdog = reaper.start_reaper()
+        except OSError:  # no watchdog: Ray's own fate sharing still applies
+            self._watchdog = None
+            return
+        self._follow()
+
+    def _follow(self) -> None:
+        """Tell the watchdog about Ray's processes it does not know yet (new workers)."""
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.stdin is None:
+            return
+        new = [p for p in reaper.descendants(self._ray_roots) if p not in self._followed]
+        if not new:
+            return
+        try:
+            watchdog.stdin.write("".join(f"{pid} {start}\n" for pid, start in new).encode())
+            watchdog.stdin.flush()
+        except OSError:  # the watchdog is gone
+            return
+        self._followed.update(new)
+
+    def _release_watchdog(self) -> None:
+        """Close the watchdog's pipe (it ends what Ray left, if anything) and reap it."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None:
+            return
+        with contextlib.suppress(OSError):
+            watchdog.stdin.close()  # type: ignore[union-attr]
+        try:
+            watchdog.wait(reaper.GRACE_SECONDS + 2.0)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
         """Run the jobs as Ray tasks; see :class:`~bandexa_gym.grid.base.Backend`."""
@@ -157,13 +221,16 @@ class RayBackend:
             if events.progress is not None:
                 progress = ray.remote(num_cpus=0)(_Progress).remote()
             limit = self.max_in_flight or len(jobs)
-            last_poll = time.monotonic()
+            last_poll = last_follow = time.monotonic()
             while not events.stopping and (queue or in_flight):
                 while queue and len(in_flight) < limit:
                     index, job = queue.pop()
                     in_flight[task.remote(job, progress, index)] = (index, job)
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_SECONDS)
                 self._collect(ray, ready, in_flight, events)
+                if self._watchdog is not None and time.monotonic() - last_follow > _FOLLOW_INTERVAL:
+                    last_follow = time.monotonic()
+                    self._follow()
                 if progress is not None and time.monotonic() - last_poll > _PROGRESS_INTERVAL:
                     last_poll = time.monotonic()
                     for index, rounds in ray.get(progress.take.remote()).items():
@@ -177,7 +244,10 @@ class RayBackend:
             if progress is not None:
                 ray.kill(progress)
             if started_here:
-                ray.shutdown()
+                try:
+                    ray.shutdown()
+                finally:
+                    self._release_watchdog()
             sys.stderr.flush()
 
     @staticmethod

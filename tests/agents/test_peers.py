@@ -353,7 +353,9 @@ def test_vw_maps_reward_to_negative_cost() -> None:
             agent.observe(obs, action, 1.0 if action == 1 else -1.0)
     assert agent.action_distribution(obs).argmax() == 1
     assert "--cb_explore_adf --squarecb" in agent.command_line
-    assert "--random_seed 0" in agent.command_line
+    # VW gets the agent's library stream, not the seed itself (the env's NumPy stream).
+    assert f"--random_seed {agent.library_seed()}" in agent.command_line
+    assert agent.library_seed() != 0
 
 
 def test_vw_text_features_are_sparse_and_exact_for_float32() -> None:
