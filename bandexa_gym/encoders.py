@@ -30,7 +30,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import torch
@@ -41,6 +41,7 @@ from bandexa_gym.numerics import seeded_init
 
 __all__ = [
     "RESNET_ARCHS",
+    "activation_class",
     "build_encoder",
     "check_encoder",
     "encoder_spec",
@@ -375,8 +376,39 @@ def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
     return {"class": name, "kwargs": _recorded(**kwargs)}
 
 
+def activation_class(name: Any) -> type[nn.Module]:
+    """The ``torch.nn`` activation class called ``name`` (``"ReLU"``, ``"Tanh"``, ...).
+
+    Only element-wise activations (``torch.nn``'s activation modules that take no
+    arguments, and ``Identity``) are accepted, so that a spec cannot put another module
+    (a ``Linear``, ``Dropout``, an attention block) where an activation goes.
+
+    Raises:
+        ValueError: ``name`` is not such an activation.
+    """
+    cls = getattr(nn, name, None) if isinstance(name, str) else None
+    ok = isinstance(cls, type) and (
+        cls is nn.Identity
+        or (
+            issubclass(cls, nn.Module)
+            and cls.__module__ == "torch.nn.modules.activation"
+            and cls is not nn.MultiheadAttention
+        )
+    )
+    if not ok:
+        raise ValueError(
+            f"activation {name!r} is not an activation: expected the name of a torch.nn "
+            "activation such as 'ReLU', 'Tanh' or 'GELU'"
+        )
+    return cls
+
+
 def build_encoder(spec: Mapping[str, Any], *, device: str | torch.device | None = None) -> Encoder:
     """Construct a (freshly initialised) encoder from an :func:`encoder_spec`.
+
+    Building never reads a file or the network: an encoder class's ``offline_kwargs``
+    (``ResNetEncoder``: ``pretrained=False, download=False``) override the spec, because
+    the weights of a rebuilt encoder come from the checkpoint it is loaded from.
 
     Args:
         spec: ``{"class": name, "kwargs": {...}}``.
@@ -393,13 +425,9 @@ def build_encoder(spec: Mapping[str, Any], *, device: str | torch.device | None 
             "that defines it and call bandexa_gym.encoders.register_encoder before loading"
         )
     kwargs = dict(spec.get("kwargs") or {})
+    kwargs.update(getattr(_ENCODER_CLASSES[name], "offline_kwargs", {}))
     if "activation" in kwargs:
-        activation = getattr(nn, str(kwargs["activation"]), None)
-        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-            raise ValueError(
-                f"unknown activation {kwargs['activation']!r}: expected a torch.nn name"
-            )
-        kwargs["activation"] = activation
+        kwargs["activation"] = activation_class(kwargs["activation"])
     for key in ("image_size", "hidden", "channels", "trainable"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
@@ -837,6 +865,9 @@ class ResNetEncoder(Encoder):
     Raises:
         RuntimeError: If ``pretrained`` weights are neither cached nor downloadable.
     """
+
+    offline_kwargs: ClassVar[Mapping[str, Any]] = {"pretrained": False, "download": False}
+    """What :func:`build_encoder` forces: a rebuilt encoder never fetches weights."""
 
     def __init__(
         self,

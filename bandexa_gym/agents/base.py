@@ -27,6 +27,7 @@ import torch
 from gymnasium import spaces
 
 from bandexa_gym import checkpoint
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import select
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Decision",
     "NotApplicableError",
     "Observations",
+    "PENDING_TENSORS",
     "PerformanceHint",
     "make_agent",
     "observation_space",
@@ -209,7 +211,7 @@ class Agent(ABC):
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.seed = _check_seed(seed)
-        self.max_pending = _check_count("max_pending", max_pending)
+        self.max_pending = check_count("max_pending", max_pending)
         self.generator = torch.Generator(device=self.device)
         self.tie_generator = torch.Generator(device=self.device)
         self.propensity_generator = torch.Generator(device=self.device)
@@ -338,7 +340,12 @@ class Agent(ABC):
         return len(self._pending)
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget everything learned and reseed (``seed=None`` keeps the construction seed)."""
+        """Forget everything learned and reseed (``seed=None`` keeps the construction seed).
+
+        Pending decisions are dropped (their ids are refused by :meth:`feedback` from then
+        on); decision ids keep counting up, so an id is never handed out twice by an agent,
+        across resets, saves and loads alike (see :meth:`save`).
+        """
         self.seed = self.seed if seed is None else _check_seed(seed)
         self._reseed(self.seed)
         self.rounds = 0
@@ -349,8 +356,16 @@ class Agent(ABC):
 
         Load it back with :func:`bandexa_gym.agents.load_agent` (a new agent) or
         :func:`bandexa_gym.agents.load_state` (into a matching agent). What it holds is
-        the agent's :meth:`spec`, its :meth:`state_tensors` and scalars, and its random
-        generators, so a reloaded agent acts exactly as this one would.
+        the agent's :meth:`spec`, its :meth:`state_tensors` and scalars, its random
+        generators, so a reloaded agent acts exactly as this one would, and its decisions
+        still awaiting :meth:`feedback` (at most ``max_pending``: each one's context, chosen
+        candidate row and index) with the decision-id counter.
+
+        Decision ids are saved rather than made unique per agent instance: a reward that
+        arrives after a restart (delayed feedback) must still reach the decision it belongs
+        to, so the reloaded agent answers ``feedback`` for the ids handed out before the
+        save and continues the count after them; an id is never handed out twice, and one
+        that was not pending at the save is refused.
 
         Raises:
             bandexa_gym.checkpoint.CheckpointError: The agent cannot be saved.
@@ -366,11 +381,13 @@ class Agent(ABC):
         scalars, tensors = self.state_tensors()
         for gen_name, gen in self._generators().items():
             tensors[f"rng.{gen_name}"] = gen.get_state()
+        tensors.update(self._pending_tensors())
         scalars = {
             **scalars,
             "seed": self.seed,
             "rounds": self.rounds,
             "generator_device": self.device.type,
+            "next_decision_id": self._next_id,
         }
         meta = {"agent": self.name, "class": type(self).__name__, "spec": spec, "state": scalars}
         return checkpoint.write_checkpoint(path, meta, tensors)
@@ -467,6 +484,83 @@ class Agent(ABC):
         raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
 
     # -- helpers ----------------------------------------------------------------------
+    def _pending_tensors(self) -> dict[str, torch.Tensor]:
+        """The pending decisions as ``pending.*`` tensors (none when nothing is pending)."""
+        if not self._pending:
+            return {}
+        items = list(self._pending.items())
+        return {
+            "pending.ids": torch.tensor([k for k, _ in items], dtype=torch.int64),
+            "pending.contexts": torch.stack([p.context for _, p in items]),
+            "pending.chosen": torch.stack([p.chosen for _, p in items]),
+            "pending.indices": torch.tensor([p.index for _, p in items], dtype=torch.int64),
+        }
+
+    def pending_state(
+        self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+    ) -> tuple[OrderedDict[int, Any], int]:
+        """A checkpoint's pending decisions and id counter, validated, for
+        :meth:`set_pending_state` (nothing is changed here).
+
+        Raises:
+            ValueError: More pending decisions than ``max_pending``, ids that repeat or are
+                not below the counter, or contexts and rows that do not fit this agent.
+        """
+        next_id = scalars.get("next_decision_id", 0)
+        if isinstance(next_id, bool) or not isinstance(next_id, int) or not 0 <= next_id < 2**62:
+            raise ValueError(f"next_decision_id must be an integer in [0, 2**62), got {next_id!r}")
+        names = PENDING_TENSORS
+        present = [n for n in names if n in tensors]
+        if not present:
+            return OrderedDict(), next_id
+        if len(present) != len(names):
+            raise ValueError(f"pending decisions need tensors {list(names)}, got {present}")
+        ids, contexts, chosen, indices = (tensors[n] for n in names)
+        count = int(ids.shape[0]) if ids.ndim == 1 else -1
+        if count > self.max_pending:
+            raise ValueError(
+                f"{count} decisions await feedback but max_pending is {self.max_pending} "
+                "(pass max_pending= to load_agent to keep them)"
+            )
+        want = {"pending.ids": torch.int64, "pending.chosen": torch.float32,
+                "pending.indices": torch.int64}  # fmt: skip
+        for name, dtype in want.items():
+            if tensors[name].dtype != dtype:
+                raise ValueError(f"tensor {name} has dtype {tensors[name].dtype}, not {dtype}")
+        if contexts.dtype.is_complex or contexts.dtype not in _CONTEXT_DTYPES:
+            raise ValueError(f"tensor pending.contexts has dtype {contexts.dtype}")
+        context_shape, action_dim = self.input_shapes or (tuple(contexts.shape[1:]), None)
+        shapes = {
+            "pending.ids": (count,),
+            "pending.indices": (count,),
+            "pending.contexts": (count, *context_shape),
+            "pending.chosen": (count, chosen.shape[-1] if action_dim is None else action_dim),
+        }
+        for name, shape in shapes.items():
+            if count < 1 or tuple(tensors[name].shape) != shape:
+                raise ValueError(
+                    f"tensor {name} has shape {tuple(tensors[name].shape)}, not {shape}"
+                )
+        keys = ids.tolist()
+        if len(set(keys)) != count or min(keys) < 0 or max(keys) >= next_id:
+            raise ValueError(f"pending decision ids must be distinct, in [0, {next_id})")
+        for name, values in (("pending.contexts", contexts), ("pending.chosen", chosen)):
+            if not _within(values.to(torch.float64), MAX_ABS_INPUT):
+                raise ValueError(f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e}")
+        if int(indices.min()) < 0:
+            raise ValueError("pending.indices holds a negative candidate index")
+        pending = OrderedDict(
+            (key, _Pending(contexts[i].to(self.device), chosen[i].to(self.device), int(index)))
+            for i, (key, index) in enumerate(zip(keys, indices.tolist(), strict=True))
+        )
+        return pending, next_id
+
+    def set_pending_state(self, pending: OrderedDict[int, Any], next_id: int) -> None:
+        """Set the pending decisions from :meth:`pending_state` output; the id counter never
+        goes back (ids this agent already handed out stay used)."""
+        self._pending = pending
+        self._next_id = max(self._next_id, next_id)
+
     def _generators(self) -> dict[str, torch.Generator]:
         return {
             "generator": self.generator,
@@ -652,15 +746,16 @@ def _check_seed(seed: Any) -> int | None:
     return int(seed)
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 _OBS_KEYS = ("context", "candidates", "action_mask")
+PENDING_TENSORS = ("pending.ids", "pending.contexts", "pending.chosen", "pending.indices")
+"""Checkpoint tensors of the decisions awaiting feedback (see :meth:`Agent.save`)."""
+_CONTEXT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
+                   torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)  # fmt: skip
+
+
+def _within(values: torch.Tensor, bound: float) -> bool:
+    """Whether every value is finite and at most ``bound`` in magnitude (True when empty)."""
+    return values.numel() == 0 or bool(values.abs().max() <= bound)
 
 
 def _real_array(value: Any, name: str) -> np.ndarray:

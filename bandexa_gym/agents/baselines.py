@@ -33,7 +33,10 @@ class UniformAgent(Agent):
         self.rounds += int(rewards.shape[0])
 
     def spec(self) -> dict[str, Any]:
-        return {}
+        if self.input_shapes is None:
+            return {}
+        context_shape, action_dim = self.input_shapes
+        return {"context_shape": list(context_shape), "action_dim": action_dim}
 
     @classmethod
     def from_spec(
@@ -44,7 +47,18 @@ class UniformAgent(Agent):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> UniformAgent:
-        return cls(seed=seed, device=device, **kwargs)
+        agent = cls(seed=seed, device=device, **kwargs)
+        if "context_shape" in spec:
+            shape = spec["context_shape"]
+            if not isinstance(shape, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape
+            ):
+                raise ValueError(f"context_shape must be a list of sizes >= 1, got {shape!r}")
+            action_dim = spec["action_dim"]
+            if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+                raise ValueError(f"action_dim must be an integer >= 1, got {action_dim!r}")
+            agent.input_shapes = (tuple(shape), action_dim)
+        return agent
 
 
 @register_agent("uniform")

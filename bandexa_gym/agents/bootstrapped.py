@@ -54,7 +54,12 @@ from bandexa_gym.agents._replay import (
     compare_shapes,
     load_scaler,
 )
-from bandexa_gym.agents.base import Observations, derived_seed, register_agent
+from bandexa_gym.agents.base import (
+    Observations,
+    derived_seed,
+    register_agent,
+)
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.agents.neural_linear_ts import seeded_default_encoders
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.encoders import Encoder, build_encoder, encoder_spec
@@ -91,11 +96,7 @@ class BootstrappedConfig(ReplaySchedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        m = self.n_members
-        if isinstance(m, bool) or not isinstance(m, int):
-            raise TypeError(f"n_members must be an integer, got {m!r}")
-        if m < 1:
-            raise ValueError(f"n_members must be >= 1, got {m}")
+        self.n_members = check_count("n_members", self.n_members)
         if self.bootstrap not in BOOTSTRAP_KINDS:
             raise ValueError(
                 f"bootstrap must be one of {', '.join(BOOTSTRAP_KINDS)}, got {self.bootstrap!r}"
