@@ -37,6 +37,8 @@ __all__ = [
     "Capabilities",
     "Decision",
     "NotApplicableError",
+    "OUTLIER_POLICIES",
+    "OutlierWarning",
     "Observations",
     "PENDING_TENSORS",
     "PerformanceHint",
@@ -50,6 +52,35 @@ MAX_ABS_REWARD = 1e100
 """Rewards beyond this magnitude are rejected: their squares overflow the heads' statistics."""
 MAX_ABS_INPUT = 1e100
 """Context and candidate values beyond this magnitude are rejected for the same reason."""
+
+
+class OutlierWarning(UserWarning):
+    """Rows an agent did not learn because a value was far beyond what it had learned from
+    (see :class:`Agent`, ``outliers=``)."""
+
+
+OUTLIER_POLICIES = ("skip", "raise", "accept")
+"""What an agent does with an outlier row: leave it out with a warning, refuse it, learn it."""
+DEFAULT_OUTLIER_FACTOR = 1e6
+"""A value beyond this many times the largest magnitude learned so far is an outlier."""
+_INPUT_KINDS = ("context", "candidate", "reward")
+
+
+def _largest(values: torch.Tensor) -> float:
+    """Largest magnitude in ``values`` (0 when empty)."""
+    if values.numel() == 0:
+        return 0.0
+    if not values.is_floating_point():
+        values = values.to(torch.float64)
+    return float(values.abs().max())
+
+
+def _row_magnitudes(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Largest magnitude of each of ``size`` rows, float64 (0 for empty rows)."""
+    flat = values.reshape(size, -1)
+    if flat.shape[1] == 0:
+        return torch.zeros(size, dtype=torch.float64, device=values.device)
+    return flat.to(torch.float64).abs().amax(1)
 
 
 class PerformanceHint(UserWarning):
@@ -186,10 +217,25 @@ class Agent(ABC):
     ``propensity_generator`` (Monte Carlo action probabilities), so that ``act`` and
     ``decide`` make the same choices.
 
+    Outliers: a single finite value far beyond anything an agent has learned from (a
+    context of 1e20 among values of order 1, a reward of 1e30) would dominate its posterior
+    for the rest of the run. Every agent keeps the largest magnitude it has learned from so
+    far, separately for contexts, chosen candidate rows and rewards, and screens each row
+    it is about to learn from (:meth:`observe`, :meth:`feedback`): a row with a value more
+    than ``outlier_factor`` times that magnitude is an outlier. ``outliers="skip"``
+    (default) leaves the row out of learning and says so with an :class:`OutlierWarning`;
+    ``"raise"`` refuses the call with a ``ValueError`` (nothing learned); ``"accept"``
+    learns it. Values within the factor never trigger, so runs on ordinary data are
+    unchanged; the first row of each kind sets the scale (an outlier there cannot be told).
+    Skipped rows do not count as learned rounds; their decision ids are used up.
+
     Args:
         seed: Seed of the agent's generators (None: nondeterministic).
         device: Torch device of the agent's tensors.
         max_pending: Decisions awaiting :meth:`feedback` that the agent keeps at most.
+        outliers: ``"skip"``, ``"raise"`` or ``"accept"`` (see above).
+        outlier_factor: How many times the largest magnitude learned so far a value may
+            reach before it is an outlier (> 1; default 1e6).
     """
 
     name: str = "agent"
@@ -205,6 +251,8 @@ class Agent(ABC):
         seed: int | None = None,
         device: str | torch.device = "cpu",
         max_pending: int = 10_000,
+        outliers: str = "skip",
+        outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     ) -> None:
         self.device = torch.device(device)
         _hint_threads(self.device)
@@ -212,6 +260,16 @@ class Agent(ABC):
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.seed = _check_seed(seed)
         self.max_pending = check_count("max_pending", max_pending)
+        if outliers not in OUTLIER_POLICIES:
+            raise ValueError(f"outliers must be one of {OUTLIER_POLICIES}, got {outliers!r}")
+        if (
+            isinstance(outlier_factor, bool)
+            or not isinstance(outlier_factor, (int, float, np.floating, np.integer))
+            or not 1.0 < outlier_factor < math.inf
+        ):
+            raise ValueError(f"outlier_factor must be a finite number > 1, got {outlier_factor!r}")
+        self.outliers, self.outlier_factor = outliers, float(outlier_factor)
+        self.input_scale = (0.0, 0.0, 0.0)
         self.generator = torch.Generator(device=self.device)
         self.tie_generator = torch.Generator(device=self.device)
         self.propensity_generator = torch.Generator(device=self.device)
@@ -299,7 +357,18 @@ class Agent(ABC):
             chosen = batch.candidates[:, int(indices[0])]
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
-        self._learn(batch.contexts, chosen, indices, rewards)
+        keep, scale = self._screen(batch.contexts, chosen, rewards)
+        if keep is None:
+            self._learn(batch.contexts, chosen, indices, rewards)
+            self.input_scale = scale
+        elif keep.any():  # learn the other rows as a batch of their own (screened the same)
+            rows = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
+            kept = {
+                "context": batch.contexts[rows].cpu().numpy(),
+                "candidates": batch.candidates[rows].cpu().numpy(),
+                "action_mask": batch.masks[rows].cpu().numpy().astype(np.int8),
+            }
+            self.observe(kept, indices[rows].cpu().numpy(), rewards[rows].cpu().numpy())
 
     def feedback(self, decision_id: int | np.ndarray, reward: float | np.ndarray) -> None:
         """Learn from the reward of an earlier :meth:`decide`, in any order.
@@ -329,10 +398,16 @@ class Agent(ABC):
         pending = [self._pending[k] for k in keys]
         contexts = torch.stack([p.context for p in pending])
         chosen = torch.stack([p.chosen for p in pending])
-        index = torch.as_tensor([p.index for p in pending], device=self.device)
-        self._learn(contexts, chosen, index, rewards)
+        keep, scale = self._screen(contexts, chosen, rewards)
+        if keep is None:
+            index = torch.as_tensor([p.index for p in pending], device=self.device)
+            self._learn(contexts, chosen, index, rewards)
+            self.input_scale = scale
+        elif keep.any():  # the other ids as a call of their own (screened the same)
+            rows = np.flatnonzero(keep)
+            self.feedback(np.asarray(keys, dtype=np.int64)[rows], rewards.cpu().numpy()[rows])
         for k in keys:
-            del self._pending[k]
+            self._pending.pop(k, None)  # skipped outliers use their ids up too
 
     @property
     def pending(self) -> int:
@@ -350,6 +425,7 @@ class Agent(ABC):
         self._reseed(self.seed)
         self.rounds = 0
         self._pending.clear()
+        self.input_scale = (0.0, 0.0, 0.0)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a pickle-free checkpoint of this agent to ``path`` (atomically).
@@ -388,6 +464,7 @@ class Agent(ABC):
             "rounds": self.rounds,
             "generator_device": self.device.type,
             "next_decision_id": self._next_id,
+            "input_scale": list(self.input_scale),
         }
         meta = {"agent": self.name, "class": type(self).__name__, "spec": spec, "state": scalars}
         return checkpoint.write_checkpoint(path, meta, tensors)
@@ -484,6 +561,87 @@ class Agent(ABC):
         raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
 
     # -- helpers ----------------------------------------------------------------------
+    def _screen(
+        self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor
+    ) -> tuple[np.ndarray | None, tuple[float, float, float]]:
+        """Find the outliers among B rows about to be learned (see the class docstring).
+
+        Returns:
+            (None, the scale after learning every row) when no row is an outlier, else
+            (which rows to learn (B,) bool, the scale after learning those).
+
+        Raises:
+            ValueError: An outlier under ``outliers="raise"``.
+        """
+        if self.outliers == "accept":
+            return None, self.input_scale
+        size = rewards.shape[0]
+        if size == 1:  # the common case, in Python floats
+            row = (_largest(contexts), _largest(chosen), abs(rewards.item()))
+            factor = self.outlier_factor
+            if not any(
+                0 < s and factor * s < m for s, m in zip(self.input_scale, row, strict=True)
+            ):
+                return None, tuple(max(s, m) for s, m in zip(self.input_scale, row, strict=True))
+        mags = torch.stack(
+            [_row_magnitudes(contexts, size), _row_magnitudes(chosen, size), rewards.abs()], 1
+        )
+        mags = mags.cpu().numpy()
+        scale, factor = np.asarray(self.input_scale), self.outlier_factor
+        before = np.maximum.accumulate(np.vstack([scale, mags]), axis=0)  # if all were kept
+        if not ((before[:-1] > 0) & (mags > factor * before[:-1])).any():
+            return None, tuple(float(v) for v in before[-1])
+        keep, found = np.ones(size, dtype=bool), []
+        for i in range(size):  # rows one at a time: an outlier does not raise the scale
+            bad = np.flatnonzero((scale > 0) & (mags[i] > factor * scale))
+            if bad.size:
+                keep[i] = False
+                kind = int(bad[0])
+                where = f"row {i}: " if size > 1 else ""
+                found.append(f"{where}{_INPUT_KINDS[kind]} {mags[i, kind]:.3g}")
+            else:
+                scale = np.maximum(scale, mags[i])
+        seen = ", ".join(
+            f"{kind} {value:.3g}"
+            for kind, value in zip(_INPUT_KINDS, self.input_scale, strict=True)
+            if value > 0
+        )
+        rows = f"{len(found)} of {size} rows hold" if size > 1 else "a row holds"
+        message = (
+            f"{self.name}: {rows} a value more than {factor:.0e} times the largest the agent "
+            f"has learned from ({seen}): {'; '.join(found[:3])}"
+        )
+        if self.outliers == "raise":
+            raise ValueError(
+                message + "; nothing was learned (rescale the data, or make the agent with "
+                "outliers='skip' or 'accept', or a larger outlier_factor)"
+            )
+        warnings.warn(
+            message + "; those rows were not learned (outliers='accept' learns them, "
+            "outliers='raise' refuses them)",
+            OutlierWarning,
+            stacklevel=3,
+        )
+        return keep, tuple(float(v) for v in scale)
+
+    def input_scale_state(self, scalars: Mapping[str, Any]) -> tuple[float, float, float]:
+        """A checkpoint's ``input_scale`` (the largest magnitudes learned), validated.
+
+        Raises:
+            ValueError: Not three finite numbers >= 0.
+        """
+        scale = scalars.get("input_scale", [0.0, 0.0, 0.0])
+        if (
+            not isinstance(scale, list)
+            or len(scale) != 3
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                for v in scale
+            )
+        ):
+            raise ValueError(f"input_scale must be three finite numbers >= 0, got {scale!r}")
+        return tuple(float(v) for v in scale)
+
     def _pending_tensors(self) -> dict[str, torch.Tensor]:
         """The pending decisions as ``pending.*`` tensors (none when nothing is pending)."""
         if not self._pending:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Agent, Observations, register_agent
+from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, Agent, Observations, register_agent
 
 
 class UniformAgent(Agent):
@@ -68,8 +68,16 @@ def _make_uniform(
     seed: int | None = None,
     device: str | torch.device = "cpu",
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
 ) -> UniformAgent:
     """Uniformly random play: the regret baseline every table normalizes by."""
-    agent = UniformAgent(seed=seed, device=device, max_pending=max_pending)
+    agent = UniformAgent(
+        seed=seed,
+        device=device,
+        max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
+    )
     agent.input_shapes = (tuple(space["context"].shape), int(space["candidates"].shape[-1]))
     return agent

@@ -55,6 +55,7 @@ from bandexa_gym.agents._replay import (
     load_scaler,
 )
 from bandexa_gym.agents.base import (
+    DEFAULT_OUTLIER_FACTOR,
     Observations,
     derived_seed,
     register_agent,
@@ -164,7 +165,9 @@ class BootstrappedNN(ReplayAgent):
         device: Torch device (default: the first encoder's).
         seed: Seed of the agent's generators and of the bootstrap key.
         **kwargs: :class:`~bandexa_gym.agents.head_agent.HeadAgent` options
-            (``propensity_draws``, ``max_pending``).
+            (``propensity_draws``, ``max_pending``, ``outliers``, ``outlier_factor``: an
+            outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "bootstrapped_nn"
@@ -464,6 +467,8 @@ def make_bootstrapped(
     exploration: Any = "thompson",
     propensity_draws: int = 100,
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     **settings: Any,
 ) -> BootstrappedNN:
     """A :class:`BootstrappedNN` sized for ``space``: ``n_members`` independently initialized
@@ -482,7 +487,7 @@ def make_bootstrapped(
     except TypeError as err:
         raise TypeError(
             f"{err}; also: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            "propensity_draws, max_pending"
+            "propensity_draws, max_pending, outliers, outlier_factor"
         ) from None
     if not isinstance(encoder, str):
         raise TypeError(
@@ -506,6 +511,8 @@ def make_bootstrapped(
         seed=seed,
         propensity_draws=propensity_draws,
         max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
     )
 
 

@@ -417,7 +417,8 @@ class HeadAgent(Agent):
             an :class:`~bandexa_gym.exploration.ExplorationRule`).
         propensity_draws: Posterior draws M behind a Thompson-sampling propensity.
         **kwargs: Passed to :class:`~bandexa_gym.agents.base.Agent` (``seed``, ``device``,
-            ``max_pending``).
+            ``max_pending``, and ``outliers``/``outlier_factor``: a row far beyond the
+            magnitudes learned so far is skipped with an ``OutlierWarning`` by default).
     """
 
     def __init__(

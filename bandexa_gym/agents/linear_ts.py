@@ -187,7 +187,9 @@ class LinearTS(HeadAgent):
         seed: Seed of the agent's generators.
         device: Torch device.
         **kwargs: ``prior_var``, ``noise``, ``a0``, ``b0``, and the :class:`HeadAgent`
-            options (``propensity_draws``, ``max_pending``).
+            options (``propensity_draws``, ``max_pending``, ``outliers``,
+            ``outlier_factor``: an outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "linear_ts"

@@ -168,10 +168,12 @@ def _apply(agent: Agent, scalars: Mapping[str, Any], tensors: Mapping[str, torch
         raise CheckpointError(f"rounds must be an integer >= 0, got {rounds!r}")
     check_state_tensors(agent, tensors)
     pending = agent.pending_state(scalars, tensors)  # validated, nothing set yet
+    scale = agent.input_scale_state(scalars)
     generators = agent.generator_states(scalars, tensors)
     agent.load_state(scalars, {k: v for k, v in tensors.items() if k not in PENDING_TENSORS})
     agent.set_generator_states(generators)  # the state loaded: nothing below can fail
     agent.set_pending_state(*pending)
+    agent.input_scale = scale
     agent.rounds = rounds
 
 

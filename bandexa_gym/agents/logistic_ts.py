@@ -93,7 +93,9 @@ class LogisticTS(LinearTS):
         seed: Seed of the agent's generators.
         device: Torch device.
         **kwargs: The head's settings one by one (above) and the :class:`HeadAgent`
-            options (``propensity_draws``, ``max_pending``).
+            options (``propensity_draws``, ``max_pending``, ``outliers``,
+            ``outlier_factor``: an outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
 
     Raises:
         TypeError: A Gaussian-head setting (``noise``, ``a0``, ``b0``) or a setting of the

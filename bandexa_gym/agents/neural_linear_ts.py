@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents._replay import ReplaySampling, optimizer_steps_skipping_non_finite
 from bandexa_gym.agents.base import (
+    DEFAULT_OUTLIER_FACTOR,
     Capabilities,
     Observations,
     register_agent,
@@ -265,7 +266,10 @@ class NeuralLinearTS(ReplaySampling):
         exploration: Exploration rule (see :class:`~bandexa_gym.agents.head_agent.HeadAgent`).
         device: Torch device (default: the encoder's).
         seed: Seed of the agent's generators.
-        **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``).
+        **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``,
+            ``outliers``, ``outlier_factor``: a context or reward far beyond those learned
+            so far is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "neural_linear_ts"
@@ -1022,6 +1026,8 @@ def make_neural_linear(
     exploration: Any = "thompson",
     propensity_draws: int = 100,
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     **settings: Any,
 ) -> NeuralLinearTS:
     """A :class:`NeuralLinearTS` sized for ``space`` with the default settings for its kind
@@ -1055,7 +1061,7 @@ def make_neural_linear(
         valid = ", ".join(sorted({*_SCHEDULE_FIELDS, *_HEAD_FIELDS}))
         raise TypeError(
             f"{err}; valid: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            f"propensity_draws, max_pending, {valid}"
+            f"propensity_draws, max_pending, outliers, outlier_factor, {valid}"
         ) from None
     if isinstance(encoder, str):
         (encoder,) = seeded_default_encoders(
@@ -1070,6 +1076,8 @@ def make_neural_linear(
         seed=seed,
         propensity_draws=propensity_draws,
         max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
     )
 
 
