@@ -329,3 +329,28 @@ def test_a_buffer_is_bounded_by_its_real_row_size(monkeypatch: pytest.MonkeyPatc
     big = MLPEncoder(10_000, 2, feature_dim=4, hidden=(8,))
     with pytest.raises(ValueError, match=r"buffer_capacity=1_000_000 transitions of 40_024 bytes"):
         NeuralLinearTS(big, config=fits, seed=0)
+
+
+def test_a_crafted_context_shape_cannot_make_linear_ts_allocate_beyond_memory(
+    tmp_path: Path,
+) -> None:
+    agent = LinearTS((3,), 2, seed=0)  # feature_map "auto": no head tensors to check against
+    path = agent.save(tmp_path / "auto.safetensors")
+    meta = read_metadata(path)
+    meta["spec"]["context_shape"] = [10**7]  # a head of 10^14 float64 entries
+    tensors = load_file(str(path))
+    meta["sha256"] = checkpoint._digest(meta, tensors)
+    save_file(tensors, str(path), metadata={"bandexa_gym": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match=r"head over 10000003 features .*GiB of memory"):
+        load_agent(path)
+
+
+def test_a_crafted_round_count_is_bounded(tmp_path: Path) -> None:
+    path = _linear(tmp_path)
+    meta = read_metadata(path)
+    meta["state"]["rounds"] = 10**30
+    tensors = load_file(str(path))
+    meta["sha256"] = checkpoint._digest(meta, tensors)
+    save_file(tensors, str(path), metadata={"bandexa_gym": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match=r"rounds must be an integer in \[0, 2\*\*62\]"):
+        load_agent(path)

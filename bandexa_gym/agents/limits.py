@@ -18,6 +18,7 @@ __all__ = [
     "COUNT_LIMITS",
     "MAX_COUNT",
     "MIN_ROW_BYTES",
+    "check_bytes",
     "check_count",
     "check_rows_fit",
     "memory_bytes",
@@ -99,4 +100,18 @@ def check_rows_fit(name: str, rows: int, context_shape: tuple[int, ...], action_
             f"{name}={rows:_} transitions of {row:_} bytes need {total / 2**30:,.0f} GiB, more "
             f"than this machine's {available / 2**30:,.0f} GiB of memory; lower {name} (or "
             "pass a DiskReplayBuffer)"
+        )
+
+
+def check_bytes(what: str, nbytes: int) -> None:
+    """Refuse to build ``what``, which needs ``nbytes`` of memory, beyond the machine's.
+
+    Raises:
+        ValueError: ``nbytes`` exceeds the physical memory.
+    """
+    available = memory_bytes()
+    if nbytes > available:
+        raise ValueError(
+            f"{what} needs {nbytes / 2**30:,.0f} GiB, more than this machine's "
+            f"{available / 2**30:,.0f} GiB of memory"
         )

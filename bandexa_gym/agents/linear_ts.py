@@ -28,6 +28,7 @@ from bandexa_gym.agents.head_agent import (
     is_one_hot,
     split_at,
 )
+from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -238,6 +239,8 @@ class LinearTS(HeadAgent):
                 f"context_shape {context_shape} and action_dim {action_dim} must be non-empty"
             )
         self.input_shapes = (self.context_shape, self.action_dim)
+        dim = self.context_dim + self.action_dim + 1  # the largest head ([x; a] and intercept)
+        check_bytes(f"{self.name}'s head over {dim} features (its d x d factor)", 8 * dim * dim)
         self.requested_feature_map: FeatureMap = feature_map
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []

@@ -37,6 +37,7 @@ from bandexa_gym.agents.base import (
     Agent,
     observation_space,
 )
+from bandexa_gym.agents.limits import MAX_COUNT
 from bandexa_gym.checkpoint import (
     CheckpointError,
     read_checkpoint,
@@ -164,8 +165,8 @@ def load_state(agent: Agent, path: PathLike) -> None:
 def _apply(agent: Agent, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
     """Validate everything, then write the checkpoint's state into ``agent``."""
     rounds = scalars.get("rounds", 0)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise CheckpointError(f"rounds must be an integer >= 0, got {rounds!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_COUNT:
+        raise CheckpointError(f"rounds must be an integer in [0, 2**62], got {rounds!r}")
     check_state_tensors(agent, tensors)
     pending = agent.pending_state(scalars, tensors)  # validated, nothing set yet
     scale = agent.input_scale_state(scalars)
