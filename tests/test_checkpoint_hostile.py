@@ -354,3 +354,19 @@ def test_a_crafted_round_count_is_bounded(tmp_path: Path) -> None:
     save_file(tensors, str(path), metadata={"bandexa_gym": json.dumps(meta)})
     with pytest.raises(CheckpointError, match=r"rounds must be an integer in \[0, 2\*\*62\]"):
         load_agent(path)
+
+
+def test_load_state_takes_the_pending_decisions_and_never_reuses_an_id(tmp_path: Path) -> None:
+    from bandexa_gym.agents import load_state
+
+    saved = LinearTS((3,), 2, feature_map="disjoint", seed=0)
+    early = [saved.decide(OBS) for _ in range(2)]
+    path = saved.save(tmp_path / "a.safetensors")
+    other = LinearTS((3,), 2, feature_map="disjoint", seed=1)
+    own = [other.decide(OBS).id for _ in range(5)]
+    load_state(other, path)
+    assert other.pending == 2
+    assert other.decide(OBS).id > max(own)
+    other.feedback(early[1].id, 1.0)
+    with pytest.raises(ValueError, match="unknown or already used"):
+        other.feedback(own[-1], 1.0)  # its own pending decisions were replaced

@@ -70,6 +70,8 @@ def _largest(values: torch.Tensor) -> float:
     """Largest magnitude in ``values`` (0 when empty)."""
     if values.numel() == 0:
         return 0.0
+    if values.dtype == torch.uint8:  # images: no sign, no copy
+        return float(values.max())
     if not values.is_floating_point():
         values = values.to(torch.float64)
     return float(values.abs().max())

@@ -132,7 +132,10 @@ def load_state(agent: Agent, path: PathLike) -> None:
 
     ``agent`` must be of the checkpoint's class with the same shapes, head
     hyper-parameters and representation (``agent.pinned_spec()``); its schedule,
-    exploration rule and replay buffer are kept. Nothing is changed when a check fails.
+    exploration rule, outlier policy and replay buffer are kept. Its pending decisions are
+    replaced by the checkpoint's, and its decision ids keep counting from the larger of its
+    own counter and the checkpoint's (an id is never handed out twice). Nothing is changed
+    when a check fails.
 
     Raises:
         FileNotFoundError: No file at ``path``.
