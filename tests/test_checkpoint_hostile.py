@@ -234,8 +234,9 @@ def test_crafted_pending_decisions_are_refused(
     a.decide(OBS)
     path = a.save(tmp_path / "a.safetensors")
     _retensor(path, edit)
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(CheckpointError, match=message) as info:
         load_agent(path)
+    assert str(path) in str(info.value)
 
 
 # ---- item 4: no network, no other file ------------------------------------------------------

@@ -73,7 +73,9 @@ def load_agent(
             names the registered agent).
         **kwargs: Passed to the agent's ``from_spec``; e.g. ``buffer=`` for a neural agent:
             the checkpoint holds no replay buffer, so pass the saved agent's (its reopened
-            ``DiskReplayBuffer``) to keep training on the old rounds.
+            ``DiskReplayBuffer``) to keep training on the old rounds; ``max_pending=`` when
+            the checkpoint holds more pending decisions than the default 10,000; the
+            outlier policy (``outliers=``, ``outlier_factor=``), which is not saved.
 
     Returns:
         An agent whose learned state equals the saved agent's. Its generators continue
@@ -99,14 +101,15 @@ def load_agent(
         shapes = read_tensor_shapes(path)
         _check_pending_shapes(spec, shapes)
         cls.check_checkpoint(spec, {k: v for k, v in shapes.items() if k not in PENDING_TENSORS})
-    except CheckpointError:
-        raise
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from err
     except KeyError as err:
         raise CheckpointError(
-            f"{path}: the spec of this {cls.__name__} checkpoint lacks the field {err}: a "
-            f"{cls.__name__} spec has the fields of {cls.__name__}.spec() (is the class "
-            f"{meta.get('class')!r} the one that saved it? its spec has fields "
-            f"{sorted(spec)})"
+            f"{path}: the spec of this {cls.__name__} checkpoint lacks the field {err} that "
+            f"a {cls.__name__} spec has (the file names the class {meta.get('class')!r}: was "
+            f"it changed? the spec holds the fields {sorted(spec)})"
         ) from err
     except _LOAD_ERRORS as err:
         raise CheckpointError(
