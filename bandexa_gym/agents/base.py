@@ -54,37 +54,6 @@ MAX_ABS_INPUT = 1e100
 """Context and candidate values beyond this magnitude are rejected for the same reason."""
 
 
-class OutlierWarning(UserWarning):
-    """Rows an agent did not learn because a value was far beyond what it had learned from
-    (see :class:`Agent`, ``outliers=``)."""
-
-
-OUTLIER_POLICIES = ("skip", "raise", "accept")
-"""What an agent does with an outlier row: leave it out with a warning, refuse it, learn it."""
-DEFAULT_OUTLIER_FACTOR = 1e6
-"""A value beyond this many times the largest magnitude learned so far is an outlier."""
-_INPUT_KINDS = ("context", "candidate", "reward")
-
-
-def _largest(values: torch.Tensor) -> float:
-    """Largest magnitude in ``values`` (0 when empty)."""
-    if values.numel() == 0:
-        return 0.0
-    if values.dtype == torch.uint8:  # images: no sign, no copy
-        return float(values.max())
-    if not values.is_floating_point():
-        values = values.to(torch.float64)
-    return float(values.abs().max())
-
-
-def _row_magnitudes(values: torch.Tensor, size: int) -> torch.Tensor:
-    """Largest magnitude of each of ``size`` rows, float64 (0 for empty rows)."""
-    flat = values.reshape(size, -1)
-    if flat.shape[1] == 0:
-        return torch.zeros(size, dtype=torch.float64, device=values.device)
-    return flat.to(torch.float64).abs().amax(1)
-
-
 class PerformanceHint(UserWarning):
     """A setting that makes an agent much slower than it needs to be (said once)."""
 
@@ -161,6 +130,37 @@ class NotApplicableError(ValueError):
     model on a problem whose candidates change every round, or a library too slow for the
     problem's size. ``bandexa-bench`` reports such a pair as "n/a" with the message as the
     reason instead of failing the grid."""
+
+
+class OutlierWarning(UserWarning):
+    """Rows an agent did not learn because a value was far beyond what it had learned from
+    (see :class:`Agent`, ``outliers=``)."""
+
+
+OUTLIER_POLICIES = ("skip", "raise", "accept")
+"""What an agent does with an outlier row: leave it out with a warning, refuse it, learn it."""
+DEFAULT_OUTLIER_FACTOR = 1e6
+"""A value beyond this many times the largest magnitude learned so far is an outlier."""
+_INPUT_KINDS = ("context", "candidate", "reward")
+
+
+def _largest(values: torch.Tensor) -> float:
+    """Largest magnitude in ``values`` (0 when empty)."""
+    if values.numel() == 0:
+        return 0.0
+    if values.dtype == torch.uint8:  # images: no sign, no copy
+        return float(values.max())
+    if not values.is_floating_point():
+        values = values.to(torch.float64)
+    return float(values.abs().max())
+
+
+def _row_magnitudes(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Largest magnitude of each of ``size`` rows, float64 (0 for empty rows)."""
+    flat = values.reshape(size, -1)
+    if flat.shape[1] == 0:
+        return torch.zeros(size, dtype=torch.float64, device=values.device)
+    return flat.to(torch.float64).abs().amax(1)
 
 
 class Observations(NamedTuple):
