@@ -17,7 +17,10 @@ metadata fails the digest.
 Saving is atomic: the file is written under a temporary name in the target folder,
 fsync'd and renamed over ``path``, so a crash leaves either the old file or the new one.
 Every problem reading a checkpoint raises :class:`CheckpointError`, a ``ValueError``
-whose message says what is wrong.
+whose message names the file and says what is wrong: metadata that is not plain, bounded
+JSON (nested deeper than :data:`MAX_METADATA_DEPTH`, integers of more than
+:data:`MAX_INT_DIGITS` digits, ``NaN``, ``Infinity`` or floats that overflow) included.
+Saving onto a folder (or under a file) is a :class:`CheckpointError` too.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ FORMAT_VERSION = 2
 """Version 2: agents state their own spec and tensors; the digest covers the metadata.
 Version 1 (bandexa-gym 0.1.0) is not read: re-save the agent with the version that wrote it."""
 META_KEY = "bandexa_gym"
+MAX_METADATA_DEPTH = 32
+"""Deepest nesting of lists and objects a checkpoint's metadata may have (an agent's is < 10)."""
+MAX_INT_DIGITS = 40
+"""Longest integer (in decimal digits) a checkpoint's metadata may hold (int64 has 19)."""
 
 PathLike = str | os.PathLike[str]
 
@@ -79,6 +86,8 @@ def write_checkpoint(
     import bandexa_gym
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot save a checkpoint to {path}: it is a folder, not a file")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     full = {
         "format": FORMAT_NAME,
@@ -89,9 +98,15 @@ def write_checkpoint(
     }
     full["sha256"] = _digest(full, tensors)
     header = {META_KEY: json.dumps(full, allow_nan=False)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as err:
+        raise CheckpointError(
+            f"cannot save a checkpoint to {path}: {err.strerror or err} (a folder is in the "
+            "way, or a file where a folder should be)"
+        ) from err
     return path
 
 
@@ -118,10 +133,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
             f"{path} is a safetensors file but not a bandexa-gym checkpoint "
             f"(no {META_KEY!r} metadata in its header)"
         )
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON: {err}") from err
+    meta = _parse_metadata(raw, path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: metadata does not describe a {FORMAT_NAME}")
     version = meta.get("format_version")
@@ -171,6 +183,53 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], dict[str, torch.Ten
             "tensors were corrupted or edited)"
         )
     return meta, tensors
+
+
+def _parse_metadata(raw: Any, path: Path) -> Any:
+    """The header's JSON, refused unless it is plain, finite and bounded (see the module)."""
+    if not isinstance(raw, str):
+        raise CheckpointError(f"{path}: checkpoint metadata is not a JSON string")
+
+    def constant(name: str) -> float:
+        raise ValueError(f"{name} is not a finite number")
+
+    def real(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text[:20]} overflows a float")
+        return value
+
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_INT_DIGITS:
+            raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most "
+                             f"{MAX_INT_DIGITS} are read)")  # fmt: skip
+        return int(text)
+
+    try:
+        meta = json.loads(raw, parse_constant=constant, parse_float=real, parse_int=integer)
+    except RecursionError as err:
+        meta = err  # nested too deep for the parser: refused just below
+    except ValueError as err:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON: {err}") from err
+    if isinstance(meta, RecursionError) or _nesting(meta) > MAX_METADATA_DEPTH:
+        raise CheckpointError(
+            f"{path}: checkpoint metadata is nested deeper than {MAX_METADATA_DEPTH} levels "
+            "(not written by bandexa-gym)"
+        )
+    return meta
+
+
+def _nesting(value: Any) -> int:
+    """Deepest nesting of lists and dicts in parsed JSON, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend(
+                (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def _digest(meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> str:

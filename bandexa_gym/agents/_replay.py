@@ -22,6 +22,7 @@ import torch
 
 from bandexa_gym.agents.base import Observations
 from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 
 __all__ = [
@@ -79,17 +80,10 @@ class ReplaySchedule:
 
     def __post_init__(self) -> None:
         for name in _COUNTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
             low = 0 if name in ("warmup_random", "train_every") else 1
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-        chunk = self.action_chunk
-        if chunk is not None and (
-            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
-        ):
-            raise ValueError(f"action_chunk must be None or an integer >= 1, got {chunk!r}")
+            setattr(self, name, check_count(name, getattr(self, name), low=low))
+        if self.action_chunk is not None:
+            self.action_chunk = check_count("action_chunk", self.action_chunk)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:

@@ -28,6 +28,7 @@ import torch
 from gymnasium import spaces
 
 from bandexa_gym import checkpoint
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import select
 
 __all__ = [
@@ -37,7 +38,10 @@ __all__ = [
     "Capabilities",
     "Decision",
     "NotApplicableError",
+    "OUTLIER_POLICIES",
+    "OutlierWarning",
     "Observations",
+    "PENDING_TENSORS",
     "PerformanceHint",
     "make_agent",
     "observation_space",
@@ -137,6 +141,37 @@ class NotApplicableError(ValueError):
     reason instead of failing the grid."""
 
 
+class OutlierWarning(UserWarning):
+    """Rows an agent did not learn because a value was far beyond what it had learned from
+    (see :class:`Agent`, ``outliers=``)."""
+
+
+OUTLIER_POLICIES = ("skip", "raise", "accept")
+"""What an agent does with an outlier row: leave it out with a warning, refuse it, learn it."""
+DEFAULT_OUTLIER_FACTOR = 1e6
+"""A value beyond this many times the largest magnitude learned so far is an outlier."""
+_INPUT_KINDS = ("context", "candidate", "reward")
+
+
+def _largest(values: torch.Tensor) -> float:
+    """Largest magnitude in ``values`` (0 when empty)."""
+    if values.numel() == 0:
+        return 0.0
+    if values.dtype == torch.uint8:  # images: no sign, no copy
+        return float(values.max())
+    if not values.is_floating_point():
+        values = values.to(torch.float64)
+    return float(values.abs().max())
+
+
+def _row_magnitudes(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Largest magnitude of each of ``size`` rows, float64 (0 for empty rows)."""
+    flat = values.reshape(size, -1)
+    if flat.shape[1] == 0:
+        return torch.zeros(size, dtype=torch.float64, device=values.device)
+    return flat.to(torch.float64).abs().amax(1)
+
+
 class Observations(NamedTuple):
     """An observation as tensors on the agent's device, always with a batch dim.
 
@@ -193,10 +228,25 @@ class Agent(ABC):
     ``propensity_generator`` (Monte Carlo action probabilities), so that ``act`` and
     ``decide`` make the same choices.
 
+    Outliers: a single finite value far beyond anything an agent has learned from (a
+    context of 1e20 among values of order 1, a reward of 1e30) would dominate its posterior
+    for the rest of the run. Every agent keeps the largest magnitude it has learned from so
+    far, separately for contexts, chosen candidate rows and rewards, and screens each row
+    it is about to learn from (:meth:`observe`, :meth:`feedback`): a row with a value more
+    than ``outlier_factor`` times that magnitude is an outlier. ``outliers="skip"``
+    (default) leaves the row out of learning and says so with an :class:`OutlierWarning`;
+    ``"raise"`` refuses the call with a ``ValueError`` (nothing learned); ``"accept"``
+    learns it. Values within the factor never trigger, so runs on ordinary data are
+    unchanged; the first row of each kind sets the scale (an outlier there cannot be told).
+    Skipped rows do not count as learned rounds; their decision ids are used up.
+
     Args:
         seed: Seed of the agent's generators (None: nondeterministic).
         device: Torch device of the agent's tensors.
         max_pending: Decisions awaiting :meth:`feedback` that the agent keeps at most.
+        outliers: ``"skip"``, ``"raise"`` or ``"accept"`` (see above).
+        outlier_factor: How many times the largest magnitude learned so far a value may
+            reach before it is an outlier (> 1; default 1e6).
     """
 
     name: str = "agent"
@@ -217,13 +267,25 @@ class Agent(ABC):
         seed: int | None = None,
         device: str | torch.device = "cpu",
         max_pending: int = 10_000,
+        outliers: str = "skip",
+        outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     ) -> None:
         self.device = torch.device(device)
         _hint_threads(self.device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.seed = _check_seed(seed)
-        self.max_pending = _check_count("max_pending", max_pending)
+        self.max_pending = check_count("max_pending", max_pending)
+        if outliers not in OUTLIER_POLICIES:
+            raise ValueError(f"outliers must be one of {OUTLIER_POLICIES}, got {outliers!r}")
+        if (
+            isinstance(outlier_factor, bool)
+            or not isinstance(outlier_factor, (int, float, np.floating, np.integer))
+            or not 1.0 < outlier_factor < math.inf
+        ):
+            raise ValueError(f"outlier_factor must be a finite number > 1, got {outlier_factor!r}")
+        self.outliers, self.outlier_factor = outliers, float(outlier_factor)
+        self.input_scale = (0.0, 0.0, 0.0)
         self.generator = torch.Generator(device=self.device)
         self.tie_generator = torch.Generator(device=self.device)
         self.propensity_generator = torch.Generator(device=self.device)
@@ -315,7 +377,18 @@ class Agent(ABC):
             chosen = batch.candidates[:, int(indices[0])]
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
-        self._learn(batch.contexts, chosen, indices, rewards)
+        keep, scale = self._screen(batch.contexts, chosen, rewards)
+        if keep is None:
+            self._learn(batch.contexts, chosen, indices, rewards)
+            self.input_scale = scale
+        elif keep.any():  # learn the other rows as a batch of their own (screened the same)
+            rows = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
+            kept = {
+                "context": batch.contexts[rows].cpu().numpy(),
+                "candidates": batch.candidates[rows].cpu().numpy(),
+                "action_mask": batch.masks[rows].cpu().numpy().astype(np.int8),
+            }
+            self.observe(kept, indices[rows].cpu().numpy(), rewards[rows].cpu().numpy())
 
     def feedback(self, decision_id: int | np.ndarray, reward: float | np.ndarray) -> None:
         """Learn from the reward of an earlier :meth:`decide`, in any order.
@@ -345,10 +418,16 @@ class Agent(ABC):
         pending = [self._pending[k] for k in keys]
         contexts = torch.stack([p.context for p in pending])
         chosen = torch.stack([p.chosen for p in pending])
-        index = torch.as_tensor([p.index for p in pending], device=self.device)
-        self._learn(contexts, chosen, index, rewards)
+        keep, scale = self._screen(contexts, chosen, rewards)
+        if keep is None:
+            index = torch.as_tensor([p.index for p in pending], device=self.device)
+            self._learn(contexts, chosen, index, rewards)
+            self.input_scale = scale
+        elif keep.any():  # the other ids as a call of their own (screened the same)
+            rows = np.flatnonzero(keep)
+            self.feedback(np.asarray(keys, dtype=np.int64)[rows], rewards.cpu().numpy()[rows])
         for k in keys:
-            del self._pending[k]
+            self._pending.pop(k, None)  # skipped outliers use their ids up too
 
     @property
     def pending(self) -> int:
@@ -356,19 +435,33 @@ class Agent(ABC):
         return len(self._pending)
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget everything learned and reseed (``seed=None`` keeps the construction seed)."""
+        """Forget everything learned and reseed (``seed=None`` keeps the construction seed).
+
+        Pending decisions are dropped (their ids are refused by :meth:`feedback` from then
+        on); decision ids keep counting up, so an id is never handed out twice by an agent,
+        across resets, saves and loads alike (see :meth:`save`).
+        """
         self.seed = self.seed if seed is None else _check_seed(seed)
         self._reseed(self.seed)
         self.rounds = 0
         self._pending.clear()
+        self.input_scale = (0.0, 0.0, 0.0)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a pickle-free checkpoint of this agent to ``path`` (atomically).
 
         Load it back with :func:`bandexa_gym.agents.load_agent` (a new agent) or
         :func:`bandexa_gym.agents.load_state` (into a matching agent). What it holds is
-        the agent's :meth:`spec`, its :meth:`state_tensors` and scalars, and its random
-        generators, so a reloaded agent acts exactly as this one would.
+        the agent's :meth:`spec`, its :meth:`state_tensors` and scalars, its random
+        generators, so a reloaded agent acts exactly as this one would, and its decisions
+        still awaiting :meth:`feedback` (at most ``max_pending``: each one's context, chosen
+        candidate row and index) with the decision-id counter.
+
+        Decision ids are saved rather than made unique per agent instance: a reward that
+        arrives after a restart (delayed feedback) must still reach the decision it belongs
+        to, so the reloaded agent answers ``feedback`` for the ids handed out before the
+        save and continues the count after them; an id is never handed out twice, and one
+        that was not pending at the save is refused.
 
         Raises:
             bandexa_gym.checkpoint.CheckpointError: The agent cannot be saved.
@@ -384,11 +477,14 @@ class Agent(ABC):
         scalars, tensors = self.state_tensors()
         for gen_name, gen in self._generators().items():
             tensors[f"rng.{gen_name}"] = gen.get_state()
+        tensors.update(self._pending_tensors())
         scalars = {
             **scalars,
             "seed": self.seed,
             "rounds": self.rounds,
             "generator_device": self.device.type,
+            "next_decision_id": self._next_id,
+            "input_scale": list(self.input_scale),
         }
         meta = {"agent": self.name, "class": type(self).__name__, "spec": spec, "state": scalars}
         return checkpoint.write_checkpoint(path, meta, tensors)
@@ -485,6 +581,164 @@ class Agent(ABC):
         raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
 
     # -- helpers ----------------------------------------------------------------------
+    def _screen(
+        self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor
+    ) -> tuple[np.ndarray | None, tuple[float, float, float]]:
+        """Find the outliers among B rows about to be learned (see the class docstring).
+
+        Returns:
+            (None, the scale after learning every row) when no row is an outlier, else
+            (which rows to learn (B,) bool, the scale after learning those).
+
+        Raises:
+            ValueError: An outlier under ``outliers="raise"``.
+        """
+        if self.outliers == "accept":
+            return None, self.input_scale
+        size = rewards.shape[0]
+        if size == 1:  # the common case, in Python floats
+            row = (_largest(contexts), _largest(chosen), abs(rewards.item()))
+            factor = self.outlier_factor
+            if not any(
+                0 < s and factor * s < m for s, m in zip(self.input_scale, row, strict=True)
+            ):
+                return None, tuple(max(s, m) for s, m in zip(self.input_scale, row, strict=True))
+        mags = torch.stack(
+            [_row_magnitudes(contexts, size), _row_magnitudes(chosen, size), rewards.abs()], 1
+        )
+        mags = mags.cpu().numpy()
+        scale, factor = np.asarray(self.input_scale), self.outlier_factor
+        before = np.maximum.accumulate(np.vstack([scale, mags]), axis=0)  # if all were kept
+        if not ((before[:-1] > 0) & (mags > factor * before[:-1])).any():
+            return None, tuple(float(v) for v in before[-1])
+        keep, found = np.ones(size, dtype=bool), []
+        for i in range(size):  # rows one at a time: an outlier does not raise the scale
+            bad = np.flatnonzero((scale > 0) & (mags[i] > factor * scale))
+            if bad.size:
+                keep[i] = False
+                kind = int(bad[0])
+                where = f"row {i}: " if size > 1 else ""
+                found.append(f"{where}{_INPUT_KINDS[kind]} {mags[i, kind]:.3g}")
+            else:
+                scale = np.maximum(scale, mags[i])
+        seen = ", ".join(
+            f"{kind} {value:.3g}"
+            for kind, value in zip(_INPUT_KINDS, self.input_scale, strict=True)
+            if value > 0
+        )
+        rows = f"{len(found)} of {size} rows hold" if size > 1 else "a row holds"
+        message = (
+            f"{self.name}: {rows} a value more than {factor:.0e} times the largest the agent "
+            f"has learned from ({seen}): {'; '.join(found[:3])}"
+        )
+        if self.outliers == "raise":
+            raise ValueError(
+                message + "; nothing was learned (rescale the data, or make the agent with "
+                "outliers='skip' or 'accept', or a larger outlier_factor)"
+            )
+        warnings.warn(
+            message + "; those rows were not learned (outliers='accept' learns them, "
+            "outliers='raise' refuses them)",
+            OutlierWarning,
+            stacklevel=3,
+        )
+        return keep, tuple(float(v) for v in scale)
+
+    def input_scale_state(self, scalars: Mapping[str, Any]) -> tuple[float, float, float]:
+        """A checkpoint's ``input_scale`` (the largest magnitudes learned), validated.
+
+        Raises:
+            ValueError: Not three finite numbers >= 0.
+        """
+        scale = scalars.get("input_scale", [0.0, 0.0, 0.0])
+        if (
+            not isinstance(scale, list)
+            or len(scale) != 3
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                for v in scale
+            )
+        ):
+            raise ValueError(f"input_scale must be three finite numbers >= 0, got {scale!r}")
+        return tuple(float(v) for v in scale)
+
+    def _pending_tensors(self) -> dict[str, torch.Tensor]:
+        """The pending decisions as ``pending.*`` tensors (none when nothing is pending)."""
+        if not self._pending:
+            return {}
+        items = list(self._pending.items())
+        return {
+            "pending.ids": torch.tensor([k for k, _ in items], dtype=torch.int64),
+            "pending.contexts": torch.stack([p.context for _, p in items]),
+            "pending.chosen": torch.stack([p.chosen for _, p in items]),
+            "pending.indices": torch.tensor([p.index for _, p in items], dtype=torch.int64),
+        }
+
+    def pending_state(
+        self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+    ) -> tuple[OrderedDict[int, Any], int]:
+        """A checkpoint's pending decisions and id counter, validated, for
+        :meth:`set_pending_state` (nothing is changed here).
+
+        Raises:
+            ValueError: More pending decisions than ``max_pending``, ids that repeat or are
+                not below the counter, or contexts and rows that do not fit this agent.
+        """
+        next_id = scalars.get("next_decision_id", 0)
+        if isinstance(next_id, bool) or not isinstance(next_id, int) or not 0 <= next_id < 2**62:
+            raise ValueError(f"next_decision_id must be an integer in [0, 2**62), got {next_id!r}")
+        names = PENDING_TENSORS
+        present = [n for n in names if n in tensors]
+        if not present:
+            return OrderedDict(), next_id
+        if len(present) != len(names):
+            raise ValueError(f"pending decisions need tensors {list(names)}, got {present}")
+        ids, contexts, chosen, indices = (tensors[n] for n in names)
+        count = int(ids.shape[0]) if ids.ndim == 1 else -1
+        if count > self.max_pending:
+            raise ValueError(
+                f"{count} decisions await feedback but max_pending is {self.max_pending} "
+                "(pass max_pending= to load_agent to keep them)"
+            )
+        want = {"pending.ids": torch.int64, "pending.chosen": torch.float32,
+                "pending.indices": torch.int64}  # fmt: skip
+        for name, dtype in want.items():
+            if tensors[name].dtype != dtype:
+                raise ValueError(f"tensor {name} has dtype {tensors[name].dtype}, not {dtype}")
+        if contexts.dtype.is_complex or contexts.dtype not in _CONTEXT_DTYPES:
+            raise ValueError(f"tensor pending.contexts has dtype {contexts.dtype}")
+        context_shape, action_dim = self.input_shapes or (tuple(contexts.shape[1:]), None)
+        shapes = {
+            "pending.ids": (count,),
+            "pending.indices": (count,),
+            "pending.contexts": (count, *context_shape),
+            "pending.chosen": (count, chosen.shape[-1] if action_dim is None else action_dim),
+        }
+        for name, shape in shapes.items():
+            if count < 1 or tuple(tensors[name].shape) != shape:
+                raise ValueError(
+                    f"tensor {name} has shape {tuple(tensors[name].shape)}, not {shape}"
+                )
+        keys = ids.tolist()
+        if len(set(keys)) != count or min(keys) < 0 or max(keys) >= next_id:
+            raise ValueError(f"pending decision ids must be distinct, in [0, {next_id})")
+        for name, values in (("pending.contexts", contexts), ("pending.chosen", chosen)):
+            if not _within(values.to(torch.float64), MAX_ABS_INPUT):
+                raise ValueError(f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e}")
+        if int(indices.min()) < 0:
+            raise ValueError("pending.indices holds a negative candidate index")
+        pending = OrderedDict(
+            (key, _Pending(contexts[i].to(self.device), chosen[i].to(self.device), int(index)))
+            for i, (key, index) in enumerate(zip(keys, indices.tolist(), strict=True))
+        )
+        return pending, next_id
+
+    def set_pending_state(self, pending: OrderedDict[int, Any], next_id: int) -> None:
+        """Set the pending decisions from :meth:`pending_state` output; the id counter never
+        goes back (ids this agent already handed out stay used)."""
+        self._pending = pending
+        self._next_id = max(self._next_id, next_id)
+
     def _generators(self) -> dict[str, torch.Generator]:
         return {
             "generator": self.generator,
@@ -670,15 +924,16 @@ def _check_seed(seed: Any) -> int | None:
     return int(seed)
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 _OBS_KEYS = ("context", "candidates", "action_mask")
+PENDING_TENSORS = ("pending.ids", "pending.contexts", "pending.chosen", "pending.indices")
+"""Checkpoint tensors of the decisions awaiting feedback (see :meth:`Agent.save`)."""
+_CONTEXT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
+                   torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)  # fmt: skip
+
+
+def _within(values: torch.Tensor, bound: float) -> bool:
+    """Whether every value is finite and at most ``bound`` in magnitude (True when empty)."""
+    return values.numel() == 0 or bool(values.abs().max() <= bound)
 
 
 def _real_array(value: Any, name: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Agent, Observations, register_agent
+from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, Agent, Observations, register_agent
 
 
 class UniformAgent(Agent):
@@ -33,7 +33,10 @@ class UniformAgent(Agent):
         self.rounds += int(rewards.shape[0])
 
     def spec(self) -> dict[str, Any]:
-        return {}
+        if self.input_shapes is None:
+            return {}
+        context_shape, action_dim = self.input_shapes
+        return {"context_shape": list(context_shape), "action_dim": action_dim}
 
     @classmethod
     def from_spec(
@@ -44,7 +47,18 @@ class UniformAgent(Agent):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> UniformAgent:
-        return cls(seed=seed, device=device, **kwargs)
+        agent = cls(seed=seed, device=device, **kwargs)
+        if "context_shape" in spec:
+            shape = spec["context_shape"]
+            if not isinstance(shape, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape
+            ):
+                raise ValueError(f"context_shape must be a list of sizes >= 1, got {shape!r}")
+            action_dim = spec["action_dim"]
+            if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+                raise ValueError(f"action_dim must be an integer >= 1, got {action_dim!r}")
+            agent.input_shapes = (tuple(shape), action_dim)
+        return agent
 
 
 @register_agent("uniform")
@@ -54,8 +68,16 @@ def _make_uniform(
     seed: int | None = None,
     device: str | torch.device = "cpu",
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
 ) -> UniformAgent:
     """Uniformly random play: the regret baseline every table normalizes by."""
-    agent = UniformAgent(seed=seed, device=device, max_pending=max_pending)
+    agent = UniformAgent(
+        seed=seed,
+        device=device,
+        max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
+    )
     agent.input_shapes = (tuple(space["context"].shape), int(space["candidates"].shape[-1]))
     return agent

@@ -54,7 +54,13 @@ from bandexa_gym.agents._replay import (
     compare_shapes,
     load_scaler,
 )
-from bandexa_gym.agents.base import Observations, derived_seed, register_agent
+from bandexa_gym.agents.base import (
+    DEFAULT_OUTLIER_FACTOR,
+    Observations,
+    derived_seed,
+    register_agent,
+)
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
@@ -91,11 +97,7 @@ class BootstrappedConfig(ReplaySchedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        m = self.n_members
-        if isinstance(m, bool) or not isinstance(m, int):
-            raise TypeError(f"n_members must be an integer, got {m!r}")
-        if m < 1:
-            raise ValueError(f"n_members must be >= 1, got {m}")
+        self.n_members = check_count("n_members", self.n_members)
         if self.bootstrap not in BOOTSTRAP_KINDS:
             raise ValueError(
                 f"bootstrap must be one of {', '.join(BOOTSTRAP_KINDS)}, got {self.bootstrap!r}"
@@ -163,7 +165,9 @@ class BootstrappedNN(ReplayAgent):
         device: Torch device (default: the first encoder's).
         seed: Seed of the agent's generators and of the bootstrap key.
         **kwargs: :class:`~bandexa_gym.agents.head_agent.HeadAgent` options
-            (``propensity_draws``, ``max_pending``).
+            (``propensity_draws``, ``max_pending``, ``outliers``, ``outlier_factor``: an
+            outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "bootstrapped_nn"
@@ -463,6 +467,8 @@ def make_bootstrapped(
     exploration: Any = "thompson",
     propensity_draws: int = 100,
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     **settings: Any,
 ) -> BootstrappedNN:
     """A :class:`BootstrappedNN` sized for ``space``: ``n_members`` independently initialized
@@ -481,7 +487,7 @@ def make_bootstrapped(
     except TypeError as err:
         raise TypeError(
             f"{err}; also: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            "propensity_draws, max_pending"
+            "propensity_draws, max_pending, outliers, outlier_factor"
         ) from None
     if not isinstance(encoder, str):
         raise TypeError(
@@ -505,6 +511,8 @@ def make_bootstrapped(
         seed=seed,
         propensity_draws=propensity_draws,
         max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
     )
 
 

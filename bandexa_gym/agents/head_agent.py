@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bandexa_gym.agents.base import Agent, Observation, Observations, _check_count
+from bandexa_gym.agents.base import Agent, Observation, Observations
+from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.numerics import GAMMA_NORMALS, draw_row_length, gamma_variates, standard_gamma
 from bandexa_gym.posterior import BayesianLinearRegression, Head
@@ -417,7 +418,8 @@ class HeadAgent(Agent):
             an :class:`~bandexa_gym.exploration.ExplorationRule`).
         propensity_draws: Posterior draws M behind a Thompson-sampling propensity.
         **kwargs: Passed to :class:`~bandexa_gym.agents.base.Agent` (``seed``, ``device``,
-            ``max_pending``).
+            ``max_pending``, and ``outliers``/``outlier_factor``: a row far beyond the
+            magnitudes learned so far is skipped with an ``OutlierWarning`` by default).
     """
 
     def __init__(
@@ -428,7 +430,7 @@ class HeadAgent(Agent):
         **kwargs: Any,
     ) -> None:
         self.exploration = make_rule(exploration)
-        self.propensity_draws = _check_count("propensity_draws", propensity_draws)
+        self.propensity_draws = check_count("propensity_draws", propensity_draws)
         self.reward_scaler = RewardScaler(enabled=False)  # agents that standardize replace it
         super().__init__(**kwargs)
         self._feature_cache: tuple[torch.Tensor, torch.Tensor, Any] | None = None

@@ -28,6 +28,7 @@ from bandexa_gym.agents.head_agent import (
     is_one_hot,
     split_at,
 )
+from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -188,7 +189,9 @@ class LinearTS(HeadAgent):
         seed: Seed of the agent's generators.
         device: Torch device.
         **kwargs: ``prior_var``, ``noise``, ``a0``, ``b0``, and the :class:`HeadAgent`
-            options (``propensity_draws``, ``max_pending``).
+            options (``propensity_draws``, ``max_pending``, ``outliers``,
+            ``outlier_factor``: an outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "linear_ts"
@@ -237,6 +240,8 @@ class LinearTS(HeadAgent):
                 f"context_shape {context_shape} and action_dim {action_dim} must be non-empty"
             )
         self.input_shapes = (self.context_shape, self.action_dim)
+        dim = self.context_dim + self.action_dim + 1  # the largest head ([x; a] and intercept)
+        check_bytes(f"{self.name}'s head over {dim} features (its d x d factor)", 8 * dim * dim)
         self.requested_feature_map: FeatureMap = feature_map
         self.feature_map: FeatureMap = feature_map
         self.heads: list[BayesianLinearRegression] = []

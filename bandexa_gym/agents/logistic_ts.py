@@ -38,6 +38,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth
 from bandexa_gym.agents.base import Capabilities, register_agent
+from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
 from bandexa_gym.buffers import MemoryReplayBuffer
 from bandexa_gym.posterior import LaplaceLogisticRegression, LogisticHeadConfig
@@ -92,7 +93,9 @@ class LogisticTS(LinearTS):
         seed: Seed of the agent's generators.
         device: Torch device.
         **kwargs: The head's settings one by one (above) and the :class:`HeadAgent`
-            options (``propensity_draws``, ``max_pending``).
+            options (``propensity_draws``, ``max_pending``, ``outliers``,
+            ``outlier_factor``: an outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
 
     Raises:
         TypeError: A Gaussian-head setting (``noise``, ``a0``, ``b0``) or a setting of the
@@ -136,9 +139,10 @@ class LogisticTS(LinearTS):
                 "logistic_ts models the raw {0, 1} rewards: standardize_rewards must be False, "
                 f"got {standardize_rewards!r}"
             )
-        self.refit_every = _check_int("refit_every", refit_every, 0)
-        self.store_capacity = _check_int("store_capacity", store_capacity, 1)
-        self.refit_chunk = _check_int("refit_chunk", refit_chunk, 1)
+        self.refit_every = check_count("refit_every", refit_every, low=0)
+        self.store_capacity = check_count("store_capacity", store_capacity)
+        self.refit_chunk = check_count("refit_chunk", refit_chunk)
+        check_rows_fit("store_capacity", self.store_capacity, tuple(context_shape), action_dim)
         if (
             isinstance(refit_growth, bool)
             or not isinstance(refit_growth, numbers.Real)
@@ -420,14 +424,6 @@ def _stored(
         return torch.zeros(0, d_x, dtype=_F64), torch.zeros(0, d_a), torch.zeros(0)
     X, A, R = next(store.iter_chunks(len(store)))
     return X.clone(), A.clone(), R.clone()
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 @register_agent("logistic_ts")

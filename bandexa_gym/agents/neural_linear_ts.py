@@ -22,7 +22,12 @@ from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents._replay import ReplaySampling, optimizer_steps_skipping_non_finite
-from bandexa_gym.agents.base import Capabilities, Observations, register_agent
+from bandexa_gym.agents.base import (
+    DEFAULT_OUTLIER_FACTOR,
+    Capabilities,
+    Observations,
+    register_agent,
+)
 from bandexa_gym.agents.head_agent import (
     MAX_FIXED_ARMS,
     ArmFeatures,
@@ -34,6 +39,7 @@ from bandexa_gym.agents.head_agent import (
     is_one_hot,
     split_at,
 )
+from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
@@ -153,20 +159,10 @@ class NeuralLinearTSConfig:
             raise TypeError(f"head must be a HeadConfig, got {self.head!r}")
         for name in ("warmup_random", "train_every", "optimizer_steps", "batch_size",
                      "rebuild_chunk", "buffer_capacity"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
             low = 0 if name in ("warmup_random", "train_every") else 1
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-        if self.action_chunk is not None and (
-            isinstance(self.action_chunk, bool)
-            or not isinstance(self.action_chunk, int)
-            or self.action_chunk < 1
-        ):
-            raise ValueError(
-                f"action_chunk must be None or an integer >= 1, got {self.action_chunk!r}"
-            )
+            setattr(self, name, check_count(name, getattr(self, name), low=low))
+        if self.action_chunk is not None:
+            self.action_chunk = check_count("action_chunk", self.action_chunk)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -177,10 +173,8 @@ class NeuralLinearTSConfig:
             raise ValueError(
                 f"arm_heads must be 'auto', 'shared' or 'per_arm', got {self.arm_heads!r}"
             )
-        if self.window is not None and (
-            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
-        ):
-            raise ValueError(f"window must be None or an integer >= 1, got {self.window!r}")
+        if self.window is not None:
+            self.window = check_count("window", self.window)
         if not isinstance(self.standardize_features, bool):
             raise TypeError(
                 f"standardize_features must be True or False, got {self.standardize_features!r}"
@@ -264,7 +258,10 @@ class NeuralLinearTS(ReplaySampling):
         exploration: Exploration rule (see :class:`~bandexa_gym.agents.head_agent.HeadAgent`).
         device: Torch device (default: the encoder's).
         seed: Seed of the agent's generators.
-        **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``).
+        **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``,
+            ``outliers``, ``outlier_factor``: a context or reward far beyond those learned
+            so far is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "neural_linear_ts"
@@ -293,6 +290,8 @@ class NeuralLinearTS(ReplaySampling):
         self.encoder = encoder.to(self.device)
         self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
         self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
+        if buffer is None:
+            check_rows_fit("buffer_capacity", self.config.buffer_capacity, *self.input_shapes)
         self.buffer = (
             buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
         )
@@ -959,6 +958,8 @@ def make_neural_linear(
     exploration: Any = "thompson",
     propensity_draws: int = 100,
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     **settings: Any,
 ) -> NeuralLinearTS:
     """A :class:`NeuralLinearTS` sized for ``space`` with the default settings for its kind
@@ -992,7 +993,7 @@ def make_neural_linear(
         valid = ", ".join(sorted({*_SCHEDULE_FIELDS, *_HEAD_FIELDS}))
         raise TypeError(
             f"{err}; valid: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            f"propensity_draws, max_pending, {valid}"
+            f"propensity_draws, max_pending, outliers, outlier_factor, {valid}"
         ) from None
     if isinstance(encoder, str):
         (encoder,) = seeded_default_encoders(
@@ -1007,6 +1008,8 @@ def make_neural_linear(
         seed=seed,
         propensity_draws=propensity_draws,
         max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
     )
 
 

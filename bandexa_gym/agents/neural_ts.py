@@ -74,7 +74,7 @@ from bandexa_gym.agents._replay import (
     compare_shapes,
     load_scaler,
 )
-from bandexa_gym.agents.base import register_agent
+from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
 from bandexa_gym.agents.neural_linear_ts import _loss_fn, _module_state
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
@@ -164,7 +164,9 @@ class NeuralTS(ReplayAgent):
         device: Torch device (default: the encoder's).
         seed: Seed of the agent's generators (and of a default readout).
         **kwargs: :class:`~bandexa_gym.agents.head_agent.HeadAgent` options
-            (``propensity_draws``, ``max_pending``).
+            (``propensity_draws``, ``max_pending``, ``outliers``, ``outlier_factor``: an
+            outlier row is skipped with a warning by default, see
+            :class:`~bandexa_gym.agents.base.Agent`).
     """
 
     name = "neural_ts"
@@ -460,6 +462,8 @@ def make_neural_ts(
     exploration: Any = "thompson",
     propensity_draws: int = 100,
     max_pending: int = 10_000,
+    outliers: str = "skip",
+    outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
     **settings: Any,
 ) -> NeuralTS:
     """A :class:`NeuralTS` sized for ``space``, on ``neural_linear_ts``'s default encoder and
@@ -479,7 +483,7 @@ def make_neural_ts(
     except TypeError as err:
         raise TypeError(
             f"{err}; also: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            "propensity_draws, max_pending"
+            "propensity_draws, max_pending, outliers, outlier_factor"
         ) from None
     if isinstance(encoder, str):
         (encoder,) = seeded_default_encoders(
@@ -494,6 +498,8 @@ def make_neural_ts(
         seed=seed,
         propensity_draws=propensity_draws,
         max_pending=max_pending,
+        outliers=outliers,
+        outlier_factor=outlier_factor,
     )
 
 

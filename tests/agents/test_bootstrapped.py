@@ -238,9 +238,10 @@ def test_forgetting_favours_recent_replay():
         (lambda m: m["state"].update(bootstrap_key=-1), "bootstrap_key"),
         (lambda m: m["state"].update(trainings=-1), "trainings"),
         (lambda m: m["spec"]["config"].update(bootstrap="jackknife"), "bootstrap"),
-        (lambda m: m["spec"]["config"].update(n_members=100_000), "wrong shapes"),
+        (lambda m: m["spec"]["config"].update(n_members=7), "wrong shapes"),
+        (lambda m: m["spec"]["config"].update(n_members=100_000), r"n_members must be .*1_000\]"),
     ],
-    ids=["bad-key", "bad-count", "bad-bootstrap", "oversized"],
+    ids=["bad-key", "bad-count", "bad-bootstrap", "misfit", "oversized"],
 )
 def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path):
     agent = FACTORIES["thompson"]()

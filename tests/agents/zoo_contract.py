@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bandexa_gym import checkpoint
-from bandexa_gym.agents import Agent, load_agent
+from bandexa_gym.agents import Agent, OutlierWarning, load_agent
 
 Factory = Callable[[], Agent]
 FAST = {"warmup_random": 5, "train_every": 10, "optimizer_steps": 3, "batch_size": 8}
@@ -161,8 +161,13 @@ def check_rejected_input(factory: Factory, obs_list: list[dict[str, np.ndarray]]
         with pytest.raises(error):
             call()
         assert_same_state(snapshot(agent), before)
-    # A context too large for the stored float32 (or for finite features) stores nothing.
+    # A context too large for the stored float32 (or for finite features) stores nothing:
+    # the outlier guard skips it with a warning, and without the guard it is refused.
     huge = {**obs, "context": np.full(obs["context"].shape, 1e39)}
+    with pytest.warns(OutlierWarning):
+        agent.observe(huge, 0, 1.0)
+    assert_same_state(snapshot(agent), before)
+    agent.outliers = "accept"
     with pytest.raises(ValueError):
         agent.observe(huge, 0, 1.0)
     assert_same_state(snapshot(agent), before)

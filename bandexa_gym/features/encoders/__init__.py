@@ -15,6 +15,7 @@ from bandexa_gym.features.encoders.resnet import (
     preprocess_mnist_for_resnet,
 )
 from bandexa_gym.features.encoders.spec import (
+    activation_class,
     build_encoder,
     check_encoder,
     encoder_spec,
@@ -30,6 +31,7 @@ __all__ = [
     "MLPEncoder",
     "ResNetEncoder",
     "TwoTowerEncoder",
+    "activation_class",
     "build_encoder",
     "check_encoder",
     "encoder_spec",

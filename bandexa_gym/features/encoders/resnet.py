@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import torch
@@ -141,6 +141,9 @@ class ResNetEncoder(Encoder):
     Raises:
         RuntimeError: If ``pretrained`` weights are neither cached nor downloadable.
     """
+
+    offline_kwargs: ClassVar[Mapping[str, Any]] = {"pretrained": False, "download": False}
+    """What :func:`build_encoder` forces: a rebuilt encoder never fetches weights."""
 
     def __init__(
         self,

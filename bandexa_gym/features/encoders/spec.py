@@ -16,6 +16,7 @@ from bandexa_gym.features.encoders.base import Encoder
 
 __all__ = [
     "REQUIRED_ENCODER_ATTRIBUTES",
+    "activation_class",
     "build_encoder",
     "check_encoder",
     "encoder_spec",
@@ -80,8 +81,39 @@ def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
     return {"class": name, "kwargs": _recorded(**kwargs)}
 
 
+def activation_class(name: Any) -> type[nn.Module]:
+    """The ``torch.nn`` activation class called ``name`` (``"ReLU"``, ``"Tanh"``, ...).
+
+    Only element-wise activations (``torch.nn``'s activation modules that take no
+    arguments, and ``Identity``) are accepted, so that a spec cannot put another module
+    (a ``Linear``, ``Dropout``, an attention block) where an activation goes.
+
+    Raises:
+        ValueError: ``name`` is not such an activation.
+    """
+    cls = getattr(nn, name, None) if isinstance(name, str) else None
+    ok = isinstance(cls, type) and (
+        cls is nn.Identity
+        or (
+            issubclass(cls, nn.Module)
+            and cls.__module__ == "torch.nn.modules.activation"
+            and cls is not nn.MultiheadAttention
+        )
+    )
+    if not ok:
+        raise ValueError(
+            f"activation {name!r} is not an activation: expected the name of a torch.nn "
+            "activation such as 'ReLU', 'Tanh' or 'GELU'"
+        )
+    return cls
+
+
 def build_encoder(spec: Mapping[str, Any], *, device: str | torch.device | None = None) -> Encoder:
     """Construct a (freshly initialised) encoder from an :func:`encoder_spec`.
+
+    Building never reads a file or the network: an encoder class's ``offline_kwargs``
+    (``ResNetEncoder``: ``pretrained=False, download=False``) override the spec, because
+    the weights of a rebuilt encoder come from the checkpoint it is loaded from.
 
     Args:
         spec: ``{"class": name, "kwargs": {...}}``.
@@ -98,13 +130,9 @@ def build_encoder(spec: Mapping[str, Any], *, device: str | torch.device | None 
             "that defines it and call bandexa_gym.encoders.register_encoder before loading"
         )
     kwargs = dict(spec.get("kwargs") or {})
+    kwargs.update(getattr(_ENCODER_CLASSES[name], "offline_kwargs", {}))
     if "activation" in kwargs:
-        activation = getattr(nn, str(kwargs["activation"]), None)
-        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-            raise ValueError(
-                f"unknown activation {kwargs['activation']!r}: expected a torch.nn name"
-            )
-        kwargs["activation"] = activation
+        kwargs["activation"] = activation_class(kwargs["activation"])
     for key in ("image_size", "hidden", "channels", "trainable"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
