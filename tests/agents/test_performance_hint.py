@@ -13,14 +13,15 @@ import pytest
 import torch
 
 import bandexa_gym  # noqa: F401  (registers the ids)
-from bandexa_gym.agents import NeuralLinearTS, PerformanceHint, base, make_agent
+from bandexa_gym.agents import NeuralLinearTS, PerformanceHint, make_agent
+from bandexa_gym.agents.core import hints as hint_module
 from bandexa_gym.encoders import MLPEncoder
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_hint_is_said_once_for_any_number_of_agents(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "_THREADS_HINTED", False)  # as in a fresh process
+    monkeypatch.setattr(hint_module, "_THREADS_HINTED", False)  # as in a fresh process
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # torch's default on 2 cores
     env = gym.make("Bandexa/Synthetic-v0")
     with warnings.catch_warnings(record=True) as record:
