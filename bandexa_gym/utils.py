@@ -378,7 +378,7 @@ def _check_rejected_input(factory: AgentFactory, stream: list[Obs], seed: int) -
 
 
 def _check_save_load(factory: AgentFactory, stream: list[Obs], seed: int) -> None:
-    from bandexa_gym.agents.loading import load_agent
+    from bandexa_gym.persist.load import load_agent
 
     agent = factory(seed)
     half = len(stream) // 2

@@ -17,7 +17,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import bandexa_gym  # noqa: F401  (registers the envs)
-from bandexa_gym import checkpoint
 from bandexa_gym.agents import (
     Agent,
     HeadAgent,
@@ -38,6 +37,7 @@ from bandexa_gym.encoders import (
     TwoTowerEncoder,
     register_encoder,
 )
+from bandexa_gym.persist import format as checkpoint
 
 
 def probe_scores(agent: HeadAgent, obs: dict[str, np.ndarray]) -> np.ndarray:

@@ -12,7 +12,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bandexa_gym import checkpoint
 from bandexa_gym.agents import (
     LinearTS,
     NeuralLinearTS,
@@ -22,6 +21,7 @@ from bandexa_gym.agents import (
 )
 from bandexa_gym.checkpoint import CheckpointError, read_metadata
 from bandexa_gym.encoders import MLPEncoder, ResNetEncoder
+from bandexa_gym.persist import format as checkpoint
 
 OBS = {"context": np.array([0.5, -1.0, 2.0], np.float32), "candidates": np.eye(2, dtype=np.float32)}
 

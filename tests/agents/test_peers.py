@@ -21,10 +21,10 @@ import torch
 from gymnasium import spaces
 
 import bandexa_gym  # noqa: F401  (registers the ids)
-from bandexa_gym import checkpoint
 from bandexa_gym.agents import PEERS, PEERS_EXTRA, NotApplicableError, make_agent
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
 from bandexa_gym.bench import main
+from bandexa_gym.persist import format as checkpoint
 from bandexa_gym.runner import run
 from bandexa_gym.utils import check_agent
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bandexa_gym import checkpoint
 from bandexa_gym.agents import Agent, OutlierWarning, load_agent
+from bandexa_gym.persist import format as checkpoint
 
 Factory = Callable[[], Agent]
 FAST = {"warmup_random": 5, "train_every": 10, "optimizer_steps": 3, "batch_size": 8}

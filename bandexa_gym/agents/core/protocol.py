@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bandexa_gym import checkpoint
 from bandexa_gym.agents.core.hints import _hint_threads
 from bandexa_gym.agents.core.observations import (
     Observation,
@@ -45,6 +44,7 @@ from bandexa_gym.agents.core.outliers import (
 from bandexa_gym.agents.core.pending import PendingDecisions, _Pending
 from bandexa_gym.agents.core.randomness import Randomness, _check_seed
 from bandexa_gym.agents.limits import check_count
+from bandexa_gym.persist import format as checkpoint
 
 __all__ = ["AGENT_CLASSES", "Agent", "Capabilities", "Decision", "NotApplicableError"]
 
