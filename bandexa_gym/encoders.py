@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bandexa_gym.numerics import seeded_init
+from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = [
     "RESNET_ARCHS",

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bandexa_gym.exploration import tie_split
+from bandexa_gym.heads.protocol import tie_split
 
 __all__ = ["DiagonalGradientHead", "EnsembleHead"]
 

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from bandexa_gym.numerics import NumericalWarning, draw_row_length, safe_cholesky
+from bandexa_gym.heads.numerics import NumericalWarning, draw_row_length, safe_cholesky
 
 __all__ = ["LaplaceLogisticRegression", "LogisticHeadConfig", "RefitInfo"]
 

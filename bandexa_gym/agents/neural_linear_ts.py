@@ -45,14 +45,10 @@ from bandexa_gym.encoders import (
     check_encoder,
     encoder_spec,
 )
-from bandexa_gym.numerics import seeded_init
-from bandexa_gym.posterior import (
-    HEAD_FIELDS,
-    BayesianLinearRegression,
-    HeadConfig,
-    LaplaceLogisticRegression,
-    LogisticHeadConfig,
-)
+from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.numerics import seeded_init
+from bandexa_gym.heads.protocol import HEAD_FIELDS, HeadConfig
+from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = [
     "NeuralLinearTS",

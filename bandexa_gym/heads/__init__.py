@@ -1,0 +1,14 @@
+"""The Bayesian heads: beliefs about a reward model that the exploration rules read.
+
+* :mod:`~bandexa_gym.heads.protocol` -- the :class:`Head` protocol, :class:`HeadConfig`,
+  :func:`score` and :func:`tie_split`, what every head shares;
+* :mod:`~bandexa_gym.heads.gaussian` -- :class:`BayesianLinearRegression`, the conjugate
+  Gaussian head; :mod:`~bandexa_gym.heads.conjugate` its refits, growth and re-basing;
+* :mod:`~bandexa_gym.heads.square_root` and :mod:`~bandexa_gym.heads.numerics` -- the
+  square-root Gaussian state, safe Cholesky and generator-driven draws the heads share.
+"""
+
+from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.protocol import HEAD_FIELDS, Head, HeadConfig, score, tie_split
+
+__all__ = ["HEAD_FIELDS", "BayesianLinearRegression", "Head", "HeadConfig", "score", "tie_split"]
