@@ -7,9 +7,9 @@ from bandexa_gym.heads.conjugate import (
     rebase_head_state,
 )
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 from bandexa_gym.heads.numerics import NumericalWarning, safe_cholesky
 from bandexa_gym.heads.protocol import HEAD_FIELDS, Head, HeadConfig, score, score_dtype
-from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = [
     "HEAD_FIELDS",

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.encoders import Encoder
 from bandexa_gym.heads.conjugate import load_rebased
-from bandexa_gym.posterior_logistic import LaplaceLogisticRegression
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression
 
 NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
 OldTransitions = Literal["pad", "drop"]

@@ -40,7 +40,7 @@ from bandexa_gym.agents._growth import context_growth
 from bandexa_gym.agents.base import Capabilities, register_agent
 from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
 from bandexa_gym.buffers import MemoryReplayBuffer
-from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = ["LogisticTS"]
 

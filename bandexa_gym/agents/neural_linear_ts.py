@@ -46,9 +46,9 @@ from bandexa_gym.encoders import (
     encoder_spec,
 )
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.heads.protocol import HEAD_FIELDS, HeadConfig
-from bandexa_gym.posterior_logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = [
     "NeuralLinearTS",
