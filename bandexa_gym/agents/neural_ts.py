@@ -82,8 +82,8 @@ from bandexa_gym.agents.neural_linear_ts import (
 )
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.encoders import Encoder, build_encoder, check_encoder, encoder_spec
+from bandexa_gym.heads.gradient import DiagonalGradientHead
 from bandexa_gym.heads.numerics import seeded_init
-from bandexa_gym.network_heads import DiagonalGradientHead
 from bandexa_gym.networks import GRADIENT_PARAMS, CandidateGradients, RewardNetwork
 
 __all__ = ["NeuralTS", "NeuralTSConfig", "make_neural_ts"]
