@@ -363,25 +363,7 @@ class BayesianLinearRegression(ConjugateGaussian):
         scales = (self.b / gammas).sqrt().unsqueeze(1)
         return self._finite(torch.addcmul(self._mu, scales, normals[:, :d] @ self._S.T))
 
-    def thompson_scores(
-        self, Z: Tensor, generator: torch.Generator | None = None, draws: int | None = None
-    ) -> Tensor:
-        """Scores of candidates under fresh posterior draws.
-
-        Args:
-            Z: Candidates (K, d) scored under one draw, or (n, K, d) under n draws (one
-                per leading index, in order, consuming the generator as n single draws).
-            generator: Passed to :meth:`sample`.
-            draws: Instead, score every candidate set under this many independent draws
-                (Monte Carlo over the posterior, e.g. for action probabilities).
-
-        Returns:
-            (K,) or (n, K) scores in ``dtype``; with ``draws=M``, (M, K) or (M, n, K).
-        """
-        if draws is None:
-            w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
-            return self.score(Z, w)
-        w = self._draws_per_set(Z, draws, generator)
+    def _score_each(self, Z: Tensor, w: Tensor) -> Tensor:
         f = self._features
         scores = (Z.to(dtype=w.dtype, device=w.device) * w[..., :f]).sum(-1)
         return scores + w[..., f] if self._intercept else scores

@@ -356,27 +356,14 @@ class LaplaceLogisticRegression(SquareRootGaussian):
         """
         return self._scaled_draws(normals, self._scale)
 
-    def thompson_scores(
-        self, Z: Tensor, generator: torch.Generator | None = None, draws: int | None = None
-    ) -> Tensor:
-        """Logits of candidates under fresh posterior draws.
-
-        Args:
-            Z: Candidates (K, d) scored under one draw, or (n, K, d) under n draws (one
-                per leading index, in order, consuming the generator as n single draws).
-            generator: Passed to :meth:`sample`.
-            draws: Instead, score every candidate set under this many independent draws.
-
-        Returns:
-            (K,) or (n, K) scores in ``dtype``; with ``draws=M``, (M, K) or (M, n, K).
-        """
+    def score(self, Z: Tensor, w: Tensor) -> Tensor:
+        """Logits of features ``Z`` (..., K, d) under draws ``w`` (d',) or (n, d') of this
+        head, the intercept weight included, in ``dtype``: (K,) or (n, K)."""
         Z = self.augment(Z.to(dtype=self._dtype, device=self._device))
-        if draws is None:
-            w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
-            if w.ndim == 1:
-                return Z @ w
-            return (Z @ w.unsqueeze(-1)).squeeze(-1)
-        return (Z * self._draws_per_set(Z, draws, generator)).sum(-1)
+        return Z @ w if w.ndim == 1 else (Z @ w.unsqueeze(-1)).squeeze(-1)
+
+    def _score_each(self, Z: Tensor, w: Tensor) -> Tensor:
+        return (self.augment(Z.to(dtype=self._dtype, device=self._device)) * w).sum(-1)
 
     # -- persistence and devices ------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -93,7 +93,8 @@ def precision_from_factor(S: Tensor) -> Tensor:
 class SquareRootGaussian:
     """The state ``[S | μ]`` of a Gaussian belief over weights and what every head does with
     it alike (see the module docstring). Subclasses set :attr:`_OVERFLOW`, implement
-    :meth:`draws_from_normals` and extend :meth:`_reset_scalars` with their own scalars.
+    :meth:`draws_from_normals`, :meth:`score` and :meth:`_score_each`, and extend
+    :meth:`_reset_scalars` with their own scalars.
 
     Args:
         dim: Feature dimension d (checked by the subclass first, with :func:`check_dim`).
@@ -282,12 +283,35 @@ class SquareRootGaussian:
             raise FloatingPointError(self._OVERFLOW)
         return w
 
-    def _draws_per_set(self, Z: Tensor, draws: int, generator: torch.Generator | None) -> Tensor:
-        """``draws`` independent weight draws for every candidate set of ``Z`` (..., K, d),
-        shaped (draws, ..., 1, d') to broadcast over the candidates."""
+    def thompson_scores(
+        self, Z: Tensor, generator: torch.Generator | None = None, draws: int | None = None
+    ) -> Tensor:
+        """Scores of candidates under fresh posterior draws (the head's ``score``).
+
+        Args:
+            Z: Candidates (K, d) scored under one draw, or (n, K, d) under n draws (one
+                per leading index, in order, consuming the generator as n single draws).
+            generator: Passed to :meth:`sample`.
+            draws: Instead, score every candidate set under this many independent draws
+                (Monte Carlo over the posterior, e.g. for action probabilities).
+
+        Returns:
+            (K,) or (n, K) scores; with ``draws=M``, (M, K) or (M, n, K).
+        """
+        if draws is None:
+            w = self.sample(None if Z.ndim == 2 else Z.shape[0], generator=generator)
+            return self.score(Z, w)
         lead = Z.shape[:-2]
         w = self.sample(draws * math.prod(lead), generator=generator)  # (M · n, d')
-        return w.reshape(draws, *lead, 1, self._dim)
+        return self._score_each(Z, w.reshape(draws, *lead, 1, self._dim))
+
+    def score(self, Z: Tensor, w: Tensor) -> Tensor:
+        """Scores of features ``Z`` (..., K, d) under draws ``w`` (d',) or (n, d')."""
+        raise NotImplementedError
+
+    def _score_each(self, Z: Tensor, w: Tensor) -> Tensor:
+        """Scores of ``Z`` (..., K, d) under one draw per set, ``w`` (M, ..., 1, d')."""
+        raise NotImplementedError
 
     # -- checked inputs ---------------------------------------------------------------
     def _checked_batch(self, Z: Any, r: Any) -> tuple[Tensor, Tensor]:
