@@ -60,16 +60,8 @@ class ConjugateGaussian(SquareRootGaussian):
         self._logdet = self._dim * math.log(self._prior_var)
 
     def discount(self, factor: float) -> None:
-        """Discount the whole posterior: precision × ``factor`` (``S ← S / √factor``), and the
-        data's counts (``n``, ``quad``) × ``factor``; the mean is kept. O(d²).
-
-        :meth:`update` does this with ``factor = forgetting`` before every observation; an
-        agent with several heads (one per arm) calls it on the heads a round did not update,
-        so that every head forgets at the same pace.
-
-        Args:
-            factor: In (0, 1].
-        """
+        """:meth:`SquareRootGaussian.discount`, and ``quad`` × ``factor`` too (with
+        ``log det Σ`` the precision's discount)."""
         super().discount(factor)
         if factor != 1.0:
             self._quad *= factor

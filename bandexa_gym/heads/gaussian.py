@@ -202,10 +202,8 @@ class BayesianLinearRegression(ConjugateGaussian):
         if not (math.isfinite(q) and math.isfinite(quad)):
             raise ValueError("z and r must be finite (got a non-finite value, or an overflow)")
         if g != 1.0:  # discount the whole posterior first: Σ/γ, i.e. S/√γ (φ/√γ, Σz/γ)
-            self._S.mul_(1.0 / math.sqrt(g))
+            self.discount(g)  # (its quad is replaced below: discounted above, with the check)
             phi = phi / math.sqrt(g)
-            self._logdet -= d * math.log(g)
-            self._n *= g  # (quad was discounted above, with the input check)
         u = torch.mv(self._S, phi)  # Σ z
         # Potter: S ← S − α γ (Sφ) φᵀ with α = 1/s, γ = 1/(1 + sqrt(α σ²)),
         # i.e. α γ = 1 / (s + σ √s).

@@ -212,9 +212,8 @@ class LaplaceLogisticRegression(SquareRootGaussian):
         # rank-1 term γ ‖Σz‖ ‖φ‖ ≤ prior_var; nothing below can fail.
         g = self._forgetting
         if g != 1.0:  # discount the posterior first: Σ/γ, i.e. S/√γ (φ/√γ, v/γ)
-            self._S.mul_(1.0 / math.sqrt(g))
+            self.discount(g)
             phi, v = phi / math.sqrt(g), v / g
-            self._n *= g
         _adf_step(self._S, self._mu, phi, m, v, y)
         self._n += 1
 
