@@ -13,10 +13,11 @@ Potter steps on ``S``, refits one Cholesky factorization ``L Lᵀ = Λ`` of the 
 :class:`~bandexa_gym.heads.logistic.LaplaceLogisticRegression`) do with it the same way:
 the prior ``N(0, prior_var · I)``, the properties, the intercept column, the covariance and
 precision read from ``S``, forgetting (discounting the precision), Thompson draws
-``w = μ + c S ε`` from rows of standard normals (:func:`~bandexa_gym.heads.numerics.
-draw_row_length` per draw, so a batch of draws consumes the generator as a loop does),
-moving between devices and checking a saved state before anything is written. The heads
-add their own updates, refits, predictions and scalars.
+``w = μ + c S ε`` from rows of standard normals (one row of
+:func:`~bandexa_gym.heads.numerics.draw_row_length` per draw, so a batch of draws consumes
+the generator as a loop does) and the scores under them, moving between devices and
+checking a saved state before anything is written. The heads add their own updates,
+refits, predictions and scalars.
 """
 
 from __future__ import annotations
