@@ -346,20 +346,24 @@ class BayesianLinearRegression(ConjugateGaussian):
         Raises:
             FloatingPointError: A draw is not finite (the posterior has overflowed).
         """
-        d, nig = self._dim, self._noise == "nig"
-        if not nig:
-            return self._scaled_draws(normals, 1.0)
-        if gammas is None and normals.shape[0] == 1:  # one draw: a Python gamma step, one addmv
-            gamma_normals = normals[0, d : d + GAMMA_NORMALS]
-            g = gamma_from_normals(self.a, gamma_normals.tolist())
-            if g is None:  # probability <= 0.05**8 per draw
-                g = float(standard_gamma(self.a, gamma_normals[None], generator)[0])
-            scale = math.sqrt(self.b / g) if g > 0.0 else math.inf  # g underflows: a ≪ 1
-            return self._scaled_draws(normals, scale)
+        if self._noise != "nig" or (gammas is None and normals.shape[0] == 1):
+            return super().draws_from_normals(normals, generator)
+        d = self._dim
         if gammas is None:
             gammas = standard_gamma(self.a, normals[:, d : d + GAMMA_NORMALS], generator)
         scales = (self.b / gammas).sqrt().unsqueeze(1)
         return self._finite(torch.addcmul(self._mu, scales, normals[:, :d] @ self._S.T))
+
+    def _draw(self, row: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self._noise != "nig":
+            return super()._draw(row, generator)
+        d = self._dim  # one NIG draw: a Python gamma step and one addmv are cheapest
+        gamma_normals = row[d : d + GAMMA_NORMALS]
+        g = gamma_from_normals(self.a, gamma_normals.tolist())
+        if g is None:  # probability <= 0.05**8 per draw
+            g = float(standard_gamma(self.a, gamma_normals[None], generator)[0])
+        scale = math.sqrt(self.b / g) if g > 0.0 else math.inf  # g underflows: a ≪ 1
+        return self._finite(torch.addmv(self._mu, self._S, row[:d], alpha=scale))
 
     def _score_each(self, Z: Tensor, w: Tensor) -> Tensor:
         f = self._features

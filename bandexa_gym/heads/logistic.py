@@ -165,7 +165,7 @@ class LaplaceLogisticRegression(SquareRootGaussian):
         if not (isinstance(newton_tol, (int, float)) and newton_tol > 0):
             raise ValueError(f"newton_tol must be a positive number, got {newton_tol!r}")
         super().__init__(dim, config, dtype, device)
-        self._scale = config.sample_scale
+        self._scale = self._draw_scale = config.sample_scale
         self._max_steps = int(max_newton_steps)
         self._tol = float(newton_tol)
         self.refit_info: RefitInfo | None = None
@@ -342,18 +342,6 @@ class LaplaceLogisticRegression(SquareRootGaussian):
         """
         mean, variance = self.predict(Z)
         return torch.sigmoid(mean / torch.sqrt(1.0 + (math.pi / 8.0) * variance))
-
-    def draws_from_normals(
-        self, normals: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Posterior draws ``w = μ + c S ε`` (n, d'), ``ε`` the first d' normals of each row
-        (n, :func:`~bandexa_gym.heads.numerics.draw_row_length`), ``c`` = ``sample_scale``
-        (1 by default: ``w ~ N(μ, Σ)``); what :meth:`sample` makes of its normals.
-
-        Raises:
-            FloatingPointError: A draw is not finite.
-        """
-        return self._scaled_draws(normals, self._scale)
 
     def score(self, Z: Tensor, w: Tensor) -> Tensor:
         """Logits of features ``Z`` (..., K, d) under draws ``w`` (d',) or (n, d') of this

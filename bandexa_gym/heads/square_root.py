@@ -93,9 +93,10 @@ def precision_from_factor(S: Tensor) -> Tensor:
 
 class SquareRootGaussian:
     """The state ``[S | μ]`` of a Gaussian belief over weights and what every head does with
-    it alike (see the module docstring). Subclasses set :attr:`_OVERFLOW`, implement
-    :meth:`draws_from_normals`, :meth:`score` and :meth:`_score_each`, and extend
-    :meth:`_reset_scalars` with their own scalars.
+    it alike (see the module docstring). Subclasses set :attr:`_OVERFLOW` and the scale
+    ``_draw_scale`` of their draws (or override :meth:`_draw` and :meth:`draws_from_normals`),
+    implement :meth:`score` and :meth:`_score_each`, and extend :meth:`_reset_scalars` with
+    their own scalars.
 
     Args:
         dim: Feature dimension d (checked by the subclass first, with :func:`check_dim`).
@@ -106,6 +107,7 @@ class SquareRootGaussian:
     """
 
     _OVERFLOW: ClassVar[str] = "posterior sample is not finite: the state overflowed"
+    _draw_scale: float = 1.0  # c of the draws w = μ + c S ε
 
     def __init__(
         self,
@@ -260,23 +262,31 @@ class SquareRootGaussian:
             rows, self._draw_row_length(), generator=generator, dtype=self._dtype,
             device=self._device,
         )  # fmt: skip
-        w = self.draws_from_normals(normals, generator)
-        return w[0] if n is None else w
+        if n is None:
+            return self._draw(normals[0], generator)
+        return self.draws_from_normals(normals, generator)
 
     def draws_from_normals(
         self, normals: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """The posterior draws (n, d') that rows of standard normals (n, row length) give."""
-        raise NotImplementedError
+        """The posterior draws (n, d') that rows of standard normals (n, row length) give, as
+        :meth:`sample` makes them: ``w = μ + c S ε``, ``ε`` the first d' normals of a row and
+        ``c`` the head's draw scale; one ``addmv`` for one row, one ``addmm`` for more.
 
-    def _scaled_draws(self, normals: Tensor, scale: float) -> Tensor:
-        """``μ + scale · S ε`` for each row ``ε`` of ``normals[:, :d']``: one ``addmv`` for a
-        single row, one ``addmm`` for more; checked finite."""
-        d = self._dim
+        Lets a caller draw the normals of several heads in one call and hand each head its
+        rows (the same numbers as the heads' own ``sample`` calls, in the same order).
+
+        Raises:
+            FloatingPointError: A draw is not finite (the posterior has overflowed).
+        """
         if normals.shape[0] == 1:
-            w = torch.addmv(self._mu, self._S, normals[0, :d], alpha=scale).unsqueeze(0)
-        else:
-            w = torch.addmm(self._mu, normals[:, :d], self._S.T, alpha=scale)
+            return self._draw(normals[0], generator).unsqueeze(0)
+        w = torch.addmm(self._mu, normals[:, : self._dim], self._S.T, alpha=self._draw_scale)
+        return self._finite(w)
+
+    def _draw(self, row: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One draw (d',) from one row of normals (see :meth:`draws_from_normals`)."""
+        w = torch.addmv(self._mu, self._S, row[: self._dim], alpha=self._draw_scale)
         return self._finite(w)
 
     def _finite(self, w: Tensor) -> Tensor:
