@@ -1,6 +1,6 @@
 """Exploration rules: how an agent turns a head's belief about its candidates into a choice.
 
-A rule reads a :class:`~bandexa_gym.posterior.Head` (``predict`` for the posterior mean and
+A rule reads a :class:`~bandexa_gym.heads.protocol.Head` (``predict`` for the posterior mean and
 variance, ``thompson_scores`` for posterior draws) on the features ``Z`` (..., K, d) of the
 candidates and returns one score per candidate (..., K); the agent plays the best unmasked
 score, breaking exact ties uniformly at random (:func:`select`). Rules:
@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from bandexa_gym.posterior import Head
+from bandexa_gym.heads.protocol import Head, tie_split
 
 __all__ = [
     "EXPLORATION_RULES",
@@ -310,21 +310,6 @@ def select(scores: Tensor, mask: Tensor, keys: Tensor) -> Tensor:
     if not finite:
         raise ValueError("a candidate's score is NaN: the agent's state or input is not finite")
     return keys.masked_fill(masked != best, -1.0).argmax(dim=-1)
-
-
-def tie_split(scores: Tensor, mask: Tensor) -> Tensor:
-    """Probabilities of :func:`select` with random keys: 1 / (number of ties) on the best.
-
-    Args:
-        scores: (..., K).
-        mask: (..., K) bool.
-
-    Returns:
-        (..., K) float64, 0 off the best unmasked candidates, rows summing to 1.
-    """
-    masked = scores.masked_fill(~mask, -math.inf)
-    ties = ((masked == masked.amax(dim=-1, keepdim=True)) & mask).to(torch.float64)
-    return ties / ties.sum(dim=-1, keepdim=True)
 
 
 def _check_nonnegative(name: str, value: Any) -> None:

@@ -68,7 +68,7 @@ import logging
 from typing import Literal, TypeVar
 
 from bandexa_gym.agents.base import Agent
-from bandexa_gym.posterior import rebase_head_state
+from bandexa_gym.heads.conjugate import rebase_head_state
 
 __all__ = ["evolve", "rebase_head_state"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bandexa_gym.posterior import HeadConfig
+from bandexa_gym.heads.protocol import HeadConfig
 
 __all__ = ["context_growth", "hyper_note"]
 

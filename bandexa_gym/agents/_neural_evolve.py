@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.features.encoders import Encoder
-from bandexa_gym.posterior import LaplaceLogisticRegression, load_rebased
+from bandexa_gym.heads.conjugate import load_rebased
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression
 
 NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
 OldTransitions = Literal["pad", "drop"]

@@ -65,9 +65,9 @@ from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
-from bandexa_gym.network_heads import EnsembleHead
+from bandexa_gym.heads.ensemble import EnsembleHead
+from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import Ensemble, RewardNetwork
-from bandexa_gym.numerics import seeded_init
 
 __all__ = ["BOOTSTRAP_KINDS", "BootstrappedConfig", "BootstrappedNN", "bootstrap_weights"]
 

@@ -19,8 +19,14 @@ import torch
 from bandexa_gym.agents.base import Agent, Observation, Observations
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
-from bandexa_gym.numerics import GAMMA_NORMALS, draw_row_length, gamma_variates, standard_gamma
-from bandexa_gym.posterior import BayesianLinearRegression, Head
+from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.numerics import (
+    GAMMA_NORMALS,
+    draw_row_length,
+    gamma_variates,
+    standard_gamma,
+)
+from bandexa_gym.heads.protocol import Head
 
 __all__ = [
     "ArmFeatures",

@@ -29,12 +29,9 @@ from bandexa_gym.agents.head_agent import (
     split_at,
 )
 from bandexa_gym.agents.limits import check_bytes
-from bandexa_gym.posterior import (
-    BayesianLinearRegression,
-    HeadConfig,
-    grown_state,
-    load_rebased,
-)
+from bandexa_gym.heads.conjugate import grown_state, load_rebased
+from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.protocol import HeadConfig
 
 __all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
 

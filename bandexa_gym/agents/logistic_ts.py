@@ -41,7 +41,7 @@ from bandexa_gym.agents.base import Capabilities, register_agent
 from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
 from bandexa_gym.buffers import MemoryReplayBuffer
-from bandexa_gym.posterior import LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = ["LogisticTS"]
 

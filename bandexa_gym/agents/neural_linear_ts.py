@@ -43,14 +43,10 @@ from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
-from bandexa_gym.numerics import seeded_init
-from bandexa_gym.posterior import (
-    HEAD_FIELDS,
-    BayesianLinearRegression,
-    HeadConfig,
-    LaplaceLogisticRegression,
-    LogisticHeadConfig,
-)
+from bandexa_gym.heads.gaussian import BayesianLinearRegression
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.heads.numerics import seeded_init
+from bandexa_gym.heads.protocol import HEAD_FIELDS, HeadConfig
 
 __all__ = [
     "NeuralLinearTS",

@@ -79,9 +79,9 @@ from bandexa_gym.agents.neural_linear_ts import _loss_fn, _module_state
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
-from bandexa_gym.network_heads import DiagonalGradientHead
+from bandexa_gym.heads.gradient import DiagonalGradientHead
+from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import GRADIENT_PARAMS, CandidateGradients, RewardNetwork
-from bandexa_gym.numerics import seeded_init
 
 __all__ = ["NeuralTS", "NeuralTSConfig", "make_neural_ts"]
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bandexa_gym.numerics import seeded_init
+from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = ["Encoder", "grow_input"]
 

@@ -11,7 +11,7 @@ from bandexa_gym.features.encoders.conv import ConvEncoder
 from bandexa_gym.features.encoders.mlp import MLPEncoder
 from bandexa_gym.features.encoders.resnet import ResNetEncoder
 from bandexa_gym.features.encoders.two_tower import TwoTowerEncoder
-from bandexa_gym.numerics import seeded_init
+from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = ["default_encoder", "seeded_default_encoders"]
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from bandexa_gym.posterior import Head, LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.heads.protocol import Head
 
 F64 = torch.float64
 
