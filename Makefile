@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The shared data folder, where there is one; elsewhere the envs read the per-user cache that
+# `bandexa-data fetch NAME` (or download=True) fills.
+ifneq ($(wildcard ../shared/data),)
 export BANDEXA_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: test bench lint venv clean
 

@@ -550,9 +550,12 @@ def _main(
             device=args.device,
             delayed_feedback=args.delay is not None or args.feedback_batch is not None,
             optional=grid.optional,
+            skip_missing_data=grid.suite is not None,
         )
     except PreflightError as err:
         parser.error(str(err))
+    for name, reason in found.skipped_problems.items():
+        print(f"{PROG}: {name}: {reason}", file=sys.stderr)
     sb3_params, not_applicable = found.sb3_hyperparameters, found.not_applicable
 
     jobs = [

@@ -15,7 +15,12 @@ from::
     <root>/open_bandit_dataset/<behavior_policy>/<campaign>/item_context.csv[.gz]
 
 with ``root`` = the ``root`` argument, else ``$BANDEXA_DATA``, else the per-user cache
-(``$BANDEXA_CACHE``, default ``~/.cache/bandexa_gym``). Nothing is downloaded. A ``.gz`` file
+(``$BANDEXA_CACHE``, default ``~/.cache/bandexa_gym``). ``download=True`` fetches the two files
+a campaign needs from st-tech/zr-obp into the cache, checking their pinned sha256
+(:mod:`bandexa_gym.envs.downloads`); ``bandexa-data fetch open_bandit`` fetches the whole
+sample. A missing file raises a
+:class:`~bandexa_gym.envs.datafiles.MissingDataError` (a ``FileNotFoundError``) naming that
+command. A ``.gz`` file
 is decompressed in memory, stopping past
 :data:`bandexa_gym.envs.datafiles.MAX_DECOMPRESSED_BYTES` (64 MiB; the sample's largest file
 is 5 MB). A damaged file (gzip stream, text encoding, a value that is not a finite number)
@@ -35,7 +40,9 @@ from typing import Literal
 
 import numpy as np
 
-from bandexa_gym.envs.datafiles import CorruptDataError, data_roots, read_bytes
+from bandexa_gym.envs.core import check_bool
+from bandexa_gym.envs.datafiles import CorruptDataError, read_bytes
+from bandexa_gym.envs.downloads import find_or_fetch
 
 __all__ = ["OpenBanditData", "open_bandit"]
 
@@ -54,9 +61,10 @@ KNOWN_MD5: dict[tuple[str, str], str] = {
 }
 
 _HOW_TO_GET = (
-    "Copy the Open Bandit Dataset sample (the obd/ folder of github.com/st-tech/zr-obp, or "
-    "the one inside the obp package; the full data is at https://research.zozo.com/data.html) "
-    "to <root>/open_bandit_dataset/<behavior_policy>/<campaign>/ (.csv or .csv.gz), and pass "
+    "run `bandexa-data fetch open_bandit` (or pass download=True), or copy the Open Bandit "
+    "Dataset sample (the obd/ folder of github.com/st-tech/zr-obp, or the one inside the obp "
+    "package; the full data is at https://research.zozo.com/data.html) to "
+    "<root>/open_bandit_dataset/<behavior_policy>/<campaign>/ (.csv or .csv.gz), and pass "
     "root= or set BANDEXA_DATA to <root>"
 )
 
@@ -155,17 +163,16 @@ class OpenBanditData:
         return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def _find(roots: list[Path], policy: str, campaign: str, name: str) -> Path:
-    tried = []
-    for r in roots:
-        folder = r / FOLDER / policy / campaign
-        for candidate in (folder / f"{name}.gz", folder / name):
-            if candidate.is_file():
-                return candidate
-            tried.append(str(candidate))
-    raise FileNotFoundError(
-        f"Open Bandit Dataset file {policy}/{campaign}/{name} not found (looked for "
-        f"{', '.join(tried)}). {_HOW_TO_GET}"
+def _find(
+    root: str | os.PathLike[str] | None, policy: str, campaign: str, name: str, download: bool
+) -> Path:
+    return find_or_fetch(
+        "open_bandit",
+        f"{FOLDER}/{policy}/{campaign}/{name}",
+        root,
+        download=download,
+        how="The sample is the obd/ folder of github.com/st-tech/zr-obp (and of the obp "
+        "package); the full data is at https://research.zozo.com/data.html.",
     )
 
 
@@ -269,6 +276,7 @@ def open_bandit(
     root: str | os.PathLike[str] | None = None,
     *,
     verify: bool = True,
+    download: bool = False,
 ) -> OpenBanditData:
     """Read one campaign of the Open Bandit Dataset sample logged by one policy.
 
@@ -278,6 +286,8 @@ def open_bandit(
         root: Folder holding ``open_bandit_dataset/``; default ``$BANDEXA_DATA``, then the
             per-user cache.
         verify: Check the MD5 of files whose checksum is published (``KNOWN_MD5``).
+        download: Fetch the campaign's two files from st-tech/zr-obp into the per-user cache
+            (pinned sha256) when they are under neither ``root`` nor ``$BANDEXA_DATA``.
 
     Returns:
         The :class:`OpenBanditData`.
@@ -287,7 +297,8 @@ def open_bandit(
         CorruptDataError: A damaged file (gzip stream, size past the decompression bound,
             checksum, text encoding, a value that is not a finite number), named; a
             ``ValueError`` too.
-        FileNotFoundError: A file is missing (the message says how to get it).
+        MissingDataError: A file is missing (a ``FileNotFoundError`` whose message names
+            ``bandexa-data fetch open_bandit``), or could not be fetched.
     """
     if campaign not in CAMPAIGNS:
         raise ValueError(f"campaign: expected one of {CAMPAIGNS}, got {campaign!r}")
@@ -295,9 +306,9 @@ def open_bandit(
         raise ValueError(
             f"behavior_policy: expected one of {BEHAVIOR_POLICIES}, got {behavior_policy!r}"
         )
-    roots = data_roots(root)
-    log_path = _find(roots, behavior_policy, campaign, f"{campaign}.csv")
-    item_path = _find(roots, behavior_policy, campaign, "item_context.csv")
+    download = check_bool("download", download)
+    log_path = _find(root, behavior_policy, campaign, f"{campaign}.csv", download)
+    item_path = _find(root, behavior_policy, campaign, "item_context.csv", download)
     md5 = KNOWN_MD5.get((behavior_policy, campaign)) if verify else None
 
     item_context, item_names = _item_context(item_path, _read_text(item_path, None))

@@ -31,6 +31,12 @@ def shared_data_dir() -> Path:
 def _bandexa_env_vars(
     monkeypatch: pytest.MonkeyPatch, shared_data_dir: Path, bandexa_cache_dir: Path
 ) -> None:
-    """Point BANDEXA_DATA at the shared data (absolute) and BANDEXA_CACHE at a temp dir."""
+    """Point BANDEXA_DATA at the shared data (absolute) and BANDEXA_CACHE at a temp dir.
+
+    BANDEXA_DATA_URL points at the shared data too, so that a fetch (``download=True``,
+    ``bandexa-data fetch``, the bench's fetch on first use) copies from there and never
+    downloads; where the folder is absent such a fetch fails at once.
+    """
     monkeypatch.setenv("BANDEXA_DATA", str(shared_data_dir))
     monkeypatch.setenv("BANDEXA_CACHE", str(bandexa_cache_dir))
+    monkeypatch.setenv("BANDEXA_DATA_URL", shared_data_dir.as_uri())

@@ -14,7 +14,7 @@ import pytest
 
 from bandexa_gym.datasets import KNOWN_MD5, open_bandit
 from bandexa_gym.envs import datafiles
-from bandexa_gym.envs.datafiles import CorruptDataError
+from bandexa_gym.envs.datafiles import CorruptDataError, MissingDataError
 
 N_ROWS, N_ITEMS = 50, 5
 
@@ -101,11 +101,15 @@ def test_root_comes_from_bandexa_data(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_missing_files_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANDEXA_DATA", str(tmp_path / "nothing"))
-    with pytest.raises(FileNotFoundError, match=r"random/men/men.csv not found.*st-tech/zr-obp"):
+    with pytest.raises(
+        MissingDataError,
+        match=r"(?s)random/men/men.csv\[.gz\] not found.*`bandexa-data fetch open_bandit`"
+        r".*download=True.*st-tech/zr-obp",
+    ):
         open_bandit("men", "random", root=tmp_path)
     _write_excerpt(tmp_path)
     (tmp_path / "open_bandit_dataset/random/men/item_context.csv.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=r"random/men/item_context.csv not found"):
+    with pytest.raises(FileNotFoundError, match=r"random/men/item_context.csv\[.gz\] not found"):
         open_bandit("men", "random", root=tmp_path)
 
 

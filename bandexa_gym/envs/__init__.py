@@ -35,7 +35,7 @@ import gymnasium as gym
 
 from bandexa_gym.envs.classification import ClassificationBanditEnv
 from bandexa_gym.envs.core import CandidateSetEnv, Round
-from bandexa_gym.envs.datafiles import CorruptDataError
+from bandexa_gym.envs.datafiles import CorruptDataError, MissingDataError
 from bandexa_gym.envs.drift import Drift
 from bandexa_gym.envs.mnist import FashionMNISTBanditEnv, MNISTBanditEnv
 from bandexa_gym.envs.retrieval import RetrievalBanditEnv
@@ -62,6 +62,7 @@ __all__ = [
     "FlattenCandidates",
     "LetterBanditEnv",
     "MNISTBanditEnv",
+    "MissingDataError",
     "PendigitsBanditEnv",
     "RegretMonitor",
     "RetrievalBanditEnv",

@@ -2,7 +2,9 @@
 
 Tabular datasets come from the UCI Machine Learning Repository (CC BY 4.0) and are read
 from ``<data root>/<name>/`` (lookup: ``root=`` > ``BANDEXA_DATA`` > the per-user cache;
-uncompressed or ``.gz``). Where the project's data README lists the md5 of the
+uncompressed or ``.gz``). ``bandexa-data fetch <name>``, or ``download=True``, fetches them
+from UCI into the per-user cache with pinned sha256 hashes
+(:mod:`bandexa_gym.envs.downloads`). Where the project's data README lists the md5 of the
 uncompressed file (Adult, Letter), it is verified once per process and file version.
 
 =================  ==============================  ===============  =========================
@@ -47,15 +49,9 @@ from typing import Literal
 
 import numpy as np
 
-from bandexa_gym.envs.datafiles import (
-    DATA_ENV_VAR,
-    CorruptDataError,
-    data_roots,
-    file_key,
-    find_file,
-    read_bytes,
-    verify_md5,
-)
+from bandexa_gym.envs.core import check_bool
+from bandexa_gym.envs.datafiles import CorruptDataError, file_key, read_bytes, verify_md5
+from bandexa_gym.envs.downloads import find_or_fetch
 
 __all__ = ["CATALOGUE", "ClassificationData", "load_classification_data"]
 
@@ -317,24 +313,22 @@ def _read_table(
     return X, y, names
 
 
-def _find(name: str, filename: str, root: str | os.PathLike[str] | None) -> Path:
+def _find(name: str, filename: str, root: str | os.PathLike[str] | None, download: bool) -> Path:
     spec = _SPECS[name]
-    folders = [r / spec.folder for r in data_roots(root)]
-    for folder in folders:
-        found = find_file(folder, filename)
-        if found is not None:
-            return found
-    raise FileNotFoundError(
-        f"{name}: {filename}[.gz] not found in\n"
-        + "\n".join(f"  {folder}" for folder in folders)
-        + f"\nTo fix: set {DATA_ENV_VAR} (or root=) to a folder holding "
-        f"{spec.folder}/{filename}.gz (or the uncompressed file); the dataset is published "
-        f"by the UCI Machine Learning Repository at {spec.url}."
+    return find_or_fetch(
+        name,
+        f"{spec.folder}/{filename}",
+        root,
+        download=download,
+        how=f"The dataset is published by the UCI Machine Learning Repository at {spec.url}.",
     )
 
 
 def load_classification_data(
-    name: str, split: Split = "train", root: str | os.PathLike[str] | None = None
+    name: str,
+    split: Split = "train",
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> ClassificationData:
     """Read one split of a named dataset (once per process and file version).
 
@@ -342,22 +336,28 @@ def load_classification_data(
         name: One of :data:`CATALOGUE`.
         split: ``"train"`` or ``"test"``.
         root: A data folder searched before ``BANDEXA_DATA`` and the cache.
+        download: Fetch a tabular dataset's file into the per-user cache (pinned sha256,
+            :mod:`bandexa_gym.envs.downloads`) when it is under neither ``root`` nor
+            ``BANDEXA_DATA``; MNIST and Fashion-MNIST download with torchvision.
 
     Returns:
         The split, with read-only arrays shared by every caller.
 
     Raises:
         ValueError: Unknown ``name`` or ``split``.
-        FileNotFoundError: A file is missing (the error names it and where to get it).
-        CorruptDataError: A file is truncated, damaged or fails its md5 check.
+        MissingDataError: A file is missing (a ``FileNotFoundError`` naming it and
+            ``bandexa-data fetch <name>``), or could not be fetched.
+        CorruptDataError: A file is truncated, damaged or fails its md5 check, or a fetched
+            file its sha256.
     """
     if split not in ("train", "test"):
         raise ValueError(f'split must be "train" or "test", got {split!r}')
+    download = check_bool("download", download)
     if name in ("mnist", "fashion_mnist"):
         from bandexa_gym.envs.mnist import load_image_split
 
         images, labels = load_image_split(
-            "MNIST" if name == "mnist" else "FashionMNIST", split, root
+            "MNIST" if name == "mnist" else "FashionMNIST", split, root, download
         )
         return ClassificationData(
             X=images.reshape(len(images), -1),
@@ -370,7 +370,7 @@ def load_classification_data(
     if name not in _SPECS:
         raise ValueError(f"dataset must be one of {list(CATALOGUE)}, got {name!r}")
     spec = _SPECS[name]
-    path = _find(name, spec.files[split], root)
+    path = _find(name, spec.files[split], root, download)
     X, y, names = _read_table(name, file_key(path), str(path))
     if spec.rows is not None:
         X, y = X[spec.rows[split]], y[spec.rows[split]]

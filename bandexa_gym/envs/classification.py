@@ -94,7 +94,9 @@ class ClassificationBanditEnv(CandidateSetEnv):
     ``"pendigits"`` (UCI Machine Learning Repository; cite UCI and the donors listed
     there) and ``"mnist"``, ``"fashion_mnist"`` (flat 784-vectors). Named datasets are
     read from ``root`` > ``BANDEXA_DATA`` > the per-user cache, in ``<dir>/<name>/``;
-    missing files raise ``FileNotFoundError`` naming the file and where to get it, damaged
+    ``download=True`` fetches missing files into the cache (pinned sha256; MNIST with
+    torchvision), as ``bandexa-data fetch <name>`` does. Missing files raise
+    ``MissingDataError`` (a ``FileNotFoundError``) naming the file and that command, damaged
     ones (including an md5 mismatch where one is published) ``CorruptDataError``.
 
     Classes are encoded compactly in sorted order: arm ``k`` is the ``k``-th smallest
@@ -145,7 +147,8 @@ class ClassificationBanditEnv(CandidateSetEnv):
 
     ```python
     gym.make("Bandexa/Classification-v0", X=None, y=None, dataset=None, split=None,
-             root=None, standardize=None, reward_matrix=None, noise=None, noise_level=None)
+             root=None, download=False, standardize=None, reward_matrix=None, noise=None,
+             noise_level=None)
     ```
 
     - ``X``: features, (N, d) real numbers, finite; with ``y``.
@@ -153,6 +156,8 @@ class ClassificationBanditEnv(CandidateSetEnv):
     - ``dataset``: a catalogue name instead of ``X``/``y``.
     - ``split``: ``"train"`` (default) or ``"test"``, for ``dataset`` only.
     - ``root``: data folder searched first, for ``dataset`` only.
+    - ``download``: fetch the dataset's files into the per-user cache when they are under
+      neither ``root`` nor ``BANDEXA_DATA``, for ``dataset`` only.
     - ``standardize``: standardize numeric columns (``None``: yes for tabular data, no for
       images).
     - ``reward_matrix``: (K, K) finite rewards per (true class, action); in [0, 1] with
@@ -179,12 +184,13 @@ class ClassificationBanditEnv(CandidateSetEnv):
         dataset: str | None = None,
         split: Literal["train", "test"] | None = None,
         root: str | os.PathLike[str] | None = None,
+        download: bool = False,
         standardize: bool | None = None,
         reward_matrix: Any = None,
         noise: Noise | None = None,
         noise_level: float | None = None,
     ) -> None:
-        data = self._load(X, y, dataset, split, root)
+        data = self._load(X, y, dataset, split, root, download)
         self.dataset = dataset
         self.split = split if split is not None else ("train" if dataset is not None else None)
         self.feature_names = data.feature_names
@@ -233,15 +239,16 @@ class ClassificationBanditEnv(CandidateSetEnv):
         dataset: str | None,
         split: str | None,
         root: str | os.PathLike[str] | None,
+        download: bool = False,
     ) -> ClassificationData:
         if dataset is not None:
             if X is not None or y is not None:
                 raise ValueError("pass either X and y, or dataset=, not both")
             if not isinstance(dataset, str) or dataset not in CATALOGUE:
                 raise ValueError(f"dataset must be one of {list(CATALOGUE)}, got {dataset!r}")
-            return load_classification_data(dataset, split or "train", root)  # type: ignore[arg-type]
-        if split is not None or root is not None:
-            raise ValueError("split= and root= apply to dataset=, not to X and y")
+            return load_classification_data(dataset, split or "train", root, download)  # type: ignore[arg-type]
+        if split is not None or root is not None or download is not False:
+            raise ValueError("split=, root= and download= apply to dataset=, not to X and y")
         if X is None or y is None:
             missing = "X" if X is None else "y"
             raise ValueError(

@@ -12,6 +12,11 @@ or different source file is never served from a stale copy; the copy of an older
 the same source is removed when the new one is made. Decompression and parse failures
 become a :class:`CorruptDataError` that names the file and the fix.
 
+A file that is missing everywhere raises a :class:`MissingDataError` (a
+``FileNotFoundError``) that names ``bandexa-data fetch <name>`` and ``download=True``:
+:mod:`bandexa_gym.envs.downloads` fetches the published files, with pinned sha256 hashes,
+into the per-user cache.
+
 Decompression is bounded: it stops with a :class:`CorruptDataError` as soon as the output
 passes the most the file can hold (the caller's bound for a known file, e.g. an MNIST
 split, else :data:`MAX_DECOMPRESSED_BYTES`), so a small damaged or hostile ``.gz`` (a
@@ -23,11 +28,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import platformdirs
 
@@ -36,6 +43,8 @@ __all__ = [
     "DATA_ENV_VAR",
     "MAX_DECOMPRESSED_BYTES",
     "CorruptDataError",
+    "MissingDataError",
+    "copy_content",
     "data_cache_dir",
     "data_roots",
     "decompressed_copy",
@@ -76,6 +85,29 @@ class CorruptDataError(ValueError):
     def __init__(self, path: str | os.PathLike[str], problem: str, fix: str) -> None:
         self.path = Path(path)
         super().__init__(f"{self.path}: {problem}. To fix: {fix}")
+
+
+class MissingDataError(FileNotFoundError):
+    """A dataset's file is found in no data root, and was not (or could not be) fetched.
+
+    The message names the file, the folders searched and the fix: ``bandexa-data fetch
+    <dataset>``, ``download=True``, or ``BANDEXA_DATA`` / ``root=`` pointing at a copy.
+
+    Attributes:
+        dataset: The name ``bandexa-data fetch`` takes (e.g. ``"adult"``, ``"open_bandit"``).
+    """
+
+    def __init__(self, dataset: str, message: str) -> None:
+        self.dataset = dataset
+        super().__init__(message)
+
+    @property
+    def summary(self) -> str:
+        """One line: what is missing and the command that fetches it."""
+        return (
+            f"the {self.dataset} data is not found here and was not fetched; run "
+            f"`bandexa-data fetch {self.dataset}` (or set {DATA_ENV_VAR} to a folder holding it)"
+        )
 
 
 def data_cache_dir() -> Path:
@@ -180,6 +212,45 @@ def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
     chunks: list[bytes] = []
     _gunzip(path, chunks.append, max_bytes)
     return b"".join(chunks)
+
+
+def copy_content(source: Path, out: BinaryIO, max_bytes: int | None = None) -> int:
+    """Write the content of ``source`` (gunzipped when its name ends in ``.gz``) to ``out``.
+
+    Args:
+        source: A data file.
+        out: A binary stream opened for writing.
+        max_bytes: The most the content may hold (default :data:`MAX_DECOMPRESSED_BYTES`);
+            a ``.gz`` file's decompression stops past it, a larger plain file is not copied.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        CorruptDataError: The gzip stream is truncated or damaged, or the content holds more
+            than ``max_bytes``.
+    """
+    limit = MAX_DECOMPRESSED_BYTES if max_bytes is None else max_bytes
+    if source.suffix != ".gz":
+        size = source.stat().st_size
+        if size > limit:
+            raise CorruptDataError(
+                source,
+                f"holds {size:,} bytes, more than the {limit:,} expected",
+                "use the original file",
+            )
+        with source.open("rb") as stream:
+            shutil.copyfileobj(stream, out, _CHUNK)
+        return size
+    written = 0
+
+    def write(chunk: bytes) -> None:
+        nonlocal written
+        out.write(chunk)
+        written += len(chunk)
+
+    _gunzip(source, write, max_bytes)
+    return written
 
 
 def _digest(text: str) -> str:

@@ -25,6 +25,7 @@ class _CatalogueBanditEnv(ClassificationBanditEnv):
         *,
         split: Literal["train", "test"] = "train",
         root: str | os.PathLike[str] | None = None,
+        download: bool = False,
         standardize: bool | None = None,
         reward_matrix: Any = None,
         noise: Noise | None = None,
@@ -34,6 +35,7 @@ class _CatalogueBanditEnv(ClassificationBanditEnv):
             dataset=self.dataset_name,
             split=split,
             root=root,
+            download=download,
             standardize=standardize,
             reward_matrix=reward_matrix,
             noise=noise,
@@ -47,7 +49,8 @@ _CATALOGUE_DOC = """{title}
 
     ``Bandexa/Classification-v0`` with ``dataset="{name}"``: {description} Source: the UCI
     Machine Learning Repository (CC BY 4.0), {url}; donors: {donors}. Files in
-    ``<BANDEXA_DATA>/{name}/`` (see :mod:`bandexa_gym.envs.catalogue`).
+    ``<BANDEXA_DATA>/{name}/`` (see :mod:`bandexa_gym.envs.catalogue`); ``download=True``
+    (or ``bandexa-data fetch {name}``) fetches them into the per-user cache.
 
     ## Observation Space
 
@@ -66,8 +69,8 @@ _CATALOGUE_DOC = """{title}
     ## Arguments
 
     ```python
-    gym.make("Bandexa/{id}-v0", split="train", root=None, standardize=None,
-             reward_matrix=None, noise=None, noise_level=None)
+    gym.make("Bandexa/{id}-v0", split="train", root=None, download=False,
+             standardize=None, reward_matrix=None, noise=None, noise_level=None)
     ```
 
     As for :class:`ClassificationBanditEnv`; ``split`` is ``"train"`` ({train} rows) or

@@ -6,11 +6,15 @@ pairs that cannot run are known up front, each with the reason the tables print:
 the suite (too slow there, say), not applicable (the agent refuses the problem, e.g. a
 per-arm model on candidates that change every round, or a model of {0, 1} rewards on a
 problem whose rewards are real numbers), an SB3 baseline under delayed or batched
-feedback, or an optional agent whose library is not installed.
+feedback, or an optional agent whose library is not installed. A problem whose data files
+are missing is fetched on first use (:func:`bandexa_gym.envs.downloads.fetch`, with a message
+on stderr); when that fails too, a suite skips the problem with a note naming
+``bandexa-data fetch <name>``, and a grid of named envs stops with that message.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +24,8 @@ import numpy as np
 
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
 from bandexa_gym.agents.base import NotApplicableError, make_agent, observation_space
+from bandexa_gym.envs.datafiles import MissingDataError
+from bandexa_gym.envs.downloads import fetch
 from bandexa_gym.grid.suites import Problem
 
 __all__ = [
@@ -45,10 +51,13 @@ class Preflight:
     Attributes:
         sb3_hyperparameters: The hyper-parameters each ``sb3:*`` agent will use.
         not_applicable: (problem name, agent) -> why the pair is not run.
+        skipped_problems: Problem name -> why it is not run at all (its data is missing and
+            could not be fetched), the whole error.
     """
 
     sb3_hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_applicable: dict[tuple[str, str], str] = field(default_factory=dict)
+    skipped_problems: dict[str, str] = field(default_factory=dict)
 
 
 REWARD_PROBE_ROUNDS = 32
@@ -69,6 +78,16 @@ def non_binary_reward(env: gym.Env, rounds: int = REWARD_PROBE_ROUNDS) -> float 
     return None
 
 
+def _make_fetching(problem: Problem) -> gym.Env:
+    """``gym.make`` the problem's env, fetching its missing data once on first use."""
+    try:
+        return gym.make(problem.env_id, **problem.env_kwargs)
+    except MissingDataError as err:
+        print(f"{problem.name}: {err.dataset} data not found; fetching it ...", file=sys.stderr)
+        fetch(err.dataset)  # MissingDataError again when it cannot
+    return gym.make(problem.env_id, **problem.env_kwargs)
+
+
 def preflight(
     problems: Sequence[Problem],
     agents: Sequence[str],
@@ -77,6 +96,7 @@ def preflight(
     device: str = "cpu",
     delayed_feedback: bool = False,
     optional: Collection[str] = (),
+    skip_missing_data: bool = False,
 ) -> Preflight:
     """Build each problem's env and each agent on it once (seed 0).
 
@@ -88,6 +108,8 @@ def preflight(
         delayed_feedback: Runs get delayed or batched feedback (SB3 baselines cannot).
         optional: Agents that are reported as not applicable, instead of an error, when
             their library is not installed (a suite's default agents).
+        skip_missing_data: Skip a problem whose data is missing and cannot be fetched
+            (a suite), instead of raising.
 
     Returns:
         The :class:`Preflight` findings.
@@ -98,7 +120,14 @@ def preflight(
     found = Preflight()
     for problem in problems:
         try:
-            env = gym.make(problem.env_id, **problem.env_kwargs)
+            env = _make_fetching(problem)
+        except MissingDataError as err:
+            if not skip_missing_data:
+                raise PreflightError(f"cannot make {problem.env_id}: {err}") from err
+            found.skipped_problems[problem.name] = f"skipped: {err}"
+            for agent in agents:
+                found.not_applicable[problem.name, agent] = f"skipped: {err.summary}"
+            continue
         except Exception as err:  # any failure here is a configuration error
             raise PreflightError(
                 f"cannot make {problem.env_id} with {dict(problem.env_kwargs)}: "

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from bandexa_gym.envs import ClassificationBanditEnv, CorruptDataError
+from bandexa_gym.envs import ClassificationBanditEnv, CorruptDataError, MissingDataError
 from bandexa_gym.envs import catalogue as catalogue_module
 from bandexa_gym.envs.catalogue import load_classification_data
 from tests.envs.env_ids import skip_missing_data_outside_ci
@@ -177,6 +177,8 @@ def test_missing_file_names_it_and_the_fix(own_root: Path) -> None:
     message = str(err.value)
     assert "sat.trn[.gz]" in message and str(own_root / "satimage") in message
     assert "BANDEXA_DATA" in message and "archive.ics.uci.edu" in message
+    assert "`bandexa-data fetch satimage`" in message and "download=True" in message
+    assert isinstance(err.value, MissingDataError) and err.value.dataset == "satimage"
 
 
 def test_md5_mismatch_is_reported(own_root: Path, catalogue: Callable[[str], Path]) -> None:

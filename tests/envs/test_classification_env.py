@@ -163,7 +163,9 @@ def test_gym_make_with_arrays_passes_the_checkers() -> None:
         ({"y": Y}, ValueError, "X is missing"),
         ({}, ValueError, "X is missing"),
         ({"X": X, "y": Y, "dataset": "letter"}, ValueError, "either X and y, or dataset"),
-        ({"X": X, "y": Y, "split": "test"}, ValueError, "split= and root= apply to dataset"),
+        ({"X": X, "y": Y, "split": "test"}, ValueError, "split=, root= and download= apply to"),
+        ({"X": X, "y": Y, "download": True}, ValueError, "split=, root= and download= apply to"),
+        ({"dataset": "satimage", "download": "yes"}, TypeError, "download must be True or False"),
         ({"dataset": "iris"}, ValueError, "dataset must be one of"),
         (
             {"X": X, "y": Y, "reward_matrix": np.eye(2)},
