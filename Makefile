@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data),)
 export BANDEXA_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: test bench lint venv clean
+.PHONY: test bench lint docs venv clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,20 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/bandexa-bench
 
+# The documentation site (Sphinx, furo, MyST-NB; extra [docs]) in docs/_build/html. Strict:
+# warnings are errors. The notebooks are rendered with the outputs they are committed with.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/notebooks

@@ -270,13 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--delay",
         type=parse_delay,
         metavar="MODEL",
-        help=f"rewards arrive late: {DELAY_FORMS} rounds (SB3 baselines are skipped)",
+        help=f"rewards arrive late: {DELAY_FORMS} rounds (SB3 baselines are skipped) "
+        "(default: none, every reward before the next decision)",
     )
     how.add_argument(
         "--feedback-batch",
         type=_positive_int,
         metavar="B",
-        help="rewards reach the agent in batches of B (SB3 baselines are skipped)",
+        help="rewards reach the agent in batches of B (SB3 baselines are skipped) (default: 1)",
     )
     how.add_argument(
         "--log",

@@ -1,25 +1,24 @@
-"""``bandexa-ope``: estimate what policies would have earned on a logged stream of rounds.
+"""bandexa-ope: estimate what policies would have earned on a logged stream of rounds.
 
-::
-
+Examples:
     bandexa-ope runs/log --policy uniform linear_ts:exploration=greedy runs/agent.safetensors
     bandexa-ope runs/log --policy neural_linear_ts --fit 0.5 --reward-model linear_ts
     bandexa-ope runs/log --policy target.npy --position slot --estimators ips dr replay
     bandexa-ope runs/log --policy uniform --refit-bootstrap --bootstrap 200
 
-Each policy is a registered agent name (optionally ``name:key=value,key=value`` settings),
-built for the log's observation space, a saved checkpoint, or a ``.npy`` file holding the
+Each policy is a registered agent name (optionally NAME:KEY=VALUE,KEY=VALUE settings),
+built for the log's observation space, a saved checkpoint, or a .npy file holding the
 evaluation policy's action distribution over the log's rounds, in log order: (n, K), or
 (n, K, positions) for a position-dependent policy, read at each round's position from the
-log's extra column ``--position`` (default ``position``). ``--fit F`` lets the named
-policies learn the first fraction F of the log (off-policy learning) and evaluates every
-policy on the rest. The reward model of DM and the doubly robust estimators is a named
-agent cross-fitted on the evaluated rounds (default ``linear_ts``), a checkpoint, or
-``none``; the intervals of those estimators hold it fixed (marked ``*``: conditional on
-the model) unless ``--refit-bootstrap`` refits it, and re-tunes τ / λ, in every resample.
-``--estimators replay`` adds the replay method (uniformly-random logs). When the log holds
-the environment's expected rewards (logs written by ``bandexa-bench --log`` do), the table
-also shows each policy's true value on the logged contexts, ``mean Σₐ π(a|x) μ(x, a)``.
+log's extra column --position. --fit F lets the named policies learn the first fraction F
+of the log (off-policy learning) and evaluates every policy on the rest. The reward model
+of DM and the doubly robust estimators is a named agent cross-fitted on the evaluated
+rounds, a checkpoint, or 'none'; the intervals of those estimators hold it fixed (marked
+with an asterisk: conditional on the model) unless --refit-bootstrap refits it, and
+re-tunes tau / lambda, in every resample. --estimators replay adds the replay method
+(uniformly-random logs). When the log holds the environment's expected rewards (logs
+written by bandexa-bench --log do), the table also shows each policy's true value on the
+logged contexts, the mean over rounds of sum_a pi(a|x) mu(x, a).
 """
 
 from __future__ import annotations
@@ -51,7 +50,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bandexa-ope`` argument parser."""
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0], epilog="Guide: docs/ope.md")
+    # The module docstring is plain text: it is the help's description, line breaks kept.
+    parser = _Parser(
+        prog=PROG,
+        description=__doc__,
+        epilog="Guide: docs/ope.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("log", type=Path, help="folder of a Parquet log (bandexa_gym.logs)")
     parser.add_argument(
         "--policy",
@@ -66,19 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="position",
         metavar="COLUMN",
         help="the log's extra column holding each round's position, for (n, K, positions) "
-        ".npy policies (default: position)",
+        ".npy policies (default: %(default)s)",
     )
     parser.add_argument(
         "--reward-model",
         default="linear_ts",
         metavar="MODEL",
-        help="agent name cross-fitted on the log, a checkpoint, or 'none' (default: linear_ts)",
+        help="agent name cross-fitted on the log, a checkpoint, or 'none' (default: %(default)s)",
     )
     parser.add_argument(
         "--estimators",
         nargs="+",
         choices=[*ope.ESTIMATORS, *ope.OPT_IN_ESTIMATORS],
-        help="default: every estimator that applies (replay only when named)",
+        metavar="NAME",
+        help="estimators to run: "
+        + ", ".join([*ope.ESTIMATORS, *ope.OPT_IN_ESTIMATORS])
+        + " (default: every estimator that applies; replay only when named)",
     )
     parser.add_argument(
         "--refit-bootstrap",
@@ -91,18 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="F",
-        help="named policies learn the first fraction F of the log first",
+        help="named policies learn the first fraction F of the log first (default: %(default)s)",
     )
     parser.add_argument(
         "--bootstrap",
         type=int,
         default=1000,
         metavar="N",
-        help=f"resamples (at most {ope.MAX_BOOTSTRAP:,}, and N x rounds at most "
-        f"{ope.MAX_BOOTSTRAP_WORK:.0e})",
+        help=f"bootstrap resamples for the intervals, at most {ope.MAX_BOOTSTRAP:,} and "
+        f"N x rounds at most {ope.MAX_BOOTSTRAP_WORK:.0e} (default: %(default)s)",
     )
-    parser.add_argument("--min-propensity", type=float, default=ope.DEFAULT_MIN_PROPENSITY)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--min-propensity",
+        type=float,
+        default=ope.DEFAULT_MIN_PROPENSITY,
+        metavar="P",
+        help="logged propensities below P are raised to P, with a warning, so no importance "
+        "weight exceeds 1/P (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the agents, the cross-fitting and the bootstrap (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 

@@ -1,4 +1,7 @@
-"""The teaching notebooks execute top to bottom (at a reduced HORIZON) and ship without outputs.
+"""The teaching notebooks execute top to bottom (at a reduced HORIZON) and ship with outputs.
+
+They are committed executed at their own HORIZON, plots included, so that they render where the
+repository is browsed and in the documentation site (which does not execute them).
 
 The kernel is this interpreter: a throw-away kernelspec whose argv starts with
 ``sys.executable``, so the test does not depend on which ``python3`` kernel Jupyter would
@@ -23,8 +26,22 @@ KERNEL = "bandexa-test-python"
 # notebook -> (reduced horizon, text its outputs must contain)
 CASES = {
     "01_thompson_sampling_blr.ipynb": (150, ["posterior mean after 1000", "uniform:"]),
-    "02_neural_linear_mnist.ipynb": (120, ["120 rounds in", "encoder training bursts"]),
+    "02_neural_linear_mnist.ipynb": (
+        120,
+        ["120 rounds in", "encoder training bursts", "after 50 rounds: mean predictive sd"],
+    ),
 }
+# notebook -> text the committed outputs (at the notebook's own HORIZON) must contain
+COMMITTED = {
+    "01_thompson_sampling_blr.ipynb": ["LinearTS: cumulative regret 7.5 over 2000 rounds"],
+    "02_neural_linear_mnist.ipynb": [
+        "2000 rounds in",
+        "after 50 rounds: mean predictive sd",
+        "after 500 rounds: mean predictive sd",
+        "after 2000 rounds: mean predictive sd",
+    ],
+}
+MAX_BYTES = 1_000_000
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +93,31 @@ def test_notebook_executes(name: str, kernel_dir: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_notebook_is_committed_without_outputs(name: str) -> None:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+def test_notebook_is_committed_executed_with_its_plots(name: str) -> None:
+    path = NOTEBOOKS / name
+    assert path.stat().st_size < MAX_BYTES, f"{name}: {path.stat().st_size} bytes"
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    # Executed top to bottom in one fresh kernel, and without errors.
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    for cell in code:
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{name}: committed with an error"
+            assert out.get("name") != "stderr", f"{name}: committed with stderr {out['text']!r}"
+    text, images = _outputs(nb)
+    assert images >= 2, f"{name}: expected committed plots, got {images}"
+    for snippet in COMMITTED[name]:
+        assert snippet in text, f"{name}: committed outputs lack {snippet!r}"
+
+
+def test_notebook_two_shows_the_posterior_shrinking() -> None:
+    """Notebook 02's committed run: the predictive sd on the probe digits falls stage by stage."""
+    nb = nbformat.read(NOTEBOOKS / "02_neural_linear_mnist.ipynb", as_version=4)
+    text, _ = _outputs(nb)
+    sds = [
+        float(line.split("mean predictive sd ")[1].split(",")[0])
+        for line in text.splitlines()
+        if "mean predictive sd" in line
+    ]
+    assert len(sds) == 3 and sds[0] > sds[1] > sds[2], sds

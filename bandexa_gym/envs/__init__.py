@@ -3,9 +3,9 @@
 ``import bandexa_gym`` registers the ids below (idempotently); so does
 ``gym.make("bandexa_gym:Bandexa/<Name>-v0")`` with no import at all.
 
-============================  =====================================================
-id                            entry point
-============================  =====================================================
+=============================  ================================================================
+id                             entry point
+=============================  ================================================================
 ``Bandexa/Synthetic-v0``       :class:`SyntheticBanditEnv`
 ``Bandexa/MNIST-v0``           :class:`MNISTBanditEnv`
 ``Bandexa/FashionMNIST-v0``    :class:`FashionMNISTBanditEnv`
@@ -16,7 +16,7 @@ id                            entry point
 ``Bandexa/Satimage-v0``        :class:`SatimageBanditEnv`
 ``Bandexa/Pendigits-v0``       :class:`PendigitsBanditEnv`
 ``Bandexa/Wheel-v0``           :class:`WheelBanditEnv` (hard exploration, rare large rewards)
-============================  =====================================================
+=============================  ================================================================
 
 No id sets ``max_episode_steps``: a bandit is one unending stream of rounds, and an
 episode boundary would only make RL loops call ``reset()``. Pass

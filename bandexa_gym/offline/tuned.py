@@ -34,7 +34,7 @@ def _tune(
 ) -> float:
     """The hyperparameter minimising estimated MSE = bias² + variance / n (Su et al. 2020).
 
-    The bias of a modified weight ŵ is estimated directly as |mean((w − ŵ)(r − q̂))|, the
+    The bias of a modified weight ŵ is estimated directly as ``|mean((w − ŵ)(r − q̂))|``, the
     variance as the sample variance of the per-round terms.
     """
     n = w.shape[0]
@@ -197,7 +197,7 @@ def dr_os(
     The weights of DR are shrunk to ŵ = λw / (w² + λ): close to w when w² ≪ λ, and λ/w for
     large weights, so no round's correction can explode. λ = ∞ is DR and λ = 0 is DM.
     Without ``lambda_``, λ is chosen from ``lambdas`` by the estimated MSE of Su et al.:
-    the squared direct bias estimate |mean((w − ŵ)(r − q̂))|² plus the variance (re-tuned
+    the squared direct bias estimate ``|mean((w − ŵ)(r − q̂))|²`` plus the variance (re-tuned
     in every resample with ``refit=True``).
 
     Args:
