@@ -38,7 +38,7 @@ import gymnasium as gym
 import torch
 
 from bandexa_gym import delays
-from bandexa_gym.agents.base import AGENTS, PerformanceHint
+from bandexa_gym.agents.core import AGENTS, PerformanceHint
 from bandexa_gym.grid.driver import (
     ExistingRunsError,
     GridOutcome,

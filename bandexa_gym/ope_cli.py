@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from bandexa_gym import offline, ope
-from bandexa_gym.agents.base import AGENTS, Agent, make_agent
+from bandexa_gym.agents.core import AGENTS, Agent, make_agent
 from bandexa_gym.logs import LogBatch, LogFormatError, read_log
 from bandexa_gym.persist.load import load_agent
 

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from bandexa_gym.agents.base import Agent
+from bandexa_gym.agents.core import Agent
 from bandexa_gym.delays import DelayModel, parse_delay
 from bandexa_gym.envs.wrappers import RegretMonitor
 

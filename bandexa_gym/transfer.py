@@ -67,7 +67,7 @@ from __future__ import annotations
 import logging
 from typing import Literal, TypeVar
 
-from bandexa_gym.agents.base import Agent
+from bandexa_gym.agents.core import Agent
 from bandexa_gym.heads.conjugate import rebase_head_state
 
 __all__ = ["evolve", "rebase_head_state"]

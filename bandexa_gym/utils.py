@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bandexa_gym.agents.base import Agent, make_agent
+from bandexa_gym.agents.core import Agent, make_agent
 
 __all__ = ["AgentCheckError", "check_agent"]
 

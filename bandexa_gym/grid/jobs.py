@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from bandexa_gym._atomic import fsync_dir
-from bandexa_gym.agents.base import PerformanceHint, make_agent
+from bandexa_gym.agents.core import PerformanceHint, make_agent
 from bandexa_gym.runner import RunResult, agent_seed, run
 
 __all__ = [

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
-from bandexa_gym.agents.base import NotApplicableError, make_agent, observation_space
+from bandexa_gym.agents.core import NotApplicableError, make_agent, observation_space
 from bandexa_gym.envs.datafiles import MissingDataError
 from bandexa_gym.envs.downloads import fetch
 from bandexa_gym.grid.suites import Problem

@@ -133,7 +133,7 @@ def default_agents(registered: Iterable[str] | None = None) -> list[str]:
         registered: Agent names (default: :data:`bandexa_gym.agents.AGENTS`).
     """
     if registered is None:
-        from bandexa_gym.agents.base import AGENTS
+        from bandexa_gym.agents.core import AGENTS
 
         registered = AGENTS
     names = set(registered)

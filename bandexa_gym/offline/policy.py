@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Agent
+from bandexa_gym.agents.core import Agent
 from bandexa_gym.logs import LogBatch, read_log
 from bandexa_gym.offline.checks import Estimate
 from bandexa_gym.offline.evaluate import evaluate
