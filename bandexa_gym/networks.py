@@ -312,8 +312,8 @@ class Ensemble(nn.Module):
         """Member ``index``'s weights as a state dict of one :class:`RewardNetwork`."""
         return {name: t[index].detach() for name, t in self.stacked.items()}
 
-    def load_members(self, stacked: dict[str, Any]) -> None:
-        """Replace every member's weights with (M, *shape) tensors (shapes checked first)."""
+    def check_members(self, stacked: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``stacked`` holds every member weight, (M, *shape)."""
         own = self.stacked
         if set(stacked) != set(own):
             raise ValueError(
@@ -326,6 +326,11 @@ class Ensemble(nn.Module):
                 f"ensemble weight {wrong[0]!r} has shape {tuple(stacked[wrong[0]].shape)}, "
                 f"expected {tuple(own[wrong[0]].shape)}"
             )
+
+    def load_members(self, stacked: dict[str, Any]) -> None:
+        """Replace every member's weights with (M, *shape) tensors (shapes checked first)."""
+        self.check_members(stacked)
+        own = self.stacked
         with torch.no_grad():
             for name, tensor in own.items():
                 tensor.copy_(stacked[name])

@@ -24,15 +24,17 @@ from bandexa_gym.agents.base import Observations
 from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+from bandexa_gym.features.encoders import build_encoder, encoder_spec
+from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = [
     "ReplayAgent",
     "ReplaySchedule",
     "carry_scaler",
-    "check_counter",
     "check_shapes",
-    "compare_shapes",
-    "load_scaler",
+    "neural_spec",
+    "new_scaler",
+    "neural_spec_arguments",
     "step_if_finite",
 ]
 
@@ -184,7 +186,7 @@ class ReplayAgent(ReplaySampling):
         """Counters and the reward scaler at their start (construction and reset)."""
         cfg = self.config
         self.trainings = 0
-        self.reward_scaler = RewardScaler(cfg.standardize_rewards and cfg.loss == "mse")
+        self.reward_scaler = new_scaler(cfg)
         self._warned_non_finite = False
 
     # -- what subclasses provide ----------------------------------------------------------
@@ -314,13 +316,6 @@ class ReplayAgent(ReplaySampling):
         self._init_schedule_state()
 
 
-def check_counter(name: str, value: Any) -> int:
-    """A checkpoint counter (an integer >= 0), else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
-
-
 def check_shapes(encoder: Any, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
     """Contexts (B, *context_shape) and candidates (B, K, d_a) with K >= 1, else ValueError."""
     expected = tuple(encoder.context_shape)
@@ -335,24 +330,38 @@ def check_shapes(encoder: Any, contexts: torch.Tensor, candidates: torch.Tensor)
         raise ValueError(f"candidates must have shape (K, {d_a}) with K >= 1, got {shape}")
 
 
-def compare_shapes(want: Mapping[str, tuple], shapes: Mapping[str, tuple]) -> None:
-    """Raise ``ValueError`` listing missing, unexpected and wrongly shaped tensors."""
-    have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
-    missing = sorted(set(want) - set(have))
-    unexpected = sorted(set(have) - set(want))
-    wrong = [f"{k}: {have[k]} (spec: {want[k]})" for k in want if k in have and have[k] != want[k]]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"tensors do not fit the spec: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shapes {wrong[:5]}"
-        )
+def neural_spec(agent: Any) -> dict[str, Any]:
+    """What describes a neural agent: its input shapes, encoder, config and exploration rule."""
+    encoder = agent.encoder
+    return {
+        "context_shape": list(encoder.context_shape),
+        "action_dim": encoder.action_dim,
+        "feature_dim": encoder.feature_dim,
+        "encoder": encoder_spec(encoder),
+        "config": agent.config.to_dict(),
+        "exploration": agent.exploration.spec(),
+    }
 
 
-def load_scaler(config: ReplaySchedule, state: Mapping[str, Any]) -> RewardScaler:
-    """A reward scaler for ``config`` holding a checkpoint's ``state`` (validated)."""
-    scaler = RewardScaler(config.standardize_rewards and config.loss == "mse")
-    scaler.load(state)
-    return scaler
+def neural_spec_arguments(
+    spec: Mapping[str, Any], seed: int | None, config_type: type, encoders: int | None = None
+) -> dict[str, Any]:
+    """Constructor arguments of a neural agent from its spec: its config, its exploration
+    rule and its encoder (``encoders`` of them, as a list, when given), built from the spec
+    under ``seed`` without moving the caller's global random state."""
+    config = config_type(**spec["config"])
+    with seeded_init(0 if seed is None else seed):
+        built = [build_encoder(spec["encoder"]) for _ in range(encoders or 1)]
+    return {
+        "encoders" if encoders else "encoder": built if encoders else built[0],
+        "config": config,
+        "exploration": spec.get("exploration", "thompson"),
+    }
+
+
+def new_scaler(config: ReplaySchedule) -> RewardScaler:
+    """A reward scaler for ``config``: standardizing under the MSE loss when asked to."""
+    return RewardScaler(config.standardize_rewards and config.loss == "mse")
 
 
 def optimizer_steps_skipping_non_finite(

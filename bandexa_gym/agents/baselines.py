@@ -8,13 +8,21 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, Agent, Observations, register_agent
+from bandexa_gym.agents.core import DEFAULT_OUTLIER_FACTOR, Agent, Observations, register_agent
 
 
 class UniformAgent(Agent):
     """Plays a uniformly random candidate among those on offer: the regret baseline."""
 
     name = "uniform"
+
+    def __init__(
+        self, *, input_shapes: tuple[tuple[int, ...], int] | None = None, **kwargs: Any
+    ) -> None:
+        """Args: ``input_shapes`` ``(context_shape, d_a)`` of the observations (checked when
+        given); ``kwargs`` as :class:`~bandexa_gym.agents.core.protocol.Agent`."""
+        super().__init__(**kwargs)
+        self.input_shapes = input_shapes
 
     def _choose(self, batch: Observations) -> torch.Tensor:
         return self.uniform_choice(batch.masks)
@@ -39,26 +47,18 @@ class UniformAgent(Agent):
         return {"context_shape": list(context_shape), "action_dim": action_dim}
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> UniformAgent:
-        agent = cls(seed=seed, device=device, **kwargs)
-        if "context_shape" in spec:
-            shape = spec["context_shape"]
-            if not isinstance(shape, list) or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape
-            ):
-                raise ValueError(f"context_shape must be a list of sizes >= 1, got {shape!r}")
-            action_dim = spec["action_dim"]
-            if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
-                raise ValueError(f"action_dim must be an integer >= 1, got {action_dim!r}")
-            agent.input_shapes = (tuple(shape), action_dim)
-        return agent
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        if "context_shape" not in spec:
+            return {}
+        shape = spec["context_shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape
+        ):
+            raise ValueError(f"context_shape must be a list of sizes >= 1, got {shape!r}")
+        action_dim = spec["action_dim"]
+        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+            raise ValueError(f"action_dim must be an integer >= 1, got {action_dim!r}")
+        return {"input_shapes": (tuple(shape), action_dim)}
 
 
 @register_agent("uniform")
@@ -72,12 +72,11 @@ def _make_uniform(
     outlier_factor: float = DEFAULT_OUTLIER_FACTOR,
 ) -> UniformAgent:
     """Uniformly random play: the regret baseline every table normalizes by."""
-    agent = UniformAgent(
+    return UniformAgent(
+        input_shapes=(tuple(space["context"].shape), int(space["candidates"].shape[-1])),
         seed=seed,
         device=device,
         max_pending=max_pending,
         outliers=outliers,
         outlier_factor=outlier_factor,
     )
-    agent.input_shapes = (tuple(space["context"].shape), int(space["candidates"].shape[-1]))
-    return agent

@@ -49,10 +49,10 @@ from bandexa_gym.agents._replay import (
     ReplayAgent,
     ReplaySchedule,
     carry_scaler,
-    check_counter,
     check_shapes,
-    compare_shapes,
-    load_scaler,
+    neural_spec,
+    neural_spec_arguments,
+    new_scaler,
 )
 from bandexa_gym.agents.base import (
     DEFAULT_OUTLIER_FACTOR,
@@ -68,6 +68,7 @@ from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.heads.ensemble import EnsembleHead
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import Ensemble, RewardNetwork
+from bandexa_gym.persist.state import Commit, Counter, Part, Scaler
 
 __all__ = ["BOOTSTRAP_KINDS", "BootstrappedConfig", "BootstrappedNN", "bootstrap_weights"]
 
@@ -304,14 +305,7 @@ class BootstrappedNN(ReplayAgent):
 
     # -- persistence --------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
-        return {
-            "context_shape": list(self.encoder.context_shape),
-            "action_dim": self.encoder.action_dim,
-            "feature_dim": self.encoder.feature_dim,
-            "encoder": copy.deepcopy(self._encoder_spec),
-            "config": self.config.to_dict(),
-            "exploration": self.exploration.spec(),
-        }
+        return {**neural_spec(self), "encoder": copy.deepcopy(self._encoder_spec)}
 
     def pinned_spec(self) -> dict[str, Any]:
         spec = self.spec()
@@ -319,55 +313,30 @@ class BootstrappedNN(ReplayAgent):
         spec["config"] = {"n_members": self.config.n_members}  # the schedule may differ
         return spec
 
-    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        tensors = {f"members.{k}": v.detach() for k, v in self.ensemble.stacked.items()}
-        scalars = {
-            "trainings": self.trainings,
-            "bootstrap_key": self.bootstrap_key,
-            "reward_scaler": self.reward_scaler.state(),
-        }
-        return scalars, tensors
+    def parts(self) -> list[Part]:
+        return [
+            _Members(self),
+            Counter(self, "trainings"),
+            Counter(self, "bootstrap_key", below=2**64),
+            Scaler(self, lambda: new_scaler(self.config)),
+        ]
 
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        stacked = {k[len("members.") :]: v for k, v in tensors.items() if k.startswith("members.")}
-        trainings = check_counter("trainings", scalars.get("trainings"))
-        key = scalars.get("bootstrap_key")
-        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 2**64:
-            raise ValueError(f"bootstrap_key must be an integer in [0, 2**64), got {key!r}")
-        scaler = load_scaler(self.config, scalars["reward_scaler"])
-        self.ensemble.load_members(stacked)  # checks names and shapes before copying
-        self.trainings, self.reward_scaler = trainings, scaler
-        self.bootstrap_key = key
+    def after_load(self) -> None:
         self.clear_feature_cache()
 
     @classmethod
-    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
         config = BootstrappedConfig(**spec["config"])
         network = RewardNetwork.shapes_of_spec(spec)
         m = config.n_members
-        want = {f"members.{k}": (m, *v.shape) for k, v in network.state_dict().items()}
-        compare_shapes(want, shapes)
+        return {f"members.{k}": (m, *v.shape) for k, v in network.state_dict().items()}
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> BootstrappedNN:
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
         config = BootstrappedConfig(**spec["config"])
-        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
-            encoders = [build_encoder(spec["encoder"]) for _ in range(config.n_members)]
-        return cls(
-            encoders,
-            config=config,
-            exploration=spec.get("exploration", "thompson"),
-            device=device,
-            seed=seed,
-            **kwargs,
-        )
+        return neural_spec_arguments(spec, seed, BootstrappedConfig, encoders=config.n_members)
 
     # -- evolve -------------------------------------------------------------------------------
     def evolve_from(self, trained: BootstrappedNN, **options: Any) -> str:
@@ -520,3 +489,19 @@ def make_bootstrapped(
 def _make_bootstrapped_nn(space: spaces.Dict, **kwargs: Any) -> BootstrappedNN:
     """Bootstrapped neural ensemble (Osband et al. 2016): one member played per round."""
     return make_bootstrapped(space, **kwargs)
+
+
+class _Members(Part):
+    """The ensemble's stacked member weights, as the tensors ``members.<name>``."""
+
+    def __init__(self, agent: BootstrappedNN) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {}, {f"members.{k}": v.detach() for k, v in self.agent.ensemble.stacked.items()}
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        prefix = "members."
+        stacked = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        self.agent.ensemble.check_members(stacked)
+        return lambda: self.agent.ensemble.load_members(stacked)

@@ -32,6 +32,7 @@ from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.heads.conjugate import grown_state, load_rebased
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
 from bandexa_gym.heads.protocol import HeadConfig
+from bandexa_gym.persist.state import Commit, Part, Scaler, heads_state, load_heads, take
 
 __all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
 
@@ -140,7 +141,7 @@ class TargetStats:
         """A copy holding the checkpoint's tensors (shapes checked)."""
         out = TargetStats(self.zr.shape[0], self.zr.device)
         for name in ("zr", "zs", "moments"):
-            value = _take(tensors, f"{prefix}.{name}").to(out.zr.device, torch.float64)
+            value = take(tensors, f"{prefix}.{name}").to(out.zr.device, torch.float64)
             if value.shape != getattr(out, name).shape or not bool(torch.isfinite(value).all()):
                 raise ValueError(f"tensor {prefix}.{name} has the wrong shape or is not finite")
             setattr(out, name, value.clone())
@@ -437,100 +438,47 @@ class LinearTS(HeadAgent):
             del spec["feature_map"]  # an unresolved agent accepts either map
         return spec
 
-    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        tensors, heads = {}, []
-        for i, head in enumerate(self.heads):
-            state = head.state_dict()
-            tensors[f"heads.{i}.mean"] = state["mean"]
-            tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
-            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet") if k in state})
-            tensors.update(self.target_stats[i].tensors(f"heads.{i}"))
-        registry, tensors["arm_rows"] = self.registry.state()
-        scalars = {
-            "heads": heads,
-            "feature_map": self.feature_map,
-            "reward_scaler": self.reward_scaler.state(),
-            "registry": registry,
-        }
-        return scalars, tensors
-
     def head_dim(self, feature_map: str) -> int:
         """Feature dimension of each head under ``feature_map``."""
         return self.context_dim + (self.action_dim if feature_map == "concat" else 0)
 
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        feature_map = scalars.get("feature_map", self.feature_map)
-        n_heads = len(scalars["heads"])
-        registry = ArmRegistry(self.action_dim, MAX_FIXED_ARMS)
-        registry.load(scalars["registry"], _take(tensors, "arm_rows"))
-        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
-            raise ValueError(f"unknown feature_map {feature_map!r}")
-        expected = {"concat": 1, "disjoint": self.action_dim, "auto": 0,
-                    "per_arm": len(registry.rows)}[feature_map]  # fmt: skip
-        if n_heads != expected:
-            raise ValueError(f"{n_heads} heads do not fit feature_map={feature_map!r}")
-        # Load into fresh heads and swap them in at the end, so a state that fails to load
-        # leaves the agent's own heads untouched.
-        scaler = RewardScaler(self.reward_scaler.enabled)
-        scaler.load(scalars["reward_scaler"])
-        fresh, stats = [], []
-        for i, head_scalars in enumerate(scalars["heads"]):
-            head = self.new_head(self.head_dim(feature_map))
-            stats.append(TargetStats(head.state_dim, self.device).load(tensors, f"heads.{i}"))
-            state = {
-                "dim": head.dim,
-                **self.head_config.to_dict(),
-                "mean": _take(tensors, f"heads.{i}.mean"),
-                "sqrt_covariance": _take(tensors, f"heads.{i}.sqrt_covariance"),
-                **head_scalars,
-            }
-            head.load_state_dict(state)
-            fresh.append(head)
-        if feature_map != "auto":
-            self.feature_map, self.heads, self.target_stats = feature_map, fresh, stats
-        self.reward_scaler, self.registry = scaler, registry
+    def parts(self) -> list[Part]:
+        return [_Heads(self), Scaler(self, lambda: RewardScaler(self.reward_scaler.enabled))]
+
+    def after_load(self) -> None:
         self.clear_feature_cache()
 
     @classmethod
-    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
         dim = d_x + (d_a if spec["feature_map"] == "concat" else 0)
         dim += int(cls.head_config_type.from_dict(spec["head"]).intercept)
-        wants = {"mean": (dim,), "sqrt_covariance": (dim, dim), "zr": (dim,), "zs": (dim,),
-                 "moments": (3,)}  # fmt: skip
         rows = shapes.get("arm_rows")
         if rows is None or len(rows) != 2 or rows[1] != d_a:
             raise ValueError(f"tensor arm_rows has shape {rows}, the spec needs (n, {d_a})")
-        for name, shape in shapes.items():
-            if name.startswith("heads."):
-                want = wants.get(name.rsplit(".", 1)[-1])
-                if tuple(shape) != want:
-                    raise ValueError(
-                        f"tensor {name} has shape {tuple(shape)}, the spec needs {want}"
-                    )
+        want = {"arm_rows": tuple(rows)}
+        n_heads = sum(1 for k in shapes if k.startswith("heads.") and k.endswith(".mean"))
+        for i in range(n_heads):
+            want.update({f"heads.{i}.mean": (dim,), f"heads.{i}.sqrt_covariance": (dim, dim),
+                         f"heads.{i}.zr": (dim,), f"heads.{i}.zs": (dim,),
+                         f"heads.{i}.moments": (3,)})  # fmt: skip
+        return want
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> LinearTS:
-        agent = cls(
-            tuple(spec["context_shape"]),
-            int(spec["action_dim"]),
-            feature_map=spec["feature_map"],
-            head=cls.head_config_type.from_dict(spec["head"]),
-            exploration=spec.get("exploration", "thompson"),
-            standardize_rewards=spec["standardize_rewards"],
-            seed=seed,
-            device=device,
-            **kwargs,
-        )
-        agent.requested_feature_map = spec["requested_feature_map"]
-        return agent
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        return {
+            "context_shape": tuple(spec["context_shape"]),
+            "action_dim": int(spec["action_dim"]),
+            "feature_map": spec["feature_map"],
+            "head": cls.head_config_type.from_dict(spec["head"]),
+            "exploration": spec.get("exploration", "thompson"),
+            "standardize_rewards": spec["standardize_rewards"],
+        }
+
+    def after_build(self, spec: Mapping[str, Any]) -> None:
+        self.requested_feature_map = spec["requested_feature_map"]
 
     def evolve_from(self, trained: LinearTS, **options: Any) -> str:
         """Fill this cold-start agent with what ``trained`` learned (see
@@ -550,10 +498,49 @@ def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) ->
         head.update_batch(z, r)
 
 
-def _take(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
-    if name not in tensors:
-        raise ValueError(f"checkpoint lacks tensor {name!r}")
-    return tensors[name]
+class _Heads(Part):
+    """The heads, with their reward statistics, the resolved feature map and the arm
+    registry; loaded into fresh heads, so a state that fails leaves the agent's own."""
+
+    def __init__(self, agent: LinearTS) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        agent = self.agent
+        heads, tensors = heads_state(agent.heads)
+        for i, stats in enumerate(agent.target_stats):
+            tensors.update(stats.tensors(f"heads.{i}"))
+        registry, tensors["arm_rows"] = agent.registry.state()
+        scalars = {"heads": heads, "feature_map": agent.feature_map, "registry": registry}
+        return scalars, tensors
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        agent = self.agent
+        feature_map = scalars.get("feature_map", agent.feature_map)
+        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
+            raise ValueError(f"unknown feature_map {feature_map!r}")
+        registry = ArmRegistry(agent.action_dim, MAX_FIXED_ARMS)
+        registry.load(scalars["registry"], take(tensors, "arm_rows"))
+        expected = {"concat": 1, "disjoint": agent.action_dim, "auto": 0,
+                    "per_arm": len(registry.rows)}[feature_map]  # fmt: skip
+        if not isinstance(scalars["heads"], list) or len(scalars["heads"]) != expected:
+            raise ValueError(
+                f"{len(scalars['heads'])} heads do not fit feature_map={feature_map!r}"
+            )
+        dim = agent.head_dim(feature_map)
+        settings = agent.head_config.to_dict()
+        heads = load_heads(lambda: agent.new_head(dim), settings, scalars["heads"], tensors)
+        stats = [
+            TargetStats(head.state_dim, agent.device).load(tensors, f"heads.{i}")
+            for i, head in enumerate(heads)
+        ]
+
+        def commit() -> None:
+            if feature_map != "auto":
+                agent.feature_map, agent.heads, agent.target_stats = feature_map, heads, stats
+            agent.registry = registry
+
+        return commit
 
 
 # -- evolve ---------------------------------------------------------------------------------

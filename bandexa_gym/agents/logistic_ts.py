@@ -42,6 +42,7 @@ from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
 from bandexa_gym.buffers import MemoryReplayBuffer
 from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
+from bandexa_gym.persist.state import Commit, Part, check_counter
 
 __all__ = ["LogisticTS"]
 
@@ -276,26 +277,8 @@ class LogisticTS(LinearTS):
         spec["head"] = {"prior_var": head["prior_var"], "intercept": head["intercept"]}
         return spec
 
-    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        scalars, tensors = super().state_tensors()
-        X, A, R = _stored(self.store, self.context_dim, self.action_dim)
-        tensors.update({"store.contexts": X, "store.chosen": A, "store.rewards": R})
-        scalars.update({"next_refit": self.next_refit, "refits": self.refits})
-        return scalars, tensors
-
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        store = self._load_store(tensors)
-        next_refit, refits = scalars.get("next_refit"), scalars.get("refits", 0)
-        if next_refit is not None and (
-            isinstance(next_refit, bool) or not isinstance(next_refit, int) or next_refit < 0
-        ):
-            raise ValueError(f"next_refit must be None or an integer >= 0, got {next_refit!r}")
-        if isinstance(refits, bool) or not isinstance(refits, int) or refits < 0:
-            raise ValueError(f"refits must be an integer >= 0, got {refits!r}")
-        super().load_state(scalars, tensors)  # all-or-nothing; nothing of ours changed yet
-        self.store, self.refits = store, refits
-        # This agent's own schedule: a loaded refit point stands unless refits are off here.
-        self.next_refit = next_refit if self.refit_every else None
+    def parts(self) -> list[Part]:
+        return [*super().parts(), _Store(self)]
 
     def _load_store(self, tensors: Mapping[str, torch.Tensor]) -> MemoryReplayBuffer:
         """A new store holding the checkpoint's rounds (validated; the newest are kept
@@ -321,32 +304,19 @@ class LogisticTS(LinearTS):
         return store
 
     @classmethod
-    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
-        super().check_checkpoint(spec, shapes)
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
         d_x, d_a = math.prod(spec["context_shape"]), int(spec["action_dim"])
-        got = [
-            tuple(shapes.get(k, ())) for k in ("store.contexts", "store.chosen", "store.rewards")
-        ]
-        n = got[0][0] if got[0] else -1
-        if got != [(n, d_x), (n, d_a), (n,)]:
-            raise ValueError(
-                f"store tensors have shapes {got}, the spec needs (N, {d_x}), (N, {d_a}), (N,)"
-            )
+        stored = shapes.get("store.contexts", ())
+        n = stored[0] if stored else -1
+        store = {"store.contexts": (n, d_x), "store.chosen": (n, d_a), "store.rewards": (n,)}
+        return {**super().expected_shapes(spec, shapes), **store}
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> LogisticTS:
-        for key in ("refit_every", "refit_growth", "store_capacity"):
-            kwargs.setdefault(key, spec[key])
-        agent = super().from_spec(spec, seed=seed, device=device, **kwargs)
-        assert isinstance(agent, LogisticTS)
-        return agent
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        schedule = {k: spec[k] for k in ("refit_every", "refit_growth", "store_capacity")}
+        return {**super().spec_arguments(spec, seed), **schedule}
 
     def evolve_from(self, trained: LinearTS, **options: Any) -> str:  # type: ignore[override]
         """Fill this cold-start agent with what ``trained`` learned (see
@@ -439,3 +409,31 @@ def _make_logistic_ts(
     return LogisticTS(
         space["context"].shape, space["candidates"].shape[-1], seed=seed, device=device, **overrides
     )
+
+
+class _Store(Part):
+    """The rounds a logistic head refits from, and the refit schedule's counters."""
+
+    def __init__(self, agent: LogisticTS) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        agent = self.agent
+        X, A, R = _stored(agent.store, agent.context_dim, agent.action_dim)
+        tensors = {"store.contexts": X, "store.chosen": A, "store.rewards": R}
+        return {"next_refit": agent.next_refit, "refits": agent.refits}, tensors
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        agent = self.agent
+        store = agent._load_store(tensors)
+        next_refit, refits = scalars.get("next_refit"), scalars.get("refits", 0)
+        if next_refit is not None:
+            check_counter("next_refit", next_refit)
+        check_counter("refits", refits)
+
+        def commit() -> None:
+            agent.store, agent.refits = store, refits
+            # This agent's own schedule: a loaded refit point stands unless refits are off.
+            agent.next_refit = next_refit if agent.refit_every else None
+
+        return commit

@@ -21,7 +21,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents._replay import ReplaySampling, optimizer_steps_skipping_non_finite
+from bandexa_gym.agents._replay import (
+    ReplaySampling,
+    neural_spec,
+    neural_spec_arguments,
+    optimizer_steps_skipping_non_finite,
+)
 from bandexa_gym.agents.base import (
     DEFAULT_OUTLIER_FACTOR,
     Capabilities,
@@ -41,12 +46,22 @@ from bandexa_gym.agents.head_agent import (
 )
 from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
-from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
+from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
 from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.heads.protocol import HEAD_FIELDS, HeadConfig
+from bandexa_gym.persist.state import (
+    Commit,
+    Counter,
+    Part,
+    Scaler,
+    Weights,
+    heads_state,
+    load_heads,
+    take,
+)
 
 __all__ = [
     "NeuralLinearTS",
@@ -738,14 +753,7 @@ class NeuralLinearTS(ReplaySampling):
 
     # -- persistence ------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
-        return {
-            "context_shape": list(self.encoder.context_shape),
-            "action_dim": self.encoder.action_dim,
-            "feature_dim": self.encoder.feature_dim,
-            "encoder": encoder_spec(self.encoder),
-            "config": self.config.to_dict(),
-            "exploration": self.exploration.spec(),
-        }
+        return neural_spec(self)
 
     def pinned_spec(self) -> dict[str, Any]:
         spec = self.spec()
@@ -754,78 +762,25 @@ class NeuralLinearTS(ReplaySampling):
         spec["config"] = {"head": config["head"], "head_kind": config["head_kind"]}
         return spec
 
-    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
-        tensors.update({f"readout.{k}": v for k, v in self.readout.state_dict().items()})
-        tensors.update({f"arm_readout.{k}": v for k, v in self.arm_readout.state_dict().items()})
-        tensors["feature_shift"], tensors["feature_gain"] = self.feature_shift, self.feature_gain
-        heads = []
-        for i, head in enumerate(self.heads):
-            state = head.state_dict()
-            tensors[f"heads.{i}.mean"] = state["mean"]
-            tensors[f"heads.{i}.sqrt_covariance"] = state["sqrt_covariance"]
-            heads.append({k: state[k] for k in ("n_obs", "quad", "logdet") if k in state})
-        registry, tensors["arm_rows"] = self.registry.state()
-        scalars = {
-            "heads": heads,
-            "arm_mode": self.arm_mode,
-            "registry": registry,
-            "trainings": self.trainings,
-            "reward_scaler": self.reward_scaler.state(),
-        }
-        return scalars, tensors
+    def parts(self) -> list[Part]:
+        return [
+            Weights("encoder", self.encoder),
+            Weights("readout", self.readout),
+            Weights("arm_readout", self.arm_readout),
+            _FeatureScaling(self),
+            _HeadsPerArm(self),
+            Counter(self, "trainings"),
+            Scaler(self, lambda: RewardScaler(self.config.standardize_rewards)),
+        ]
 
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        encoder_state = _module_state(self.encoder, tensors, "encoder.")
-        readout_state = _module_state(self.readout, tensors, "readout.")
-        arm_readout_state = _module_state(self.arm_readout, tensors, "arm_readout.")
-        shift, gain = (
-            _tensor(tensors, key).to(self.device, self.feature_shift.dtype)
-            for key in ("feature_shift", "feature_gain")
-        )
-        if not (bool(torch.isfinite(shift).all()) and bool(torch.isfinite(gain).all())):
-            raise ValueError("feature_shift and feature_gain must be finite")
-        if bool((gain < 0).any()):
-            raise ValueError("feature_gain must be >= 0")
-        arm_mode = scalars["arm_mode"]
-        if arm_mode not in (None, "shared", "per_arm"):
-            raise ValueError(f"arm_mode must be null, 'shared' or 'per_arm', got {arm_mode!r}")
-        registry = ArmRegistry(self.encoder.action_dim, MAX_FIXED_ARMS)
-        registry.load(scalars["registry"], _tensor(tensors, "arm_rows"))
-        trainings = scalars["trainings"]
-        if isinstance(trainings, bool) or not isinstance(trainings, int) or trainings < 0:
-            raise ValueError(f"trainings must be an integer >= 0, got {trainings!r}")
-        scaler = RewardScaler(self.config.standardize_rewards)
-        scaler.load(scalars["reward_scaler"])
-        heads = []
-        for i, head_scalars in enumerate(scalars["heads"]):
-            head = self.new_head()
-            head.load_state_dict(
-                {
-                    "dim": self.encoder.feature_dim,
-                    **self.config.head.to_dict(),
-                    "mean": _tensor(tensors, f"heads.{i}.mean"),
-                    "sqrt_covariance": _tensor(tensors, f"heads.{i}.sqrt_covariance"),
-                    **head_scalars,
-                }
-            )  # fails here, before the agent is touched
-            heads.append(head)
-        if arm_mode == "per_arm" and len(heads) != registry.n_arms:
-            raise ValueError(f"{len(heads)} heads for {registry.n_arms} arms")
-        if arm_mode != "per_arm" and len(heads) != 1:
-            raise ValueError(f"a shared-head checkpoint holds {len(heads)} heads")
-        self.heads, self.arm_mode, self.registry = heads, arm_mode, registry
-        self.reward_scaler = scaler
-        self.encoder.load_state_dict(encoder_state)
-        self.readout.load_state_dict(readout_state)
-        self.arm_readout.load_state_dict(arm_readout_state)
-        self.feature_shift, self.feature_gain = shift, gain
-        self.trainings = trainings
+    def after_load(self) -> None:
         self.encoder.eval()
         self.clear_feature_cache()
 
     @classmethod
-    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
         encoder = build_encoder(spec["encoder"], device="meta")  # allocates nothing
         for key in ("context_shape", "action_dim", "feature_dim"):
             mine = getattr(encoder, key)
@@ -835,8 +790,7 @@ class NeuralLinearTS(ReplaySampling):
                     f"the encoder spec gives {key}={mine}, the checkpoint says {spec[key]}"
                 )
         want = {f"encoder.{k}": tuple(v.shape) for k, v in encoder.state_dict().items()}
-        d = int(spec["feature_dim"])
-        d_a = int(spec["action_dim"])
+        d, d_a = int(spec["feature_dim"]), int(spec["action_dim"])
         want.update({"readout.weight": (1, d), "readout.bias": (1,)})
         want.update({"arm_readout.weight": (d_a, d), "arm_readout.bias": (d_a,)})
         want.update({"feature_shift": (d,), "feature_gain": (d,)})
@@ -844,39 +798,12 @@ class NeuralLinearTS(ReplaySampling):
         n_heads = sum(1 for k in shapes if k.startswith("heads.") and k.endswith(".mean"))
         for i in range(n_heads):
             want.update({f"heads.{i}.mean": (h,), f"heads.{i}.sqrt_covariance": (h, h)})
-        want["arm_rows"] = (shapes.get("arm_rows", (0,))[0], int(spec["action_dim"]))
-        have = {k: tuple(v) for k, v in shapes.items() if not k.startswith("rng.")}
-        missing = sorted(set(want) - set(have))
-        unexpected = sorted(set(have) - set(want))
-        wrong = [
-            f"{k}: {have[k]} (spec: {want[k]})" for k in want if k in have and have[k] != want[k]
-        ]
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"tensors do not fit the spec: missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}, wrong shapes {wrong[:5]}"
-            )
+        want["arm_rows"] = (shapes.get("arm_rows", (0,))[0], d_a)
+        return want
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> NeuralLinearTS:
-        config = NeuralLinearTSConfig(**spec["config"])
-        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
-            encoder = build_encoder(spec["encoder"])
-        return cls(
-            encoder,
-            config=config,
-            exploration=spec.get("exploration", "thompson"),
-            device=device,
-            seed=seed,
-            **kwargs,
-        )
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        return neural_spec_arguments(spec, seed, NeuralLinearTSConfig)
 
     def evolve_from(self, trained: NeuralLinearTS, **options: Any) -> str:
         """Fill this cold-start agent with what ``trained`` learned (see
@@ -892,6 +819,65 @@ class NeuralLinearTS(ReplaySampling):
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
 
 
+class _FeatureScaling(Part):
+    """The standardization of the learned features: ``feature_shift`` and ``feature_gain``."""
+
+    def __init__(self, agent: NeuralLinearTS) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {}, {
+            "feature_shift": self.agent.feature_shift,
+            "feature_gain": self.agent.feature_gain,
+        }
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        agent = self.agent
+        shift, gain = (
+            take(tensors, key).to(agent.device, agent.feature_shift.dtype)
+            for key in ("feature_shift", "feature_gain")
+        )
+        if not (bool(torch.isfinite(shift).all()) and bool(torch.isfinite(gain).all())):
+            raise ValueError("feature_shift and feature_gain must be finite")
+        if bool((gain < 0).any()):
+            raise ValueError("feature_gain must be >= 0")
+
+        def commit() -> None:
+            agent.feature_shift, agent.feature_gain = shift, gain
+
+        return commit
+
+
+class _HeadsPerArm(Part):
+    """The heads (one shared, or one per arm), the arm mode and the arm registry."""
+
+    def __init__(self, agent: NeuralLinearTS) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        heads, tensors = heads_state(self.agent.heads)
+        registry, tensors["arm_rows"] = self.agent.registry.state()
+        return {"heads": heads, "arm_mode": self.agent.arm_mode, "registry": registry}, tensors
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        agent = self.agent
+        arm_mode = scalars["arm_mode"]
+        if arm_mode not in (None, "shared", "per_arm"):
+            raise ValueError(f"arm_mode must be null, 'shared' or 'per_arm', got {arm_mode!r}")
+        registry = ArmRegistry(agent.encoder.action_dim, MAX_FIXED_ARMS)
+        registry.load(scalars["registry"], take(tensors, "arm_rows"))
+        heads = load_heads(agent.new_head, agent.config.head.to_dict(), scalars["heads"], tensors)
+        if arm_mode == "per_arm" and len(heads) != registry.n_arms:
+            raise ValueError(f"{len(heads)} heads for {registry.n_arms} arms")
+        if arm_mode != "per_arm" and len(heads) != 1:
+            raise ValueError(f"a shared-head checkpoint holds {len(heads)} heads")
+
+        def commit() -> None:
+            agent.heads, agent.arm_mode, agent.registry = heads, arm_mode, registry
+
+        return commit
+
+
 class _SwitchedToShared(Exception):
     """Raised after a switch to one shared head: the call is made again."""
 
@@ -904,32 +890,8 @@ def _absorb(head: BayesianLinearRegression, z: torch.Tensor, targets: torch.Tens
         head.update_batch(z, targets)
 
 
-def _tensor(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
-    if name not in tensors:
-        raise ValueError(f"checkpoint lacks tensor {name!r}")
-    return tensors[name]
-
-
 def _is_power_of_two(rounds: int) -> bool:
     return rounds > 0 and rounds & (rounds - 1) == 0
-
-
-def _module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
-    """The ``prefix.*`` tensors as a state dict for ``module``, keys and shapes checked."""
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = [
-        f"{k}: checkpoint {tuple(state[k].shape)}, module {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{prefix[:-1]} weights do not fit the module: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}"
-        )
-    return state
 
 
 def _loss_fn(loss: str | LossFn) -> LossFn:

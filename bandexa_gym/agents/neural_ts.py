@@ -69,19 +69,20 @@ from bandexa_gym.agents._replay import (
     ReplayAgent,
     ReplaySchedule,
     carry_scaler,
-    check_counter,
     check_shapes,
-    compare_shapes,
-    load_scaler,
+    neural_spec,
+    neural_spec_arguments,
+    new_scaler,
 )
 from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
-from bandexa_gym.agents.neural_linear_ts import _loss_fn, _module_state
+from bandexa_gym.agents.neural_linear_ts import _loss_fn
 from bandexa_gym.buffers import ReplayBuffer
-from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
+from bandexa_gym.features.encoders import Encoder, check_encoder
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.heads.gradient import DiagonalGradientHead
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import GRADIENT_PARAMS, CandidateGradients, RewardNetwork
+from bandexa_gym.persist.state import Commit, Counter, Part, Scaler, Weights, take
 
 __all__ = ["NeuralTS", "NeuralTSConfig", "make_neural_ts"]
 
@@ -285,15 +286,7 @@ class NeuralTS(ReplayAgent):
 
     # -- persistence --------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
-        return {
-            "context_shape": list(self.encoder.context_shape),
-            "action_dim": self.encoder.action_dim,
-            "feature_dim": self.encoder.feature_dim,
-            "encoder": encoder_spec(self.encoder),
-            "gradient_dim": self.gradients.dim,
-            "config": self.config.to_dict(),
-            "exploration": self.exploration.spec(),
-        }
+        return {**neural_spec(self), "gradient_dim": self.gradients.dim}
 
     def pinned_spec(self) -> dict[str, Any]:
         spec = self.spec()
@@ -301,35 +294,23 @@ class NeuralTS(ReplayAgent):
         spec["config"] = {k: spec["config"][k] for k in _PINNED}  # the schedule may differ
         return spec
 
-    def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        tensors = dict(self.network.state_dict())  # encoder.*, readout.*
-        tensors["head.precision"] = self.posterior.precision
-        scalars = {
-            "head": {"n_obs": self.posterior.n_obs},
-            "trainings": self.trainings,
-            "reward_scaler": self.reward_scaler.state(),
-        }
-        return scalars, tensors
+    def parts(self) -> list[Part]:
+        return [
+            Weights("encoder", self.network.encoder),
+            Weights("readout", self.network.readout),
+            _GradientHead(self),
+            Counter(self, "trainings"),
+            Scaler(self, lambda: new_scaler(self.config)),
+        ]
 
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        own = {k: v for k, v in tensors.items() if k.startswith(("encoder.", "readout."))}
-        network_state = _module_state(self.network, own, "")  # checks keys and shapes
-        if "head.precision" not in tensors:
-            raise ValueError("checkpoint lacks tensor 'head.precision'")
-        trainings = check_counter("trainings", scalars.get("trainings"))
-        scaler = load_scaler(self.config, scalars["reward_scaler"])
-        head = self._new_head()
-        head.load_state_dict(
-            {"precision": tensors["head.precision"], "n_obs": scalars["head"]["n_obs"]}
-        )  # fails here, before the agent is touched
-        self.network.load_state_dict(network_state)
-        self.posterior, self.reward_scaler = head, scaler
-        self.trainings = trainings
+    def after_load(self) -> None:
         self.network.eval()
         self.clear_feature_cache()
 
     @classmethod
-    def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
         config = NeuralTSConfig(**spec["config"])
         network = RewardNetwork.shapes_of_spec(spec)
         gradient_dim = CandidateGradients(network, config.gradient_params).dim
@@ -340,28 +321,11 @@ class NeuralTS(ReplayAgent):
             )
         want = {k: tuple(v.shape) for k, v in network.state_dict().items()}
         want["head.precision"] = (gradient_dim,)
-        compare_shapes(want, shapes)
+        return want
 
     @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, Any],
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        **kwargs: Any,
-    ) -> NeuralTS:
-        config = NeuralTSConfig(**spec["config"])
-        with seeded_init(0 if seed is None else seed):  # the caller's global RNG unmoved
-            encoder = build_encoder(spec["encoder"])
-        return cls(
-            encoder,
-            config=config,
-            exploration=spec.get("exploration", "thompson"),
-            device=device,
-            seed=seed,
-            **kwargs,
-        )
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        return neural_spec_arguments(spec, seed, NeuralTSConfig)
 
     # -- evolve -------------------------------------------------------------------------------
     def evolve_from(self, trained: NeuralTS, **options: Any) -> str:
@@ -516,3 +480,24 @@ def _make_neural_ucb(space: spaces.Dict, gamma: float = 3.0, **kwargs: Any) -> N
     kwargs.setdefault("exploration", {"name": "ucb", "alpha": gamma})
     kwargs.setdefault("nu", 1.0)
     return make_neural_ts(space, **kwargs)
+
+
+class _GradientHead(Part):
+    """The diagonal belief over the gradient features: ``head.precision`` and its count."""
+
+    def __init__(self, agent: NeuralTS) -> None:
+        self.agent = agent
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        head = self.agent.posterior
+        return {"head": {"n_obs": head.n_obs}}, {"head.precision": head.precision}
+
+    def prepare(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Commit:
+        head = self.agent._new_head()
+        counts = scalars.get("head")
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"the scalar 'head' must be a dict, got {counts!r}")
+        head.load_state_dict(
+            {"precision": take(tensors, "head.precision"), "n_obs": counts["n_obs"]}
+        )
+        return lambda: setattr(self.agent, "posterior", head)

@@ -45,6 +45,7 @@ from bandexa_gym.agents.core.pending import PendingDecisions, _Pending
 from bandexa_gym.agents.core.randomness import Randomness, _check_seed
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.persist import format as checkpoint
+from bandexa_gym.persist.state import Part, compare_shapes, load_parts, walk_state
 
 __all__ = ["AGENT_CLASSES", "Agent", "Capabilities", "Decision", "NotApplicableError"]
 
@@ -413,7 +414,9 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         probs = self._distribution(batch)
         return probs.gather(1, actions.unsqueeze(1).to(probs.device)).squeeze(1).cpu()
 
-    # -- persistence hooks ------------------------------------------------------------
+    # -- persistence ------------------------------------------------------------------
+    # An agent states what describes it (spec) and what it has learned (parts); the walk
+    # over the parts (bandexa_gym.persist.state) saves, checks and loads them for every agent.
     def spec(self) -> dict[str, Any]:
         """JSON-serializable description from which :meth:`from_spec` rebuilds this agent
         (untrained): shapes, hyper-parameters, exploration rule, representation."""
@@ -424,33 +427,52 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         (default: all of it; agents leave out their schedule)."""
         return self.spec()
 
+    def parts(self) -> list[Part]:
+        """The parts of the learned state, each under its checkpoint names (none here)."""
+        return []
+
     def state_tensors(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Learned state as (JSON scalars, named tensors); generators are added by
-        :meth:`save`."""
-        return {}, {}
+        """Learned state as (JSON scalars, named tensors): the :meth:`parts`' states;
+        generators, pending decisions and counters are added by :meth:`save`."""
+        return walk_state(self.parts())
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        """Replace the learned state with a checkpoint's (all-or-nothing).
-
-        The default is for agents without learned tensors.
+        """Replace the learned state with a checkpoint's (all-or-nothing): every part
+        validates its values before any is set (an agent without parts refuses tensors).
 
         Raises:
             ValueError: The state does not fit this agent; nothing is changed then.
         """
-        self.check_checkpoint(self.spec(), {k: tuple(v.shape) for k, v in tensors.items()})
+        parts = self.parts()
+        if not parts:
+            self.check_checkpoint(self.spec(), {k: tuple(v.shape) for k, v in tensors.items()})
+        load_parts(parts, scalars, tensors)
+        self.after_load()
+
+    def after_load(self) -> None:
+        """Called once a checkpoint's state is set (drop caches, put modules in eval mode)."""
+
+    @classmethod
+    def expected_shapes(
+        cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]
+    ) -> dict[str, tuple]:
+        """The tensor shapes a checkpoint with this ``spec`` holds, computed without
+        allocating (``shapes``, the file's, only tell how many heads it has grown)."""
+        return {}
 
     @classmethod
     def check_checkpoint(cls, spec: Mapping[str, Any], shapes: Mapping[str, tuple]) -> None:
         """Validate a checkpoint's spec against its tensor shapes before anything is built.
 
-        The default is for agents without learned tensors: only generator states.
-
         Raises:
-            ValueError: Something does not fit.
+            ValueError: A tensor missing, unexpected or of another shape (named).
         """
-        unexpected = sorted(k for k in shapes if not k.startswith("rng."))
-        if unexpected:
-            raise ValueError(f"unexpected tensors {unexpected[:5]} for a {cls.__name__}")
+        compare_shapes(cls.expected_shapes(spec, shapes), shapes)
+
+    @classmethod
+    def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        """The constructor arguments that rebuild an untrained agent from ``spec``."""
+        raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
 
     @classmethod
     def from_spec(
@@ -461,5 +483,11 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> Agent:
-        """An untrained agent described by ``spec``."""
-        raise ValueError(f"{cls.__name__} cannot be rebuilt from a checkpoint")
+        """An untrained agent described by ``spec`` (``kwargs`` override its arguments)."""
+        agent = cls(**{**cls.spec_arguments(spec, seed), **kwargs}, seed=seed, device=device)
+        agent.after_build(spec)
+        return agent
+
+    def after_build(self, spec: Mapping[str, Any]) -> None:
+        """Called by :meth:`from_spec` on the new agent: what the spec holds beyond the
+        constructor's arguments."""
