@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -17,18 +17,19 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import (
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.limits import check_bytes
+from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
     ArmFeatures,
     ArmHeads,
     ArmRegistry,
-    ArmSetChanged,
-    HeadAgent,
-    RewardScaler,
+    SwitchedToShared,
+    arms_or_switch,
+    fixed_arm_set,
     is_one_hot,
-    split_at,
+    retry_if_switched,
 )
-from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -36,7 +37,7 @@ from bandexa_gym.posterior import (
     load_rebased,
 )
 
-__all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
+__all__ = ["ConcatFeatures", "ConcatHead", "LinearTS"]
 
 FeatureMap = Literal["auto", "concat", "disjoint", "per_arm"]
 
@@ -164,7 +165,7 @@ class LinearTS(HeadAgent):
       is the position of the 1, e.g. the label on MNIST). Memory is O(d_a · d_x²); no dense
       (d_a · d_x)² matrix is ever formed.
     * ``"per_arm"``: the same for a fixed set of arms described by feature vectors: each
-      distinct candidate row is an arm (:class:`~bandexa_gym.agents.head_agent.ArmRegistry`),
+      distinct candidate row is an arm (:class:`~bandexa_gym.features.arms.ArmRegistry`),
       with its own head over the context.
 
     ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot,
@@ -271,22 +272,22 @@ class LinearTS(HeadAgent):
             self.target_stats.append(TargetStats(self.heads[-1].state_dim, self.device))
 
     def _arms(self, candidates: torch.Tensor) -> torch.Tensor:
-        """Arm of every candidate row (..., K, d_a) under a per-arm map: (..., K)."""
+        """Arm of every candidate row (..., K, d_a) under a per-arm map: (..., K).
+
+        Raises:
+            SwitchedToShared: The rows are not a fixed arm set: now one ``concat`` head.
+        """
         if self.feature_map == "disjoint":
             return candidates.argmax(dim=-1)
-        try:
-            arms = self.registry.arms(candidates)
-        except ArmSetChanged as err:
-            if self.requested_feature_map == "per_arm":
-                raise ValueError(f"feature_map='per_arm' needs a fixed arm set: {err}") from None
-            warnings.warn(
-                f"{self.name}: {err}; switching to one head over [x; a] (feature_map='concat'; "
-                "an env with candidates_change = True starts there, without this warning)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self.build_heads("concat")
-            raise _Retry from None
+        arms = arms_or_switch(
+            self.registry,
+            candidates,
+            owner=self.name,
+            option="feature_map",
+            required=self.requested_feature_map == "per_arm",
+            shared="one head over [x; a], feature_map='concat'",
+            switch=partial(self.build_heads, "concat"),
+        )
         self._grow_heads()
         return arms
 
@@ -299,7 +300,7 @@ class LinearTS(HeadAgent):
         if self.feature_map == "auto":
             if is_one_hot(candidates):
                 self.build_heads("disjoint")
-            elif candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change:
+            elif fixed_arm_set(candidates, self.candidates_change):
                 self.build_heads("per_arm")
             else:
                 self.build_heads("concat")
@@ -351,17 +352,11 @@ class LinearTS(HeadAgent):
 
     def _choose(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        try:
-            return super()._choose(batch)
-        except _Retry:  # the arm set turned out not to be fixed: now one concat head
-            return super()._choose(batch)
+        return retry_if_switched(partial(super()._choose, batch))
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        try:
-            return super()._distribution(batch)
-        except _Retry:
-            return super()._distribution(batch)
+        return retry_if_switched(partial(super()._distribution, batch))
 
     # -- learning ---------------------------------------------------------------------
     def _learn(
@@ -377,7 +372,7 @@ class LinearTS(HeadAgent):
         if self.feature_map != "concat":
             try:
                 heads = self._arms(chosen[:, None])[:, 0]
-            except _Retry:
+            except SwitchedToShared:
                 pass  # now a concat head
         z = torch.cat([x, chosen.to(torch.float64)], dim=1) if heads is None else x
         for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
@@ -539,10 +534,6 @@ class LinearTS(HeadAgent):
         """Fill this cold-start agent with what ``trained`` learned (see
         :func:`bandexa_gym.transfer.evolve`); returns a one-line summary."""
         return _evolve_linear(trained, self)
-
-
-class _Retry(Exception):
-    """Raised after a switch to ``concat``: the call is made again with the new map."""
 
 
 def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) -> None:

@@ -39,8 +39,9 @@ from gymnasium import spaces
 from bandexa_gym.agents._growth import context_growth
 from bandexa_gym.agents.base import Capabilities, register_agent
 from bandexa_gym.agents.limits import check_count, check_rows_fit
-from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
+from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS
 from bandexa_gym.buffers import MemoryReplayBuffer
+from bandexa_gym.features.arms import SwitchedToShared
 from bandexa_gym.posterior import LaplaceLogisticRegression, LogisticHeadConfig
 
 __all__ = ["LogisticTS"]
@@ -197,7 +198,7 @@ class LogisticTS(LinearTS):
         if self.feature_map == "per_arm":  # name every row's arm first (all or nothing)
             try:
                 self._arms(chosen[:, None])
-            except _Retry:
+            except SwitchedToShared:
                 pass  # now one concat head, refit from the store
         n, start = x.shape[0], 0
         while start < n:

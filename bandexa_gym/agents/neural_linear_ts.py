@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,19 +28,19 @@ from bandexa_gym.agents.base import (
     Observations,
     register_agent,
 )
-from bandexa_gym.agents.head_agent import (
+from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.limits import check_count, check_rows_fit
+from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
     ArmFeatures,
     ArmHeads,
     ArmRegistry,
-    ArmSetChanged,
-    HeadAgent,
-    RewardScaler,
-    is_one_hot,
-    split_at,
+    SwitchedToShared,
+    arms_or_switch,
+    fixed_arm_set,
+    retry_if_switched,
 )
-from bandexa_gym.agents.limits import check_count, check_rows_fit
-from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.numerics import seeded_init
@@ -379,14 +379,12 @@ class NeuralLinearTS(ReplaySampling):
         """
         if self.arm_mode is not None:
             return
-        small = candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change
-        fixed = is_one_hot(candidates) or small
-        if self.config.arm_heads == "per_arm" or fixed:
+        if self.config.arm_heads == "per_arm" or fixed_arm_set(candidates, self.candidates_change):
             self.arm_mode = "per_arm"
             self.heads = []
             try:
                 self._arms(candidates)  # registers the arms and makes their heads
-            except _SwitchedToShared:
+            except SwitchedToShared:
                 return
             if len(self.buffer):
                 self.rebuild_posterior()
@@ -398,26 +396,25 @@ class NeuralLinearTS(ReplaySampling):
 
         Raises:
             ValueError: ``arm_heads="per_arm"`` and the rows are not a fixed arm set.
-            _SwitchedToShared: ``"auto"`` found changing rows and switched to a shared head.
+            SwitchedToShared: ``"auto"`` found changing rows and switched to a shared head.
         """
-        try:
-            arms = self.registry.arms(candidates)
-        except ArmSetChanged as err:
-            if self.config.arm_heads == "per_arm":
-                raise ValueError(f"arm_heads='per_arm' needs a fixed arm set: {err}") from None
-            warnings.warn(
-                f"{self.name}: {err}; switching to one head for all candidates, rebuilt from "
-                "the replay buffer (an env with candidates_change = True starts there, "
-                "without this warning)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self.arm_mode, self.heads = "shared", [self.new_head()]
-            self.rebuild_posterior()
-            raise _SwitchedToShared from None
+        arms = arms_or_switch(
+            self.registry,
+            candidates,
+            owner=self.name,
+            option="arm_heads",
+            required=self.config.arm_heads == "per_arm",
+            shared="one head for all candidates, rebuilt from the replay buffer",
+            switch=self._switch_to_shared,
+        )
         while len(self.heads) < self.registry.n_arms:
             self.heads.append(self.new_head())
         return arms
+
+    def _switch_to_shared(self) -> None:
+        """One head for all candidates from now on, rebuilt from the replay buffer."""
+        self.arm_mode, self.heads = "shared", [self.new_head()]
+        self.rebuild_posterior()
 
     # -- the original low-level API ---------------------------------------------------
     def select_action(
@@ -439,10 +436,7 @@ class NeuralLinearTS(ReplaySampling):
         batch = self.observations(obs)
         self._check_candidates(batch.candidates)
         self._resolve_arms(batch.candidates)
-        try:
-            return int(HeadAgent._choose(self, batch)[0])
-        except _SwitchedToShared:
-            return int(HeadAgent._choose(self, batch)[0])
+        return int(retry_if_switched(partial(HeadAgent._choose, self, batch))[0])
 
     def update(self, x: torch.Tensor, a: torch.Tensor, r: float) -> None:
         """Store the transition and absorb it into the head with a rank-1 update.
@@ -630,10 +624,7 @@ class NeuralLinearTS(ReplaySampling):
         self._resolve_arms(batch.candidates)
         if self.exploring:
             return self.uniform_choice(batch.masks)
-        try:
-            return super()._choose(batch)
-        except _SwitchedToShared:
-            return super()._choose(batch)
+        return retry_if_switched(partial(super()._choose, batch))
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._check_candidates(batch.candidates)
@@ -641,10 +632,7 @@ class NeuralLinearTS(ReplaySampling):
         if self.exploring:
             masks = batch.masks.to(torch.float64)
             return masks / masks.sum(-1, keepdim=True)
-        try:
-            return super()._distribution(batch)
-        except _SwitchedToShared:
-            return super()._distribution(batch)
+        return retry_if_switched(partial(super()._distribution, batch))
 
     def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
         if self.exploring:
@@ -693,10 +681,8 @@ class NeuralLinearTS(ReplaySampling):
     ) -> None:
         """Store the rows and update the head; all-or-nothing."""
         if z is None:
-            try:
-                features = self.compute_features(contexts, chosen[:, None])
-            except _SwitchedToShared:  # rows chosen at random ended the fixed arm set
-                features = self.compute_features(contexts, chosen[:, None])
+            # rows chosen at random may end the fixed arm set: then once more, shared
+            features = retry_if_switched(partial(self.compute_features, contexts, chosen[:, None]))
             z = (features.x if isinstance(features, ArmFeatures) else features)[:, 0]
         if not bool(torch.isfinite(z).all()):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
@@ -707,7 +693,7 @@ class NeuralLinearTS(ReplaySampling):
         if self.arm_mode == "per_arm":
             try:
                 arms = self._arms(chosen[:, None])[:, 0]
-            except _SwitchedToShared:
+            except SwitchedToShared:
                 pass  # one shared head from now on
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
@@ -894,10 +880,6 @@ class NeuralLinearTS(ReplaySampling):
         if candidates.ndim != 3 or candidates.shape[1] == 0 or candidates.shape[2] != expected:
             shape = tuple(candidates.shape[1:]) if candidates.ndim == 3 else tuple(candidates.shape)
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
-
-
-class _SwitchedToShared(Exception):
-    """Raised after a switch to one shared head: the call is made again."""
 
 
 def _absorb(head: BayesianLinearRegression, z: torch.Tensor, targets: torch.Tensor) -> None:
