@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from gymnasium import spaces
@@ -26,9 +26,18 @@ from bandexa_gym.features.arms import (
     ArmRegistry,
     SwitchedToShared,
     arms_or_switch,
-    fixed_arm_set,
-    is_one_hot,
     retry_if_switched,
+)
+from bandexa_gym.features.fixed import (
+    ConcatFeatures,
+    ConcatHead,
+    FeatureMap,
+    check_feature_map,
+    check_one_hot,
+    choose_feature_map,
+    concat_rows,
+    flat_contexts,
+    head_dim,
 )
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
@@ -37,59 +46,7 @@ from bandexa_gym.posterior import (
     load_rebased,
 )
 
-__all__ = ["ConcatFeatures", "ConcatHead", "LinearTS"]
-
-FeatureMap = Literal["auto", "concat", "disjoint", "per_arm"]
-
-
-class ConcatFeatures(NamedTuple):
-    """Features φ(x, a) = [x; a] of the ``concat`` map, kept in two parts.
-
-    Attributes:
-        x: Flat contexts (B, d_x), float64.
-        candidates: Candidate features (B, K, d_a), float64.
-    """
-
-    x: torch.Tensor
-    candidates: torch.Tensor
-
-    def dense(self) -> torch.Tensor:
-        """``[x; a]`` for every candidate: (B, K, d_x + d_a)."""
-        k = self.candidates.shape[1]
-        return torch.cat([self.x[:, None, :].expand(-1, k, -1), self.candidates], dim=-1)
-
-
-class ConcatHead:
-    """The ``concat`` head read on :class:`ConcatFeatures`: a Thompson score is
-    ``a·w_a + x·w_x`` (two products, no (B, K, d) feature tensor)."""
-
-    def __init__(self, head: BayesianLinearRegression, context_dim: int) -> None:
-        self.head, self.context_dim = head, context_dim
-
-    def predict(self, features: ConcatFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head.predict(features.dense())
-
-    def thompson_scores(
-        self,
-        features: ConcatFeatures,
-        generator: torch.Generator | None = None,
-        draws: int | None = None,
-    ) -> torch.Tensor:
-        x, cand = features
-        n = x.shape[0] * (1 if draws is None else draws)
-        w = self.head.sample(n, generator=generator)  # (n, d'): one row per candidate set
-        dx, f = self.context_dim, self.head.dim  # w = [w_x | w_a | intercept]
-        if draws is None:
-            if x.shape[0] == 1:
-                w = w[0]
-                base = x[0] @ w[:dx] + (w[f] if f < w.shape[0] else 0.0)
-                return torch.addmv(base, cand[0], w[dx:f]).unsqueeze(0)
-            base = (x * w[:, :dx]).sum(-1, True) + w[:, f:].sum(-1, True)
-            return torch.einsum("bka,ba->bk", cand, w[:, dx:f]) + base
-        w = w.reshape(draws, x.shape[0], -1)
-        base = (x * w[..., :dx]).sum(-1, True) + w[..., f:].sum(-1, True)
-        return torch.einsum("bka,mba->mbk", cand, w[..., dx:f]) + base
-
+__all__ = ["LinearTS"]
 
 DEFAULT_HEAD = {"intercept": True}
 """Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
@@ -158,7 +115,7 @@ def _is_power_of_two(rounds: int) -> bool:
 class LinearTS(HeadAgent):
     """Exploration on a conjugate Bayesian linear head over fixed features.
 
-    Two feature maps:
+    Three feature maps (:mod:`bandexa_gym.features.fixed`):
 
     * ``"concat"``: one head over φ(x, a) = [x; a] (the classic linear bandit), dim d_x + d_a.
     * ``"disjoint"``: one head per arm over the context, φ = x, for one-hot candidates (the arm
@@ -215,11 +172,7 @@ class LinearTS(HeadAgent):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> None:
-        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
-            raise ValueError(
-                "feature_map must be 'auto', 'concat', 'disjoint' or 'per_arm', got "
-                f"{feature_map!r}"
-            )
+        check_feature_map(feature_map)
         names = [f.name for f in dataclasses.fields(self.head_config_type)]
         head_fields = {k: kwargs.pop(k) for k in names if k in kwargs}
         if head is not None and head_fields:
@@ -298,17 +251,9 @@ class LinearTS(HeadAgent):
                 f"got shape {tuple(candidates.shape)}"
             )
         if self.feature_map == "auto":
-            if is_one_hot(candidates):
-                self.build_heads("disjoint")
-            elif fixed_arm_set(candidates, self.candidates_change):
-                self.build_heads("per_arm")
-            else:
-                self.build_heads("concat")
-        elif self.feature_map == "disjoint" and not is_one_hot(candidates):
-            raise ValueError(
-                "feature_map='disjoint' needs one-hot candidate rows (the arm is the position "
-                "of the 1); use feature_map='concat' for general action features"
-            )
+            self.build_heads(choose_feature_map(candidates, self.candidates_change))
+        elif self.feature_map == "disjoint":
+            check_one_hot(candidates)
 
     @property
     def posterior(self) -> BayesianLinearRegression:
@@ -333,19 +278,10 @@ class LinearTS(HeadAgent):
             self.build_heads(self.feature_map)
 
     # -- features -----------------------------------------------------------------------
-    def _flat(self, contexts: torch.Tensor) -> torch.Tensor:
-        """(B, *context_shape) -> (B, d_x) float64."""
-        if tuple(contexts.shape[1:]) != self.context_shape:
-            raise ValueError(
-                f"context must have shape {self.context_shape} (or batched), "
-                f"got {tuple(contexts.shape[1:])}"
-            )
-        return contexts.reshape(contexts.shape[0], self.context_dim).to(torch.float64)
-
     def compute_features(
         self, contexts: torch.Tensor, candidates: torch.Tensor
     ) -> ConcatFeatures | ArmFeatures:
-        x = self._flat(contexts)
+        x = flat_contexts(contexts, self.context_shape)
         if self.feature_map == "concat":
             return ConcatFeatures(x, candidates.to(torch.float64))
         return ArmFeatures(x, self._arms(candidates))
@@ -367,14 +303,14 @@ class LinearTS(HeadAgent):
         rewards: torch.Tensor,
     ) -> None:
         self._resolve(chosen[:, None])
-        x = self._flat(contexts)  # inputs were checked finite and below MAX_ABS_INPUT
+        x = flat_contexts(contexts, self.context_shape)  # checked finite, below MAX_ABS_INPUT
         heads = None
         if self.feature_map != "concat":
             try:
                 heads = self._arms(chosen[:, None])[:, 0]
             except SwitchedToShared:
                 pass  # now a concat head
-        z = torch.cat([x, chosen.to(torch.float64)], dim=1) if heads is None else x
+        z = concat_rows(x, chosen) if heads is None else x
         for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
             self._absorb_rows(z[begin:end], None if heads is None else heads[begin:end],
                               rewards[begin:end])  # fmt: skip
@@ -454,7 +390,7 @@ class LinearTS(HeadAgent):
 
     def head_dim(self, feature_map: str) -> int:
         """Feature dimension of each head under ``feature_map``."""
-        return self.context_dim + (self.action_dim if feature_map == "concat" else 0)
+        return head_dim(feature_map, self.context_dim, self.action_dim)
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
         feature_map = scalars.get("feature_map", self.feature_map)
