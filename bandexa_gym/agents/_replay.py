@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from bandexa_gym.agents.base import Observations
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, split_at
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+from bandexa_gym.features.scaling import RewardScaler
 
 __all__ = [
     "ReplayAgent",

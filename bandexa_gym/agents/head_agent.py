@@ -9,7 +9,6 @@ probabilities and predicting are the same for all of them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,97 +19,10 @@ from bandexa_gym.agents.base import Agent, Observation, Observations
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.features.arms import ArmFeatures
+from bandexa_gym.features.scaling import RewardScaler
 from bandexa_gym.posterior import Head
 
-__all__ = ["HeadAgent", "RewardScaler", "split_at"]
-
-
-class RewardScaler:
-    """Standardizes rewards, ``r̃ = (r − shift) / scale``, from the rewards seen so far.
-
-    Heads and encoders then learn on targets of mean 0 and variance 1 whatever the reward's
-    units: an agent decides the same on rewards multiplied by 100 or shifted by +100 (the
-    argmax of standardized scores is the argmax of raw ones), its priors mean the same
-    thing on every problem, and a network's readout does not have to move by tens. The
-    running mean and variance are updated with every reward; ``shift`` and ``scale``
-    change only at :meth:`refit`, after which the agent re-expresses its head in the new
-    units (exactly: see ``BayesianLinearRegression.retarget`` and ``rebuild``).
-
-    Args:
-        enabled: When False, ``shift = 0`` and ``scale = 1`` always (raw rewards).
-        tolerance: :meth:`refit` reports a change only when the shift moves by more than
-            this many scales or the scale by more than this factor (relative).
-    """
-
-    def __init__(self, enabled: bool = True, tolerance: float = 0.05) -> None:
-        if not isinstance(enabled, bool):
-            raise TypeError(f"standardize_rewards must be True or False, got {enabled!r}")
-        self.enabled, self.tolerance = enabled, float(tolerance)
-        self.shift, self.scale = 0.0, 1.0
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
-
-    def update(self, rewards: torch.Tensor) -> None:
-        """Add rewards (n,) to the running moments (Chan et al.'s parallel update)."""
-        n = int(rewards.numel())
-        if n == 0:
-            return
-        if n == 1:  # the per-round case: no tensor arithmetic
-            mean, m2 = float(rewards.reshape(())), 0.0
-        else:
-            values = rewards.detach().to("cpu", torch.float64)
-            mean, m2 = float(values.mean()), float(((values - values.mean()) ** 2).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.count = total
-
-    def refit(self) -> bool:
-        """Set ``shift``/``scale`` to the running mean/std; True if they changed notably.
-
-        The scale stays 1 until two distinct rewards have been seen (a variance of 0 says
-        nothing about the reward's units).
-        """
-        if not self.enabled or self.count == 0:
-            return False
-        variance = self.m2 / self.count
-        scale = math.sqrt(variance) if variance > 1e-24 * (1.0 + self.mean * self.mean) else None
-        new_scale = self.scale if scale is None else scale
-        moved = abs(self.mean - self.shift) > self.tolerance * self.scale
-        rescaled = abs(math.log(new_scale / self.scale)) > self.tolerance
-        if not (moved or rescaled):
-            return False
-        self.shift, self.scale = self.mean, new_scale
-        return True
-
-    def __call__(self, rewards: torch.Tensor) -> torch.Tensor:
-        """Standardized rewards (same shape)."""
-        if self.shift == 0.0 and self.scale == 1.0:
-            return rewards
-        return (rewards - self.shift) / self.scale
-
-    def state(self) -> dict[str, float | int]:
-        """JSON scalars for checkpoints."""
-        return {"shift": self.shift, "scale": self.scale, "count": self.count,
-                "mean": self.mean, "m2": self.m2}  # fmt: skip
-
-    def load(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state` output.
-
-        Raises:
-            ValueError: Non-finite values, a scale <= 0 or a negative count.
-        """
-        values = {k: state[k] for k in ("shift", "scale", "count", "mean", "m2")}
-        if not all(math.isfinite(float(v)) for v in values.values()):
-            raise ValueError(f"reward scaler state holds non-finite values: {values}")
-        if values["scale"] <= 0 or values["count"] < 0 or values["m2"] < 0:
-            raise ValueError(f"invalid reward scaler state: {values}")
-        self.shift, self.scale = float(values["shift"]), float(values["scale"])
-        self.count, self.mean, self.m2 = (
-            int(values["count"]),
-            float(values["mean"]),
-            float(values["m2"]),
-        )
+__all__ = ["HeadAgent", "split_at"]
 
 
 def split_at(start_round: int, n: int, due: Any) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, split_at
 from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
@@ -39,6 +39,7 @@ from bandexa_gym.features.fixed import (
     flat_contexts,
     head_dim,
 )
+from bandexa_gym.features.scaling import RewardScaler, TargetStats
 from bandexa_gym.posterior import (
     BayesianLinearRegression,
     HeadConfig,
@@ -50,62 +51,6 @@ __all__ = ["LinearTS"]
 
 DEFAULT_HEAD = {"intercept": True}
 """Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
-
-
-class TargetStats:
-    """Raw-reward statistics of the rows one head absorbed: ``Zᵀr``, ``Zᵀ1``, n, Σr, Σr².
-
-    With them a head can be re-expressed for standardized targets ``(r − shift) / scale`` at
-    any time, exactly and in O(d²) (``BayesianLinearRegression.retarget``), without the data.
-
-    Attributes:
-        zr: ``Zᵀr`` (d,), float64.
-        zs: ``Zᵀ1`` (d,), float64.
-        moments: ``[n, Σr, Σr²]`` (3,), float64.
-    """
-
-    def __init__(self, dim: int, device: torch.device) -> None:
-        self.zr = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.zs = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.moments = torch.zeros(3, dtype=torch.float64, device=device)
-
-    def discount(self, factor: float) -> None:
-        """Weigh everything so far by ``factor`` (as a forgetting head does its data)."""
-        for value in (self.zr, self.zs, self.moments):
-            value.mul_(factor)
-
-    def add(self, Z: torch.Tensor, r: torch.Tensor) -> None:
-        """Add rows Z (n, d) with raw rewards r (n,)."""
-        if Z.shape[0] == 1:  # the per-round case, in fewer (and the same exact) operations
-            value = float(r.reshape(()))
-            self.zr.add_(Z[0], alpha=value)
-            self.zs.add_(Z[0])
-            self.moments.add_(self.moments.new_tensor((1.0, value, value * value)))
-            return
-        self.zr.addmv_(Z.T, r)
-        self.zs.add_(Z.sum(dim=0))
-        self.moments.add_(torch.stack((r.new_tensor(float(r.numel())), r.sum(), r.dot(r))))
-
-    def standardized(self, scaler: RewardScaler) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Zᵀr̃`` and ``r̃ᵀr̃`` for the scaler's ``r̃ = (r − shift) / scale``."""
-        n, total, squares = self.moments
-        shift, scale = scaler.shift, scaler.scale
-        zr = (self.zr - shift * self.zs) / scale
-        rr = (squares - 2.0 * shift * total + n * shift * shift) / (scale * scale)
-        return zr, rr
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.zr": self.zr, f"{prefix}.zs": self.zs, f"{prefix}.moments": self.moments}
-
-    def load(self, tensors: Mapping[str, torch.Tensor], prefix: str) -> TargetStats:
-        """A copy holding the checkpoint's tensors (shapes checked)."""
-        out = TargetStats(self.zr.shape[0], self.zr.device)
-        for name in ("zr", "zs", "moments"):
-            value = _take(tensors, f"{prefix}.{name}").to(out.zr.device, torch.float64)
-            if value.shape != getattr(out, name).shape or not bool(torch.isfinite(value).all()):
-                raise ValueError(f"tensor {prefix}.{name} has the wrong shape or is not finite")
-            setattr(out, name, value.clone())
-        return out
 
 
 def _is_power_of_two(rounds: int) -> bool:

@@ -28,7 +28,7 @@ from bandexa_gym.agents.base import (
     Observations,
     register_agent,
 )
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, split_at
 from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.arms import (
@@ -43,6 +43,7 @@ from bandexa_gym.features.arms import (
 )
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
+from bandexa_gym.features.scaling import RewardScaler, feature_standardization
 from bandexa_gym.numerics import seeded_init
 from bandexa_gym.posterior import (
     HEAD_FIELDS,
@@ -539,31 +540,17 @@ class NeuralLinearTS(ReplaySampling):
         """Set :attr:`feature_shift` and :attr:`feature_gain` from raw features ``(n, d)``
         chunks (``standardize_features``; needs 2 rows in all, else nothing changes).
 
-        A feature whose standard deviation is below 1e-3 of the largest one's gets gain 0;
-        without an intercept the features are scaled but not centered (the intercept is
-        what would carry the mean).
+        See :func:`~bandexa_gym.features.scaling.feature_standardization`: a feature that
+        barely varies gets gain 0; without an intercept the features are scaled but not
+        centered (the intercept is what would carry the mean).
         """
         if not self.config.standardize_features:
             return
-        d = self.encoder.feature_dim
-        total = torch.zeros(d, dtype=torch.float64, device=self.device)
-        squares = torch.zeros_like(total)
-        count = 0
-        for z in features:
-            z = z.to(torch.float64)
-            total += z.sum(dim=0)
-            squares += (z * z).sum(dim=0)
-            count += z.shape[0]
-        if count < 2:
-            return
-        mean = total / count
-        std = (squares / count - mean * mean).clamp_min(0.0).sqrt()
-        live = std > 1e-3 * std.max()
-        gain = torch.where(live, 1.0 / std.clamp_min(1e-300), torch.zeros_like(std))
-        if not self.config.head.intercept:
-            mean = torch.zeros_like(mean)
-        dtype = self.feature_shift.dtype
-        self.feature_shift, self.feature_gain = mean.to(dtype), gain.to(dtype)
+        d, center = self.encoder.feature_dim, self.config.head.intercept
+        fitted = feature_standardization(features, d, center=center, device=self.device)
+        if fitted is not None:
+            dtype = self.feature_shift.dtype
+            self.feature_shift, self.feature_gain = (t.to(dtype) for t in fitted)
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder (one pass, in chunks of
