@@ -22,7 +22,21 @@ from bandexa_gym.features.arms import ArmFeatures
 from bandexa_gym.features.scaling import RewardScaler
 from bandexa_gym.posterior import Head
 
-__all__ = ["HeadAgent", "split_at"]
+__all__ = ["HeadAgent", "absorb", "is_power_of_two", "split_at"]
+
+
+def absorb(head: Head, z: torch.Tensor, targets: torch.Tensor) -> None:
+    """Rows z (n, d) with their targets (n,) into ``head``: one row by a rank-1 update,
+    several by an exact batch update."""
+    if z.shape[0] == 1:
+        head.update(z[0], targets[0])
+    else:
+        head.update_batch(z, targets)
+
+
+def is_power_of_two(rounds: int) -> bool:
+    """Whether ``rounds`` is 1, 2, 4, 8, ...: the rounds the agents re-standardize at."""
+    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 def split_at(start_round: int, n: int, due: Any) -> list[tuple[int, int]]:

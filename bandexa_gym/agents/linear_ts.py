@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import HeadAgent, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
 from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
@@ -51,10 +51,6 @@ __all__ = ["LinearTS"]
 
 DEFAULT_HEAD = {"intercept": True}
 """Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
-
-
-def _is_power_of_two(rounds: int) -> bool:
-    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 class LinearTS(HeadAgent):
@@ -256,12 +252,12 @@ class LinearTS(HeadAgent):
             except SwitchedToShared:
                 pass  # now a concat head
         z = concat_rows(x, chosen) if heads is None else x
-        for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
+        for begin, end in split_at(self.rounds, x.shape[0], is_power_of_two):
             self._absorb_rows(z[begin:end], None if heads is None else heads[begin:end],
                               rewards[begin:end])  # fmt: skip
             self.rounds += end - begin
             self.reward_scaler.update(rewards[begin:end])
-            if _is_power_of_two(self.rounds) and self.reward_scaler.refit():
+            if is_power_of_two(self.rounds) and self.reward_scaler.refit():
                 self.retarget_heads()
 
     def _absorb_rows(
@@ -283,12 +279,12 @@ class LinearTS(HeadAgent):
                 )
             return
         if heads is None:
-            _absorb(self.heads[0], z, targets)
+            absorb(self.heads[0], z, targets)
             self.target_stats[0].add(self.heads[0].augment(z), rewards)
             return
         for arm in torch.unique(heads).tolist():
             rows = heads == arm
-            _absorb(self.heads[arm], z[rows], targets[rows])
+            absorb(self.heads[arm], z[rows], targets[rows])
             self.target_stats[arm].add(self.heads[arm].augment(z[rows]), rewards[rows])
 
     def retarget_heads(self) -> None:
@@ -417,14 +413,6 @@ class LinearTS(HeadAgent):
         return _evolve_linear(trained, self)
 
 
-def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) -> None:
-    """One observation by a rank-1 update, several by an exact batch update."""
-    if z.shape[0] == 1:
-        head.update(z[0], r[0])
-    else:
-        head.update_batch(z, r)
-
-
 def _take(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     if name not in tensors:
         raise ValueError(f"checkpoint lacks tensor {name!r}")
@@ -481,16 +469,12 @@ def _carry_reward_units(
             if extra:
                 grown[f_new] = source[f_old]  # the intercept's (Σr, n) stays last
         new.moments.copy_(old.moments)
-    source, target = agent.reward_scaler, template.reward_scaler
-    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
-    target.shift, target.scale = source.shift, source.scale  # the units the heads are in
+    template.reward_scaler.adopt(agent.reward_scaler)  # the units the heads are in
 
 
 def _settle_reward_units(template: LinearTS) -> None:
     """A template that does not standardize rewards gets its heads back in raw units."""
-    scaler = template.reward_scaler
-    if not scaler.enabled and (scaler.shift, scaler.scale) != (0.0, 1.0):
-        scaler.shift, scaler.scale = 0.0, 1.0
+    if template.reward_scaler.back_to_raw():
         template.retarget_heads()
 
 

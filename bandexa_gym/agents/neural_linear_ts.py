@@ -28,7 +28,7 @@ from bandexa_gym.agents.base import (
     Observations,
     register_agent,
 )
-from bandexa_gym.agents.head_agent import HeadAgent, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
 from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.arms import (
@@ -650,14 +650,14 @@ class NeuralLinearTS(ReplaySampling):
                 self.reward_scaler.refit()
                 self.train_encoder()
                 self.rebuild_posterior()
-            elif _is_power_of_two(self.rounds):
+            elif is_power_of_two(self.rounds):
                 rescaled = self.reward_scaler.refit()
                 if rescaled or self.config.standardize_features:
                     self.rebuild_posterior()  # the head in the new feature and reward units
 
     def _work_due(self, rounds: int) -> bool:
         """Whether training or re-standardizing follows the round that reaches ``rounds``."""
-        return self._training_due(rounds) or _is_power_of_two(rounds)
+        return self._training_due(rounds) or is_power_of_two(rounds)
 
     def _absorb(
         self,
@@ -688,7 +688,7 @@ class NeuralLinearTS(ReplaySampling):
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
         gamma = self.config.head.forgetting
         if arms is None:
-            _absorb(self.heads[0], z, targets)
+            absorb(self.heads[0], z, targets)
         elif gamma != 1.0:  # every arm's head forgets every round: rows one at a time
             for row, arm in enumerate(arms.tolist()):
                 for other, head in enumerate(self.heads):
@@ -698,7 +698,7 @@ class NeuralLinearTS(ReplaySampling):
         else:
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
-                _absorb(self.heads[arm], z[rows], targets[rows])
+                absorb(self.heads[arm], z[rows], targets[rows])
         self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
@@ -869,22 +869,10 @@ class NeuralLinearTS(ReplaySampling):
             raise ValueError(f"candidates must have shape (K, {expected}) with K >= 1, got {shape}")
 
 
-def _absorb(head: BayesianLinearRegression, z: torch.Tensor, targets: torch.Tensor) -> None:
-    """One row by a rank-1 update, several by an exact batch update."""
-    if z.shape[0] == 1:
-        head.update(z[0], targets[0])
-    else:
-        head.update_batch(z, targets)
-
-
 def _tensor(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     if name not in tensors:
         raise ValueError(f"checkpoint lacks tensor {name!r}")
     return tensors[name]
-
-
-def _is_power_of_two(rounds: int) -> bool:
-    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 def _module_state(module: nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:

@@ -83,6 +83,24 @@ class RewardScaler:
             return rewards
         return (rewards - self.shift) / self.scale
 
+    def adopt(self, source: RewardScaler) -> None:
+        """Take ``source``'s running moments and units (``evolve``: the heads carried over
+        from it are in its units)."""
+        self.count, self.mean, self.m2 = source.count, source.mean, source.m2
+        self.shift, self.scale = source.shift, source.scale
+
+    def back_to_raw(self) -> bool:
+        """A scaler that does not standardize returns to raw units (shift 0, scale 1).
+
+        Returns:
+            True when that changed its units: what learned in the old ones (a head) must be
+            re-expressed.
+        """
+        if self.enabled or (self.shift, self.scale) == (0.0, 1.0):
+            return False
+        self.shift, self.scale = 0.0, 1.0
+        return True
+
     def state(self) -> dict[str, float | int]:
         """JSON scalars for checkpoints."""
         return {"shift": self.shift, "scale": self.scale, "count": self.count,

@@ -9,6 +9,8 @@ import torch
 
 import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import Decision, make_agent
+from bandexa_gym.agents.head_agent import absorb, is_power_of_two
+from bandexa_gym.posterior import BayesianLinearRegression
 
 FAST = {"train_every": 5, "optimizer_steps": 2}
 
@@ -157,3 +159,19 @@ def test_batched_decisions_carry_arrays() -> None:
     assert decision.action.shape == decision.propensity.shape == decision.id.shape == (4,)
     probs = agent.action_distribution(batch)
     assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1.0)
+
+
+def test_absorb_rows_equals_one_update_per_row_and_the_power_of_two_rounds() -> None:
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    r = torch.randn(5, generator=gen, dtype=torch.float64)
+    batched, looped = (BayesianLinearRegression(3, intercept=True) for _ in range(2))
+    absorb(batched, z[:1], r[:1])
+    absorb(batched, z[1:], r[1:])
+    for row, target in zip(z, r, strict=True):
+        looped.update(row, target)
+    mean, variance = batched.predict(z[None])
+    want_mean, want_variance = looped.predict(z[None])
+    torch.testing.assert_close(mean, want_mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(variance, want_variance, rtol=1e-10, atol=1e-12)
+    assert [t for t in range(20) if is_power_of_two(t)] == [1, 2, 4, 8, 16]

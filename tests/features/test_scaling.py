@@ -81,3 +81,17 @@ def test_feature_standardization_centers_scales_and_drops_what_does_not_vary() -
     uncentered, _ = feature_standardization([z], 3, center=False, device=torch.device("cpu"))
     assert bool((uncentered == 0).all()) and torch.equal(scaled, whole[1])
     assert feature_standardization([z[:1]], 3, center=True, device=torch.device("cpu")) is None
+
+
+def test_a_scaler_adopts_anothers_units_and_one_that_does_not_standardize_returns_to_raw() -> None:
+    source = RewardScaler()
+    source.update(torch.tensor([1.0, 5.0, 9.0]))
+    source.refit()
+    for enabled in (True, False):
+        target = RewardScaler(enabled)
+        target.adopt(source)
+        assert target.state() == source.state()
+        assert target.back_to_raw() is not enabled
+        assert (target.shift, target.scale) == ((source.shift, source.scale) if enabled else (0, 1))
+        assert not target.back_to_raw()  # already raw, or standardizing
+        assert (target.count, target.mean, target.m2) == (source.count, source.mean, source.m2)
