@@ -236,13 +236,9 @@ def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
 def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
     """The template's head came in the trained agent's reward units: take its scaler too
     (a template that does not standardize rebuilds its head in raw units)."""
-    source, target = agent.reward_scaler, template.reward_scaler
-    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
-    target.shift, target.scale = source.shift, source.scale
-    if not target.enabled and (target.shift, target.scale) != (0.0, 1.0):
-        target.shift, target.scale = 0.0, 1.0
-        if len(template.buffer):
-            template.rebuild_posterior()
+    template.reward_scaler.adopt(agent.reward_scaler)
+    if template.reward_scaler.back_to_raw() and len(template.buffer):
+        template.rebuild_posterior()
 
 
 def evolve_neural(

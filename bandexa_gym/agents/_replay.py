@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from bandexa_gym.agents.base import Observations
-from bandexa_gym.agents.head_agent import HeadAgent, RewardScaler, split_at
+from bandexa_gym.agents.head_agent import HeadAgent, split_at
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import build_encoder, encoder_spec
+from bandexa_gym.features.scaling import RewardScaler
 from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = [

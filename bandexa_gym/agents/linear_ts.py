@@ -8,161 +8,60 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, NamedTuple
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
 from bandexa_gym.agents.base import Observations, register_agent
-from bandexa_gym.agents.head_agent import (
+from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
+from bandexa_gym.agents.limits import check_bytes
+from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
     ArmFeatures,
     ArmHeads,
     ArmRegistry,
-    ArmSetChanged,
-    HeadAgent,
-    RewardScaler,
-    is_one_hot,
-    split_at,
+    SwitchedToShared,
+    arms_or_switch,
+    retry_if_switched,
 )
-from bandexa_gym.agents.limits import check_bytes
+from bandexa_gym.features.fixed import (
+    ConcatFeatures,
+    ConcatHead,
+    FeatureMap,
+    check_feature_map,
+    check_one_hot,
+    choose_feature_map,
+    concat_rows,
+    flat_contexts,
+    head_dim,
+)
+from bandexa_gym.features.scaling import RewardScaler, TargetStats
 from bandexa_gym.heads.conjugate import grown_state, load_rebased
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
 from bandexa_gym.heads.protocol import HeadConfig
 from bandexa_gym.persist.state import Commit, Part, Scaler, heads_state, load_heads, take
 
-__all__ = ["ArmFeatures", "ArmHeads", "ConcatFeatures", "ConcatHead", "LinearTS", "is_one_hot"]
-
-FeatureMap = Literal["auto", "concat", "disjoint", "per_arm"]
-
-
-class ConcatFeatures(NamedTuple):
-    """Features φ(x, a) = [x; a] of the ``concat`` map, kept in two parts.
-
-    Attributes:
-        x: Flat contexts (B, d_x), float64.
-        candidates: Candidate features (B, K, d_a), float64.
-    """
-
-    x: torch.Tensor
-    candidates: torch.Tensor
-
-    def dense(self) -> torch.Tensor:
-        """``[x; a]`` for every candidate: (B, K, d_x + d_a)."""
-        k = self.candidates.shape[1]
-        return torch.cat([self.x[:, None, :].expand(-1, k, -1), self.candidates], dim=-1)
-
-
-class ConcatHead:
-    """The ``concat`` head read on :class:`ConcatFeatures`: a Thompson score is
-    ``a·w_a + x·w_x`` (two products, no (B, K, d) feature tensor)."""
-
-    def __init__(self, head: BayesianLinearRegression, context_dim: int) -> None:
-        self.head, self.context_dim = head, context_dim
-
-    def predict(self, features: ConcatFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head.predict(features.dense())
-
-    def thompson_scores(
-        self,
-        features: ConcatFeatures,
-        generator: torch.Generator | None = None,
-        draws: int | None = None,
-    ) -> torch.Tensor:
-        x, cand = features
-        n = x.shape[0] * (1 if draws is None else draws)
-        w = self.head.sample(n, generator=generator)  # (n, d'): one row per candidate set
-        dx, f = self.context_dim, self.head.dim  # w = [w_x | w_a | intercept]
-        if draws is None:
-            if x.shape[0] == 1:
-                w = w[0]
-                base = x[0] @ w[:dx] + (w[f] if f < w.shape[0] else 0.0)
-                return torch.addmv(base, cand[0], w[dx:f]).unsqueeze(0)
-            base = (x * w[:, :dx]).sum(-1, True) + w[:, f:].sum(-1, True)
-            return torch.einsum("bka,ba->bk", cand, w[:, dx:f]) + base
-        w = w.reshape(draws, x.shape[0], -1)
-        base = (x * w[..., :dx]).sum(-1, True) + w[..., f:].sum(-1, True)
-        return torch.einsum("bka,mba->mbk", cand, w[..., dx:f]) + base
-
+__all__ = ["LinearTS"]
 
 DEFAULT_HEAD = {"intercept": True}
 """Head settings the linear agents default to (an intercept, so standardized rewards fit)."""
 
 
-class TargetStats:
-    """Raw-reward statistics of the rows one head absorbed: ``Zᵀr``, ``Zᵀ1``, n, Σr, Σr².
-
-    With them a head can be re-expressed for standardized targets ``(r − shift) / scale`` at
-    any time, exactly and in O(d²) (``BayesianLinearRegression.retarget``), without the data.
-
-    Attributes:
-        zr: ``Zᵀr`` (d,), float64.
-        zs: ``Zᵀ1`` (d,), float64.
-        moments: ``[n, Σr, Σr²]`` (3,), float64.
-    """
-
-    def __init__(self, dim: int, device: torch.device) -> None:
-        self.zr = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.zs = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.moments = torch.zeros(3, dtype=torch.float64, device=device)
-
-    def discount(self, factor: float) -> None:
-        """Weigh everything so far by ``factor`` (as a forgetting head does its data)."""
-        for value in (self.zr, self.zs, self.moments):
-            value.mul_(factor)
-
-    def add(self, Z: torch.Tensor, r: torch.Tensor) -> None:
-        """Add rows Z (n, d) with raw rewards r (n,)."""
-        if Z.shape[0] == 1:  # the per-round case, in fewer (and the same exact) operations
-            value = float(r.reshape(()))
-            self.zr.add_(Z[0], alpha=value)
-            self.zs.add_(Z[0])
-            self.moments.add_(self.moments.new_tensor((1.0, value, value * value)))
-            return
-        self.zr.addmv_(Z.T, r)
-        self.zs.add_(Z.sum(dim=0))
-        self.moments.add_(torch.stack((r.new_tensor(float(r.numel())), r.sum(), r.dot(r))))
-
-    def standardized(self, scaler: RewardScaler) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Zᵀr̃`` and ``r̃ᵀr̃`` for the scaler's ``r̃ = (r − shift) / scale``."""
-        n, total, squares = self.moments
-        shift, scale = scaler.shift, scaler.scale
-        zr = (self.zr - shift * self.zs) / scale
-        rr = (squares - 2.0 * shift * total + n * shift * shift) / (scale * scale)
-        return zr, rr
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.zr": self.zr, f"{prefix}.zs": self.zs, f"{prefix}.moments": self.moments}
-
-    def load(self, tensors: Mapping[str, torch.Tensor], prefix: str) -> TargetStats:
-        """A copy holding the checkpoint's tensors (shapes checked)."""
-        out = TargetStats(self.zr.shape[0], self.zr.device)
-        for name in ("zr", "zs", "moments"):
-            value = take(tensors, f"{prefix}.{name}").to(out.zr.device, torch.float64)
-            if value.shape != getattr(out, name).shape or not bool(torch.isfinite(value).all()):
-                raise ValueError(f"tensor {prefix}.{name} has the wrong shape or is not finite")
-            setattr(out, name, value.clone())
-        return out
-
-
-def _is_power_of_two(rounds: int) -> bool:
-    return rounds > 0 and rounds & (rounds - 1) == 0
-
-
 class LinearTS(HeadAgent):
     """Exploration on a conjugate Bayesian linear head over fixed features.
 
-    Two feature maps:
+    Three feature maps (:mod:`bandexa_gym.features.fixed`):
 
     * ``"concat"``: one head over φ(x, a) = [x; a] (the classic linear bandit), dim d_x + d_a.
     * ``"disjoint"``: one head per arm over the context, φ = x, for one-hot candidates (the arm
       is the position of the 1, e.g. the label on MNIST). Memory is O(d_a · d_x²); no dense
       (d_a · d_x)² matrix is ever formed.
     * ``"per_arm"``: the same for a fixed set of arms described by feature vectors: each
-      distinct candidate row is an arm (:class:`~bandexa_gym.agents.head_agent.ArmRegistry`),
+      distinct candidate row is an arm (:class:`~bandexa_gym.features.arms.ArmRegistry`),
       with its own head over the context.
 
     ``"auto"`` picks ``"disjoint"`` when the first candidate set seen is one-hot,
@@ -212,11 +111,7 @@ class LinearTS(HeadAgent):
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> None:
-        if feature_map not in ("auto", "concat", "disjoint", "per_arm"):
-            raise ValueError(
-                "feature_map must be 'auto', 'concat', 'disjoint' or 'per_arm', got "
-                f"{feature_map!r}"
-            )
+        check_feature_map(feature_map)
         names = [f.name for f in dataclasses.fields(self.head_config_type)]
         head_fields = {k: kwargs.pop(k) for k in names if k in kwargs}
         if head is not None and head_fields:
@@ -269,22 +164,22 @@ class LinearTS(HeadAgent):
             self.target_stats.append(TargetStats(self.heads[-1].state_dim, self.device))
 
     def _arms(self, candidates: torch.Tensor) -> torch.Tensor:
-        """Arm of every candidate row (..., K, d_a) under a per-arm map: (..., K)."""
+        """Arm of every candidate row (..., K, d_a) under a per-arm map: (..., K).
+
+        Raises:
+            SwitchedToShared: The rows are not a fixed arm set: now one ``concat`` head.
+        """
         if self.feature_map == "disjoint":
             return candidates.argmax(dim=-1)
-        try:
-            arms = self.registry.arms(candidates)
-        except ArmSetChanged as err:
-            if self.requested_feature_map == "per_arm":
-                raise ValueError(f"feature_map='per_arm' needs a fixed arm set: {err}") from None
-            warnings.warn(
-                f"{self.name}: {err}; switching to one head over [x; a] (feature_map='concat'; "
-                "an env with candidates_change = True starts there, without this warning)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self.build_heads("concat")
-            raise _Retry from None
+        arms = arms_or_switch(
+            self.registry,
+            candidates,
+            owner=self.name,
+            option="feature_map",
+            required=self.requested_feature_map == "per_arm",
+            shared="one head over [x; a], feature_map='concat'",
+            switch=partial(self.build_heads, "concat"),
+        )
         self._grow_heads()
         return arms
 
@@ -295,17 +190,9 @@ class LinearTS(HeadAgent):
                 f"got shape {tuple(candidates.shape)}"
             )
         if self.feature_map == "auto":
-            if is_one_hot(candidates):
-                self.build_heads("disjoint")
-            elif candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change:
-                self.build_heads("per_arm")
-            else:
-                self.build_heads("concat")
-        elif self.feature_map == "disjoint" and not is_one_hot(candidates):
-            raise ValueError(
-                "feature_map='disjoint' needs one-hot candidate rows (the arm is the position "
-                "of the 1); use feature_map='concat' for general action features"
-            )
+            self.build_heads(choose_feature_map(candidates, self.candidates_change))
+        elif self.feature_map == "disjoint":
+            check_one_hot(candidates)
 
     @property
     def posterior(self) -> BayesianLinearRegression:
@@ -330,36 +217,21 @@ class LinearTS(HeadAgent):
             self.build_heads(self.feature_map)
 
     # -- features -----------------------------------------------------------------------
-    def _flat(self, contexts: torch.Tensor) -> torch.Tensor:
-        """(B, *context_shape) -> (B, d_x) float64."""
-        if tuple(contexts.shape[1:]) != self.context_shape:
-            raise ValueError(
-                f"context must have shape {self.context_shape} (or batched), "
-                f"got {tuple(contexts.shape[1:])}"
-            )
-        return contexts.reshape(contexts.shape[0], self.context_dim).to(torch.float64)
-
     def compute_features(
         self, contexts: torch.Tensor, candidates: torch.Tensor
     ) -> ConcatFeatures | ArmFeatures:
-        x = self._flat(contexts)
+        x = flat_contexts(contexts, self.context_shape)
         if self.feature_map == "concat":
             return ConcatFeatures(x, candidates.to(torch.float64))
         return ArmFeatures(x, self._arms(candidates))
 
     def _choose(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        try:
-            return super()._choose(batch)
-        except _Retry:  # the arm set turned out not to be fixed: now one concat head
-            return super()._choose(batch)
+        return retry_if_switched(partial(super()._choose, batch))
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._resolve(batch.candidates)
-        try:
-            return super()._distribution(batch)
-        except _Retry:
-            return super()._distribution(batch)
+        return retry_if_switched(partial(super()._distribution, batch))
 
     # -- learning ---------------------------------------------------------------------
     def _learn(
@@ -370,20 +242,20 @@ class LinearTS(HeadAgent):
         rewards: torch.Tensor,
     ) -> None:
         self._resolve(chosen[:, None])
-        x = self._flat(contexts)  # inputs were checked finite and below MAX_ABS_INPUT
+        x = flat_contexts(contexts, self.context_shape)  # checked finite, below MAX_ABS_INPUT
         heads = None
         if self.feature_map != "concat":
             try:
                 heads = self._arms(chosen[:, None])[:, 0]
-            except _Retry:
+            except SwitchedToShared:
                 pass  # now a concat head
-        z = torch.cat([x, chosen.to(torch.float64)], dim=1) if heads is None else x
-        for begin, end in split_at(self.rounds, x.shape[0], _is_power_of_two):
+        z = concat_rows(x, chosen) if heads is None else x
+        for begin, end in split_at(self.rounds, x.shape[0], is_power_of_two):
             self._absorb_rows(z[begin:end], None if heads is None else heads[begin:end],
                               rewards[begin:end])  # fmt: skip
             self.rounds += end - begin
             self.reward_scaler.update(rewards[begin:end])
-            if _is_power_of_two(self.rounds) and self.reward_scaler.refit():
+            if is_power_of_two(self.rounds) and self.reward_scaler.refit():
                 self.retarget_heads()
 
     def _absorb_rows(
@@ -405,12 +277,12 @@ class LinearTS(HeadAgent):
                 )
             return
         if heads is None:
-            _absorb(self.heads[0], z, targets)
+            absorb(self.heads[0], z, targets)
             self.target_stats[0].add(self.heads[0].augment(z), rewards)
             return
         for arm in torch.unique(heads).tolist():
             rows = heads == arm
-            _absorb(self.heads[arm], z[rows], targets[rows])
+            absorb(self.heads[arm], z[rows], targets[rows])
             self.target_stats[arm].add(self.heads[arm].augment(z[rows]), rewards[rows])
 
     def retarget_heads(self) -> None:
@@ -440,7 +312,7 @@ class LinearTS(HeadAgent):
 
     def head_dim(self, feature_map: str) -> int:
         """Feature dimension of each head under ``feature_map``."""
-        return self.context_dim + (self.action_dim if feature_map == "concat" else 0)
+        return head_dim(feature_map, self.context_dim, self.action_dim)
 
     def parts(self) -> list[Part]:
         return [_Heads(self), Scaler(self, lambda: RewardScaler(self.reward_scaler.enabled))]
@@ -484,18 +356,6 @@ class LinearTS(HeadAgent):
         """Fill this cold-start agent with what ``trained`` learned (see
         :func:`bandexa_gym.transfer.evolve`); returns a one-line summary."""
         return _evolve_linear(trained, self)
-
-
-class _Retry(Exception):
-    """Raised after a switch to ``concat``: the call is made again with the new map."""
-
-
-def _absorb(head: BayesianLinearRegression, z: torch.Tensor, r: torch.Tensor) -> None:
-    """One observation by a rank-1 update, several by an exact batch update."""
-    if z.shape[0] == 1:
-        head.update(z[0], r[0])
-    else:
-        head.update_batch(z, r)
 
 
 class _Heads(Part):
@@ -593,16 +453,12 @@ def _carry_reward_units(
             if extra:
                 grown[f_new] = source[f_old]  # the intercept's (Σr, n) stays last
         new.moments.copy_(old.moments)
-    source, target = agent.reward_scaler, template.reward_scaler
-    target.count, target.mean, target.m2 = source.count, source.mean, source.m2
-    target.shift, target.scale = source.shift, source.scale  # the units the heads are in
+    template.reward_scaler.adopt(agent.reward_scaler)  # the units the heads are in
 
 
 def _settle_reward_units(template: LinearTS) -> None:
     """A template that does not standardize rewards gets its heads back in raw units."""
-    scaler = template.reward_scaler
-    if not scaler.enabled and (scaler.shift, scaler.scale) != (0.0, 1.0):
-        scaler.shift, scaler.scale = 0.0, 1.0
+    if template.reward_scaler.back_to_raw():
         template.retarget_heads()
 
 

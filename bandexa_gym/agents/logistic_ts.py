@@ -39,8 +39,10 @@ from gymnasium import spaces
 from bandexa_gym.agents._growth import context_growth
 from bandexa_gym.agents.base import Capabilities, register_agent
 from bandexa_gym.agents.limits import check_count, check_rows_fit
-from bandexa_gym.agents.linear_ts import FeatureMap, LinearTS, _Retry
+from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.buffers import MemoryReplayBuffer
+from bandexa_gym.features.arms import SwitchedToShared
+from bandexa_gym.features.fixed import FeatureMap, concat_rows, flat_contexts
 from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 from bandexa_gym.persist.state import Commit, Part, check_counter
 
@@ -194,11 +196,11 @@ class LogisticTS(LinearTS):
     ) -> None:
         """Absorb the rows in order; a refit that falls due inside a batch runs there."""
         self._resolve(chosen[:, None])
-        x = self._flat(contexts)  # checks the shape before anything is stored
+        x = flat_contexts(contexts, self.context_shape)  # checked before anything is stored
         if self.feature_map == "per_arm":  # name every row's arm first (all or nothing)
             try:
                 self._arms(chosen[:, None])
-            except _Retry:
+            except SwitchedToShared:
                 pass  # now one concat head, refit from the store
         n, start = x.shape[0], 0
         while start < n:
@@ -383,7 +385,7 @@ class _ConcatChunks:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for X, A, R, *weights in self.agent.stored_chunks():
-            yield (torch.cat([X, A.to(_F64)], dim=1), R, *weights)
+            yield (concat_rows(X, A), R, *weights)
 
 
 def _stored(

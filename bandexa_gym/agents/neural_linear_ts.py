@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -33,21 +33,22 @@ from bandexa_gym.agents.base import (
     Observations,
     register_agent,
 )
-from bandexa_gym.agents.head_agent import (
+from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
+from bandexa_gym.agents.limits import check_count, check_rows_fit
+from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
     ArmFeatures,
     ArmHeads,
     ArmRegistry,
-    ArmSetChanged,
-    HeadAgent,
-    RewardScaler,
-    is_one_hot,
-    split_at,
+    SwitchedToShared,
+    arms_or_switch,
+    fixed_arm_set,
+    retry_if_switched,
 )
-from bandexa_gym.agents.limits import check_count, check_rows_fit
-from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, build_encoder, check_encoder
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
+from bandexa_gym.features.scaling import RewardScaler, feature_standardization
 from bandexa_gym.heads.gaussian import BayesianLinearRegression
 from bandexa_gym.heads.logistic import LaplaceLogisticRegression, LogisticHeadConfig
 from bandexa_gym.heads.numerics import seeded_init
@@ -390,14 +391,12 @@ class NeuralLinearTS(ReplaySampling):
         """
         if self.arm_mode is not None:
             return
-        small = candidates.shape[-2] <= MAX_FIXED_ARMS and not self.candidates_change
-        fixed = is_one_hot(candidates) or small
-        if self.config.arm_heads == "per_arm" or fixed:
+        if self.config.arm_heads == "per_arm" or fixed_arm_set(candidates, self.candidates_change):
             self.arm_mode = "per_arm"
             self.heads = []
             try:
                 self._arms(candidates)  # registers the arms and makes their heads
-            except _SwitchedToShared:
+            except SwitchedToShared:
                 return
             if len(self.buffer):
                 self.rebuild_posterior()
@@ -409,26 +408,25 @@ class NeuralLinearTS(ReplaySampling):
 
         Raises:
             ValueError: ``arm_heads="per_arm"`` and the rows are not a fixed arm set.
-            _SwitchedToShared: ``"auto"`` found changing rows and switched to a shared head.
+            SwitchedToShared: ``"auto"`` found changing rows and switched to a shared head.
         """
-        try:
-            arms = self.registry.arms(candidates)
-        except ArmSetChanged as err:
-            if self.config.arm_heads == "per_arm":
-                raise ValueError(f"arm_heads='per_arm' needs a fixed arm set: {err}") from None
-            warnings.warn(
-                f"{self.name}: {err}; switching to one head for all candidates, rebuilt from "
-                "the replay buffer (an env with candidates_change = True starts there, "
-                "without this warning)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self.arm_mode, self.heads = "shared", [self.new_head()]
-            self.rebuild_posterior()
-            raise _SwitchedToShared from None
+        arms = arms_or_switch(
+            self.registry,
+            candidates,
+            owner=self.name,
+            option="arm_heads",
+            required=self.config.arm_heads == "per_arm",
+            shared="one head for all candidates, rebuilt from the replay buffer",
+            switch=self._switch_to_shared,
+        )
         while len(self.heads) < self.registry.n_arms:
             self.heads.append(self.new_head())
         return arms
+
+    def _switch_to_shared(self) -> None:
+        """One head for all candidates from now on, rebuilt from the replay buffer."""
+        self.arm_mode, self.heads = "shared", [self.new_head()]
+        self.rebuild_posterior()
 
     # -- the original low-level API ---------------------------------------------------
     def select_action(
@@ -450,10 +448,7 @@ class NeuralLinearTS(ReplaySampling):
         batch = self.observations(obs)
         self._check_candidates(batch.candidates)
         self._resolve_arms(batch.candidates)
-        try:
-            return int(HeadAgent._choose(self, batch)[0])
-        except _SwitchedToShared:
-            return int(HeadAgent._choose(self, batch)[0])
+        return int(retry_if_switched(partial(HeadAgent._choose, self, batch))[0])
 
     def update(self, x: torch.Tensor, a: torch.Tensor, r: float) -> None:
         """Store the transition and absorb it into the head with a rank-1 update.
@@ -556,31 +551,17 @@ class NeuralLinearTS(ReplaySampling):
         """Set :attr:`feature_shift` and :attr:`feature_gain` from raw features ``(n, d)``
         chunks (``standardize_features``; needs 2 rows in all, else nothing changes).
 
-        A feature whose standard deviation is below 1e-3 of the largest one's gets gain 0;
-        without an intercept the features are scaled but not centered (the intercept is
-        what would carry the mean).
+        See :func:`~bandexa_gym.features.scaling.feature_standardization`: a feature that
+        barely varies gets gain 0; without an intercept the features are scaled but not
+        centered (the intercept is what would carry the mean).
         """
         if not self.config.standardize_features:
             return
-        d = self.encoder.feature_dim
-        total = torch.zeros(d, dtype=torch.float64, device=self.device)
-        squares = torch.zeros_like(total)
-        count = 0
-        for z in features:
-            z = z.to(torch.float64)
-            total += z.sum(dim=0)
-            squares += (z * z).sum(dim=0)
-            count += z.shape[0]
-        if count < 2:
-            return
-        mean = total / count
-        std = (squares / count - mean * mean).clamp_min(0.0).sqrt()
-        live = std > 1e-3 * std.max()
-        gain = torch.where(live, 1.0 / std.clamp_min(1e-300), torch.zeros_like(std))
-        if not self.config.head.intercept:
-            mean = torch.zeros_like(mean)
-        dtype = self.feature_shift.dtype
-        self.feature_shift, self.feature_gain = mean.to(dtype), gain.to(dtype)
+        d, center = self.encoder.feature_dim, self.config.head.intercept
+        fitted = feature_standardization(features, d, center=center, device=self.device)
+        if fitted is not None:
+            dtype = self.feature_shift.dtype
+            self.feature_shift, self.feature_gain = (t.to(dtype) for t in fitted)
 
     def rebuild_posterior(self, chunk_size: int | None = None) -> None:
         """Re-encode the whole buffer with the current encoder (one pass, in chunks of
@@ -641,10 +622,7 @@ class NeuralLinearTS(ReplaySampling):
         self._resolve_arms(batch.candidates)
         if self.exploring:
             return self.uniform_choice(batch.masks)
-        try:
-            return super()._choose(batch)
-        except _SwitchedToShared:
-            return super()._choose(batch)
+        return retry_if_switched(partial(super()._choose, batch))
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         self._check_candidates(batch.candidates)
@@ -652,10 +630,7 @@ class NeuralLinearTS(ReplaySampling):
         if self.exploring:
             masks = batch.masks.to(torch.float64)
             return masks / masks.sum(-1, keepdim=True)
-        try:
-            return super()._distribution(batch)
-        except _SwitchedToShared:
-            return super()._distribution(batch)
+        return retry_if_switched(partial(super()._distribution, batch))
 
     def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
         if self.exploring:
@@ -686,14 +661,14 @@ class NeuralLinearTS(ReplaySampling):
                 self.reward_scaler.refit()
                 self.train_encoder()
                 self.rebuild_posterior()
-            elif _is_power_of_two(self.rounds):
+            elif is_power_of_two(self.rounds):
                 rescaled = self.reward_scaler.refit()
                 if rescaled or self.config.standardize_features:
                     self.rebuild_posterior()  # the head in the new feature and reward units
 
     def _work_due(self, rounds: int) -> bool:
         """Whether training or re-standardizing follows the round that reaches ``rounds``."""
-        return self._training_due(rounds) or _is_power_of_two(rounds)
+        return self._training_due(rounds) or is_power_of_two(rounds)
 
     def _absorb(
         self,
@@ -704,10 +679,8 @@ class NeuralLinearTS(ReplaySampling):
     ) -> None:
         """Store the rows and update the head; all-or-nothing."""
         if z is None:
-            try:
-                features = self.compute_features(contexts, chosen[:, None])
-            except _SwitchedToShared:  # rows chosen at random ended the fixed arm set
-                features = self.compute_features(contexts, chosen[:, None])
+            # rows chosen at random may end the fixed arm set: then once more, shared
+            features = retry_if_switched(partial(self.compute_features, contexts, chosen[:, None]))
             z = (features.x if isinstance(features, ArmFeatures) else features)[:, 0]
         if not bool(torch.isfinite(z).all()):
             raise ValueError("features z = φ(x, a) are not finite (NaN or inf in the context?)")
@@ -718,7 +691,7 @@ class NeuralLinearTS(ReplaySampling):
         if self.arm_mode == "per_arm":
             try:
                 arms = self._arms(chosen[:, None])[:, 0]
-            except _SwitchedToShared:
+            except SwitchedToShared:
                 pass  # one shared head from now on
         if contexts.shape[0] == 1:
             self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
@@ -726,7 +699,7 @@ class NeuralLinearTS(ReplaySampling):
             self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
         gamma = self.config.head.forgetting
         if arms is None:
-            _absorb(self.heads[0], z, targets)
+            absorb(self.heads[0], z, targets)
         elif gamma != 1.0:  # every arm's head forgets every round: rows one at a time
             for row, arm in enumerate(arms.tolist()):
                 for other, head in enumerate(self.heads):
@@ -736,7 +709,7 @@ class NeuralLinearTS(ReplaySampling):
         else:
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
-                _absorb(self.heads[arm], z[rows], targets[rows])
+                absorb(self.heads[arm], z[rows], targets[rows])
         self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
@@ -876,22 +849,6 @@ class _HeadsPerArm(Part):
             agent.heads, agent.arm_mode, agent.registry = heads, arm_mode, registry
 
         return commit
-
-
-class _SwitchedToShared(Exception):
-    """Raised after a switch to one shared head: the call is made again."""
-
-
-def _absorb(head: BayesianLinearRegression, z: torch.Tensor, targets: torch.Tensor) -> None:
-    """One row by a rank-1 update, several by an exact batch update."""
-    if z.shape[0] == 1:
-        head.update(z[0], targets[0])
-    else:
-        head.update_batch(z, targets)
-
-
-def _is_power_of_two(rounds: int) -> bool:
-    return rounds > 0 and rounds & (rounds - 1) == 0
 
 
 def _loss_fn(loss: str | LossFn) -> LossFn:

@@ -75,6 +75,7 @@ from bandexa_gym.agents._replay import (
     new_scaler,
 )
 from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
+from bandexa_gym.agents.head_agent import absorb
 from bandexa_gym.agents.neural_linear_ts import _loss_fn
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, check_encoder
@@ -257,10 +258,7 @@ class NeuralTS(ReplayAgent):
         if not bool(torch.isfinite(z).all()):
             raise ValueError("gradient features are not finite (NaN or inf in the context?)")
         self._store(contexts, chosen, rewards)  # validates before storing; head cannot fail now
-        if z.shape[0] == 1:
-            self.posterior.update(z[0], rewards[0])
-        else:
-            self.posterior.update_batch(z, rewards)
+        absorb(self.posterior, z, rewards)
 
     def training_loss(
         self, x: torch.Tensor, a: torch.Tensor, r: torch.Tensor, steps: torch.Tensor

@@ -9,7 +9,7 @@ import torch
 
 import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import Decision, make_agent
-from bandexa_gym.agents.head_agent import ArmFeatures, ArmHeads
+from bandexa_gym.agents.head_agent import absorb, is_power_of_two
 from bandexa_gym.posterior import BayesianLinearRegression
 
 FAST = {"train_every": 5, "optimizer_steps": 2}
@@ -161,44 +161,17 @@ def test_batched_decisions_carry_arrays() -> None:
     assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1.0)
 
 
-@pytest.mark.parametrize("noise", ["nig", 0.3])
-@pytest.mark.parametrize("shared", [True, False])
-def test_per_arm_thompson_draws_of_a_batch_equal_the_row_by_row_draws(noise, shared) -> None:
-    gen = torch.Generator().manual_seed(0)
-    heads = [BayesianLinearRegression(3, noise=noise, intercept=True) for _ in range(4)]
-    for arm, head in enumerate(heads):
-        for _ in range(3 + arm):
-            z = torch.randn(3, generator=gen, dtype=torch.float64)
-            head.update(z, float(z.sum()) + arm)
-    x = torch.randn((6, 3) if shared else (6, 5, 3), generator=gen, dtype=torch.float64)
-    arms = torch.randint(0, 4, (6, 5), generator=gen)
-    batched = ArmHeads(heads).thompson_scores(
-        ArmFeatures(x, arms), torch.Generator().manual_seed(1)
-    )
-    one_by_one = torch.Generator().manual_seed(1)
-    looped = torch.cat(
-        [
-            ArmHeads(heads).thompson_scores(ArmFeatures(x[b : b + 1], arms[b : b + 1]), one_by_one)
-            for b in range(6)
-        ]
-    )
-    torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("shared", [True, False])
-def test_per_arm_predict_at_once_equals_each_arms_own_predict(shared) -> None:
-    gen = torch.Generator().manual_seed(2)
-    heads = [BayesianLinearRegression(3, intercept=True) for _ in range(4)]
-    for arm, head in enumerate(heads):
-        for _ in range(2 + arm):
-            z = torch.randn(3, generator=gen, dtype=torch.float64)
-            head.update(z, float(z.sum()) - arm)
-    x = torch.randn((6, 3) if shared else (6, 5, 3), generator=gen, dtype=torch.float64)
-    arms = torch.randint(0, 4, (6, 5), generator=gen)
-    mean, variance = ArmHeads(heads).predict(ArmFeatures(x, arms))
-    for b in range(6):
-        for k in range(5):
-            z = x[b] if shared else x[b, k]
-            m, v = heads[int(arms[b, k])].predict(z[None])
-            torch.testing.assert_close(mean[b, k], m[0], rtol=1e-12, atol=1e-12)
-            torch.testing.assert_close(variance[b, k], v[0], rtol=1e-12, atol=1e-12)
+def test_absorb_rows_equals_one_update_per_row_and_the_power_of_two_rounds() -> None:
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    r = torch.randn(5, generator=gen, dtype=torch.float64)
+    batched, looped = (BayesianLinearRegression(3, intercept=True) for _ in range(2))
+    absorb(batched, z[:1], r[:1])
+    absorb(batched, z[1:], r[1:])
+    for row, target in zip(z, r, strict=True):
+        looped.update(row, target)
+    mean, variance = batched.predict(z[None])
+    want_mean, want_variance = looped.predict(z[None])
+    torch.testing.assert_close(mean, want_mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(variance, want_variance, rtol=1e-10, atol=1e-12)
+    assert [t for t in range(20) if is_power_of_two(t)] == [1, 2, 4, 8, 16]

@@ -11,8 +11,8 @@ import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym.agents import make_agent
-from bandexa_gym.agents.head_agent import MAX_FIXED_ARMS
 from bandexa_gym.bench import run
+from bandexa_gym.features.arms import MAX_FIXED_ARMS
 from tests.agents.linear_env import LinearEnv
 
 SWITCH = "distinct candidate rows"
