@@ -45,7 +45,13 @@ from bandexa_gym.agents._neural_evolve import (
     _new_action_inputs,
     _pad_fn,
 )
-from bandexa_gym.agents._replay import (
+from bandexa_gym.agents.base import (
+    DEFAULT_OUTLIER_FACTOR,
+    Observations,
+    derived_seed,
+    register_agent,
+)
+from bandexa_gym.agents.learning import (
     ReplayAgent,
     ReplaySchedule,
     carry_scaler,
@@ -53,12 +59,6 @@ from bandexa_gym.agents._replay import (
     neural_spec,
     neural_spec_arguments,
     new_scaler,
-)
-from bandexa_gym.agents.base import (
-    DEFAULT_OUTLIER_FACTOR,
-    Observations,
-    derived_seed,
-    register_agent,
 )
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.buffers import ReplayBuffer
@@ -80,7 +80,7 @@ _U64 = np.uint64
 @dataclass
 class BootstrappedConfig(ReplaySchedule):
     """Hyper-parameters of :class:`BootstrappedNN` (the schedule fields are
-    :class:`~bandexa_gym.agents._replay.ReplaySchedule`'s).
+    :class:`~bandexa_gym.agents.learning.ReplaySchedule`'s).
 
     Attributes:
         n_members: Ensemble size M >= 1. Default 5: on ``Bandexa/Synthetic-v0`` (4,000
@@ -270,7 +270,7 @@ class BootstrappedNN(ReplayAgent):
         param = next(self.ensemble.parameters())
         x = x.to(param.dtype).reshape(m, size, *x.shape[1:])
         a = a.to(param.dtype).reshape(m, size, a.shape[-1])
-        r = r.to(param.dtype).reshape(m, size)
+        r = self.reward_scaler(r).to(param.dtype).reshape(m, size)
         members = torch.arange(m, device=steps.device).unsqueeze(1)
         weights = bootstrap_weights(
             self.bootstrap_key, steps.reshape(m, size), members, self.config.bootstrap

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -18,24 +18,26 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from torch import nn
-from torch.nn import functional as F
 
 from bandexa_gym.agents._neural_evolve import evolve_neural
-from bandexa_gym.agents._replay import (
-    ReplaySampling,
-    neural_spec,
-    neural_spec_arguments,
-    optimizer_steps_skipping_non_finite,
-)
-from bandexa_gym.agents.base import (
+from bandexa_gym.agents.core import (
     DEFAULT_OUTLIER_FACTOR,
     Capabilities,
     Observations,
     register_agent,
 )
-from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
-from bandexa_gym.agents.limits import check_count, check_rows_fit
-from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
+from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two
+from bandexa_gym.agents.learning import (
+    LossFn,
+    ReplayAgent,
+    Schedule,
+    check_training_settings,
+    loss_function,
+    neural_spec,
+    neural_spec_arguments,
+)
+from bandexa_gym.agents.limits import check_count
+from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.arms import (
     MAX_FIXED_ARMS,
     ArmFeatures,
@@ -71,13 +73,14 @@ __all__ = [
     "make_neural_linear",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _HEAD_FIELDS = HEAD_FIELDS
 HEAD_KINDS = ("gaussian", "logistic")
+_COUNTS = ("warmup_random", "train_every", "optimizer_steps", "batch_size", "rebuild_chunk",
+           "buffer_capacity")  # fmt: skip
 
 
 @dataclass
-class NeuralLinearTSConfig:
+class NeuralLinearTSConfig(Schedule):
     """Hyper-parameters of :class:`NeuralLinearTS`.
 
     Attributes:
@@ -169,18 +172,7 @@ class NeuralLinearTSConfig:
             self.head = HeadConfig.from_dict(self.head)
         if not isinstance(self.head, HeadConfig):
             raise TypeError(f"head must be a HeadConfig, got {self.head!r}")
-        for name in ("warmup_random", "train_every", "optimizer_steps", "batch_size",
-                     "rebuild_chunk", "buffer_capacity"):  # fmt: skip
-            low = 0 if name in ("warmup_random", "train_every") else 1
-            setattr(self, name, check_count(name, getattr(self, name), low=low))
-        if self.action_chunk is not None:
-            self.action_chunk = check_count("action_chunk", self.action_chunk)
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if self.loss not in ("mse", "bce"):
-            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        check_training_settings(self, _COUNTS)
         if self.arm_heads not in ("auto", "shared", "per_arm"):
             raise ValueError(
                 f"arm_heads must be 'auto', 'shared' or 'per_arm', got {self.arm_heads!r}"
@@ -233,6 +225,15 @@ class NeuralLinearTSConfig:
         """JSON-serializable fields (the head as a dict)."""
         return dataclasses.asdict(self)
 
+    @property
+    def recency_half_life(self) -> float | None:
+        """Half-life (in rounds) of the replay sampling's recency weights, or None: half the
+        window, or that of the head's ``forgetting``."""
+        gamma, window = self.head.forgetting, self.window
+        if window is not None:
+            return window / 2.0
+        return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
+
 
 def default_head(head_kind: str = "gaussian") -> HeadConfig:
     """The head settings a :class:`NeuralLinearTSConfig` starts from: an intercept, and for
@@ -247,7 +248,7 @@ _SCHEDULE_FIELDS = tuple(
 )
 
 
-class NeuralLinearTS(ReplaySampling):
+class NeuralLinearTS(ReplayAgent):
     """Neural-Linear bandit: exploration on a Bayesian linear head over learned features.
 
     The encoder maps every (context, candidate) pair to features z (d,). A conjugate Bayesian
@@ -292,21 +293,23 @@ class NeuralLinearTS(ReplaySampling):
         check_encoder(encoder)
         if device is None:
             device = next(encoder.parameters()).device
-        self.sample_generator = torch.Generator()  # CPU: drives replay sampling
         self.config = config or NeuralLinearTSConfig()
         if not isinstance(self.config, NeuralLinearTSConfig):
             raise TypeError(f"config must be a NeuralLinearTSConfig, got {config!r}")
         if self.config.head_kind == "logistic":  # observe() rejects rewards outside {0, 1}
             self.capabilities = Capabilities(binary_rewards=True)
-        super().__init__(exploration=exploration, seed=seed, device=device, **kwargs)
-        self.encoder = encoder.to(self.device)
-        self.input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
-        self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
-        if buffer is None:
-            check_rows_fit("buffer_capacity", self.config.buffer_capacity, *self.input_shapes)
-        self.buffer = (
-            buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
+        input_shapes = (tuple(encoder.context_shape), int(encoder.action_dim))
+        super().__init__(
+            buffer=buffer,
+            input_shapes=input_shapes,
+            exploration=exploration,
+            seed=seed,
+            device=device,
+            **kwargs,
         )
+        self.encoder = encoder.to(self.device)
+        self.input_shapes = input_shapes
+        self._initial_encoder = copy.deepcopy(self.encoder.state_dict())
         self._init_learners()
 
     def new_head(self) -> BayesianLinearRegression | LaplaceLogisticRegression:
@@ -339,7 +342,7 @@ class NeuralLinearTS(ReplaySampling):
         )
         self.rounds = 0
         self.trainings = 0
-        self.reward_scaler = RewardScaler(cfg.standardize_rewards)
+        self.reward_scaler = RewardScaler(cfg.standardize_rewards)  # also with loss="bce"
         d = self.encoder.feature_dim
         self.feature_shift = torch.zeros(d, device=self.device)
         self.feature_gain = torch.ones(d, device=self.device)
@@ -510,42 +513,27 @@ class NeuralLinearTS(ReplaySampling):
         Returns:
             The mean training loss over the steps (``nan`` when the buffer is empty).
         """
-        cfg = self.config
-        steps = cfg.optimizer_steps if optimizer_steps is None else optimizer_steps
-        size = cfg.batch_size if batch_size is None else batch_size
-        loss = cfg.loss if loss is None else loss
-        loss_fn = _loss_fn(loss)
-        standardize = loss == "mse"  # a logistic loss needs the raw {0, 1} targets
-        if len(self.buffer) == 0 or steps <= 0:
-            return float("nan")
-        self.encoder.train()
-        recency = self._recency_half_life()
+        loss = self.config.loss if loss is None else loss
+        # A logistic loss needs the raw {0, 1} targets; the squared error standardized ones.
+        self._burst_loss = (loss_function(loss), loss == "mse")
+        return self.train_network(optimizer_steps, batch_size)
 
-        def loss() -> torch.Tensor:
-            batch = self.buffer.sample(size, self.sample_generator, recency=recency)
-            x, a, r = (t.to(self.device) for t in batch)
-            if self.context_only:  # one readout per one-hot arm
-                z = self.encoder(x, torch.zeros_like(a))
-                prediction = self.arm_readout(z).gather(1, a.argmax(dim=1, keepdim=True))
-            else:
-                prediction = self.readout(self.encoder(x, a))
-            prediction = prediction.squeeze(-1)
-            if standardize:
-                r = self.reward_scaler(r)
-            return loss_fn(prediction, r.to(prediction.dtype))
+    def training_loss(
+        self, x: torch.Tensor, a: torch.Tensor, r: torch.Tensor, steps: torch.Tensor
+    ) -> torch.Tensor:
+        loss_fn, standardize = self._burst_loss
+        if self.context_only:  # one readout per one-hot arm
+            z = self.encoder(x, torch.zeros_like(a))
+            prediction = self.arm_readout(z).gather(1, a.argmax(dim=1, keepdim=True))
+        else:
+            prediction = self.readout(self.encoder(x, a))
+        prediction = prediction.squeeze(-1)
+        if standardize:
+            r = self.reward_scaler(r)
+        return loss_fn(prediction, r.to(prediction.dtype))
 
-        mean = optimizer_steps_skipping_non_finite(self, steps, loss)
-        self.encoder.eval()
-        self.clear_feature_cache()  # features cached before training are stale
-        self.trainings += 1
-        return mean
-
-    def _recency_half_life(self) -> float | None:
-        """Half-life (in rounds) of the replay sampling's recency weights, or None."""
-        gamma, window = self.config.head.forgetting, self.config.window
-        if window is not None:
-            return window / 2.0
-        return math.log(2.0) / -math.log(gamma) if gamma != 1.0 else None
+    def train_mode(self, training: bool) -> None:
+        self.encoder.train(training)
 
     def fit_feature_standardization(self, features: Iterable[torch.Tensor]) -> None:
         """Set :attr:`feature_shift` and :attr:`feature_gain` from raw features ``(n, d)``
@@ -612,72 +600,43 @@ class NeuralLinearTS(ReplaySampling):
         self.clear_feature_cache()
 
     # -- agent protocol ---------------------------------------------------------------
-    @property
-    def exploring(self) -> bool:
-        """True during the uniform warm-up."""
-        return self.rounds < self.config.warmup_random
-
     def _choose(self, batch: Observations) -> torch.Tensor:
-        self._check_candidates(batch.candidates)
+        self._check_inputs(batch.contexts, batch.candidates)
         self._resolve_arms(batch.candidates)
-        if self.exploring:
-            return self.uniform_choice(batch.masks)
         return retry_if_switched(partial(super()._choose, batch))
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
-        self._check_candidates(batch.candidates)
+        self._check_inputs(batch.contexts, batch.candidates)
         self._resolve_arms(batch.candidates)
-        if self.exploring:
-            masks = batch.masks.to(torch.float64)
-            return masks / masks.sum(-1, keepdim=True)
         return retry_if_switched(partial(super()._distribution, batch))
 
-    def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
-        if self.exploring:
-            return self._distribution(batch).gather(1, actions[:, None]).squeeze(1).cpu()
-        return super()._propensities(batch, actions)
+    def _check_inputs(self, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
+        self._check_candidates(candidates)
 
-    def _training_due(self, rounds: int) -> bool:
-        """Whether a training burst follows the round that brings the count to ``rounds``."""
-        cfg = self.config
-        if rounds == cfg.warmup_random:
-            return True
-        return cfg.train_every > 0 and rounds % cfg.train_every == 0 and rounds >= cfg.warmup_random
+    def _work_due(self, rounds: int) -> bool:
+        """Whether training or re-standardizing follows the round that reaches ``rounds``."""
+        return self.config.training_due(rounds) or is_power_of_two(rounds)
 
-    def _learn(
+    def _scheduled_work(self, rounds: int) -> None:
+        """Train and rebuild the head; at rounds 1, 2, 4, ... re-standardize (rebuild)."""
+        if self.config.training_due(rounds):
+            self.reward_scaler.refit()
+            self.train_encoder()
+            self.rebuild_posterior()
+        else:
+            rescaled = self.reward_scaler.refit()
+            if rescaled or self.config.standardize_features:
+                self.rebuild_posterior()  # the head in the new feature and reward units
+
+    def _absorb(
         self,
         contexts: torch.Tensor,
         chosen: torch.Tensor,
         indices: torch.Tensor,
         rewards: torch.Tensor,
     ) -> None:
-        self._check_candidates(chosen[:, None])
-        for begin, end in split_at(self.rounds, contexts.shape[0], self._work_due):
-            rows = slice(begin, end)
-            z = self.cached_chosen_features(contexts[rows], chosen[rows], indices[rows])
-            self._absorb(contexts[rows], chosen[rows], z, rewards[rows])
-            self.rounds += end - begin
-            if self._training_due(self.rounds):
-                self.reward_scaler.refit()
-                self.train_encoder()
-                self.rebuild_posterior()
-            elif is_power_of_two(self.rounds):
-                rescaled = self.reward_scaler.refit()
-                if rescaled or self.config.standardize_features:
-                    self.rebuild_posterior()  # the head in the new feature and reward units
-
-    def _work_due(self, rounds: int) -> bool:
-        """Whether training or re-standardizing follows the round that reaches ``rounds``."""
-        return self._training_due(rounds) or is_power_of_two(rounds)
-
-    def _absorb(
-        self,
-        contexts: torch.Tensor,
-        chosen: torch.Tensor,
-        z: torch.Tensor | None,
-        rewards: torch.Tensor,
-    ) -> None:
         """Store the rows and update the head; all-or-nothing."""
+        z = self.cached_chosen_features(contexts, chosen, indices)
         if z is None:
             # rows chosen at random may end the fixed arm set: then once more, shared
             features = retry_if_switched(partial(self.compute_features, contexts, chosen[:, None]))
@@ -693,10 +652,7 @@ class NeuralLinearTS(ReplaySampling):
                 arms = self._arms(chosen[:, None])[:, 0]
             except SwitchedToShared:
                 pass  # one shared head from now on
-        if contexts.shape[0] == 1:
-            self.buffer.add(contexts[0].cpu(), chosen[0].cpu(), float(rewards[0]))
-        else:
-            self.buffer.add_batch(contexts.cpu(), chosen.cpu(), rewards.cpu())
+        self._store(contexts, chosen, rewards)
         gamma = self.config.head.forgetting
         if arms is None:
             absorb(self.heads[0], z, targets)
@@ -710,7 +666,6 @@ class NeuralLinearTS(ReplaySampling):
             for arm in torch.unique(arms).tolist():
                 rows = arms == arm
                 absorb(self.heads[arm], z[rows], targets[rows])
-        self.reward_scaler.update(rewards)
 
     def reset(self, seed: int | None = None) -> None:
         """Start over: reseed, restore the initial encoder, a prior head and counters.
@@ -720,8 +675,6 @@ class NeuralLinearTS(ReplaySampling):
         """
         super().reset(seed)
         self.encoder.load_state_dict(self._initial_encoder)
-        if isinstance(self.buffer, MemoryReplayBuffer):
-            self.buffer = MemoryReplayBuffer(self.buffer.capacity)
         self._init_learners()
 
     # -- persistence ------------------------------------------------------------------
@@ -849,16 +802,6 @@ class _HeadsPerArm(Part):
             agent.heads, agent.arm_mode, agent.registry = heads, arm_mode, registry
 
         return commit
-
-
-def _loss_fn(loss: str | LossFn) -> LossFn:
-    if callable(loss):
-        return loss
-    if loss == "mse":
-        return F.mse_loss
-    if loss == "bce":
-        return F.binary_cross_entropy_with_logits
-    raise ValueError(f"loss must be 'mse', 'bce' or a callable, got {loss!r}")
 
 
 def make_neural_linear(

@@ -65,18 +65,18 @@ from bandexa_gym.agents._neural_evolve import (
     _new_action_inputs,
     _pad_fn,
 )
-from bandexa_gym.agents._replay import (
+from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
+from bandexa_gym.agents.head_agent import absorb
+from bandexa_gym.agents.learning import (
     ReplayAgent,
     ReplaySchedule,
     carry_scaler,
     check_shapes,
+    loss_function,
     neural_spec,
     neural_spec_arguments,
     new_scaler,
 )
-from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
-from bandexa_gym.agents.head_agent import absorb
-from bandexa_gym.agents.neural_linear_ts import _loss_fn
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, check_encoder
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
@@ -91,7 +91,7 @@ __all__ = ["NeuralTS", "NeuralTSConfig", "make_neural_ts"]
 @dataclass
 class NeuralTSConfig(ReplaySchedule):
     """Hyper-parameters of :class:`NeuralTS` (the schedule fields are
-    :class:`~bandexa_gym.agents._replay.ReplaySchedule`'s).
+    :class:`~bandexa_gym.agents.learning.ReplaySchedule`'s).
 
     Attributes:
         lam: λ > 0, the regularizer of the diagonal design matrix ``U = λ + Σ g²`` and the
@@ -155,7 +155,7 @@ class NeuralTS(ReplayAgent):
     A batch of B observations is decided in one pass (the gradients of all B·K
     candidates in one ``torch.func`` call, B·K normals drawn as B single decisions
     would) and learned as if observed one at a time (see
-    :class:`~bandexa_gym.agents._replay.ReplayAgent`).
+    :class:`~bandexa_gym.agents.learning.ReplayAgent`).
 
     Args:
         encoder: The representation φ (see :mod:`bandexa_gym.encoders`).
@@ -210,7 +210,7 @@ class NeuralTS(ReplayAgent):
             weight_decay=cfg.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
-        self._loss = _loss_fn(cfg.loss)
+        self._loss = loss_function(cfg.loss)
         self.rounds = 0
         self.trainings = 0
         self.clear_feature_cache()
@@ -264,14 +264,10 @@ class NeuralTS(ReplayAgent):
         self, x: torch.Tensor, a: torch.Tensor, r: torch.Tensor, steps: torch.Tensor
     ) -> torch.Tensor:
         prediction = self.network(x, a)
-        return self._loss(prediction, r.to(prediction.dtype))
+        return self._loss(prediction, self.reward_scaler(r).to(prediction.dtype))
 
-    def train_network(self, optimizer_steps: int | None = None) -> float:
-        self.network.train()
-        try:
-            return super().train_network(optimizer_steps)
-        finally:
-            self.network.eval()
+    def train_mode(self, training: bool) -> None:
+        self.network.train(training)
 
     def _check_inputs(self, contexts: torch.Tensor, candidates: torch.Tensor) -> None:
         check_shapes(self.encoder, contexts, candidates)

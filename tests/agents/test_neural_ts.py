@@ -285,7 +285,7 @@ def test_invalid_checkpoint_values_are_refused(edit, message, tmp_path: Path, mo
         return real(spec, device=device)
 
     monkeypatch.setattr("bandexa_gym.networks.build_encoder", spy)  # the spec check
-    monkeypatch.setattr("bandexa_gym.agents._replay.build_encoder", spy)  # from_spec
+    monkeypatch.setattr("bandexa_gym.agents.learning.build_encoder", spy)  # from_spec
     with pytest.raises(CheckpointError, match=message):
         load_agent(path)
     if message == "not fit":

@@ -1,12 +1,13 @@
-"""What the neural agents that train on their replay buffer share: the schedule settings,
-the uniform warm-up, and learning a batch of rounds as if one at a time around the
-training bursts that fall inside it.
+"""How every neural agent learns: one replay schedule and one training loop.
 
-:class:`ReplaySchedule` holds the same knobs as ``neural_linear_ts``
-(``warmup_random``, ``train_every``, ``optimizer_steps``, ``batch_size``, ...) with the same
-meaning, and :class:`ReplayAgent` drives them; subclasses say what a round stores
-(:meth:`ReplayAgent._absorb`) and what a training step minimizes
-(:meth:`ReplayAgent.training_loss`).
+``neural_linear_ts`` (and its UCB, greedy and ε-greedy variants), ``neural_ts`` /
+``neural_ucb`` and ``bootstrapped_nn`` share the schedule settings (:class:`ReplaySchedule`:
+``warmup_random``, ``train_every``, ``optimizer_steps``, ``batch_size``, ...), the uniform
+warm-up, learning a batch of rounds as if one at a time around the work that falls inside
+it, and the training burst on replay minibatches (:class:`ReplayAgent`). What differs is
+the head the network feeds (a linear head on z, gradient features, an ensemble), what a
+round stores (:meth:`ReplayAgent._absorb`), what a training step minimizes
+(:meth:`ReplayAgent.training_loss`) and the exploration rule.
 """
 
 from __future__ import annotations
@@ -19,20 +20,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
-from bandexa_gym.agents.base import Observations
+from bandexa_gym.agents.core import Observations
 from bandexa_gym.agents.head_agent import HeadAgent, split_at
-from bandexa_gym.agents.limits import check_count
+from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.buffers import MemoryReplayBuffer, ReplayBuffer
 from bandexa_gym.features.encoders import build_encoder, encoder_spec
 from bandexa_gym.features.scaling import RewardScaler
 from bandexa_gym.heads.numerics import seeded_init
 
 __all__ = [
+    "LossFn",
     "ReplayAgent",
     "ReplaySchedule",
+    "Schedule",
+    "check_training_settings",
     "carry_scaler",
     "check_shapes",
+    "loss_function",
     "neural_spec",
     "new_scaler",
     "neural_spec_arguments",
@@ -42,8 +48,48 @@ __all__ = [
 _COUNTS = ("warmup_random", "train_every", "optimizer_steps", "batch_size", "buffer_capacity")
 
 
+class Schedule:
+    """When a neural agent trains: what every neural agent's config shares (mixin).
+
+    A config with this mixin has ``warmup_random`` and ``train_every``; the agent trains
+    once at the end of the warm-up and every ``train_every`` rounds after it.
+    """
+
+    warmup_random: int
+    train_every: int
+
+    def training_due(self, rounds: int) -> bool:
+        """Whether a training burst follows the round that brings the count to ``rounds``."""
+        if rounds == self.warmup_random:
+            return True
+        return (
+            self.train_every > 0 and rounds % self.train_every == 0 and rounds >= self.warmup_random
+        )
+
+
+def check_training_settings(config: Any, counts: tuple[str, ...]) -> None:
+    """Validate (and normalize) a neural config's training settings in place: the integer
+    ``counts`` (``warmup_random`` and ``train_every`` may be 0, the others >= 1, all
+    bounded), ``action_chunk``, ``lr``, ``weight_decay`` and ``loss``.
+
+    Raises:
+        TypeError, ValueError: A setting of the wrong type or out of range (named).
+    """
+    for name in counts:
+        low = 0 if name in ("warmup_random", "train_every") else 1
+        setattr(config, name, check_count(name, getattr(config, name), low=low))
+    if config.action_chunk is not None:
+        config.action_chunk = check_count("action_chunk", config.action_chunk)
+    for name in ("lr", "weight_decay"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if config.loss not in ("mse", "bce"):
+        raise ValueError(f"loss must be 'mse' or 'bce', got {config.loss!r}")
+
+
 @dataclass
-class ReplaySchedule:
+class ReplaySchedule(Schedule):
     """Training schedule and optimizer of a network trained on the replay buffer.
 
     Attributes:
@@ -82,17 +128,7 @@ class ReplaySchedule:
     standardize_rewards: bool = True
 
     def __post_init__(self) -> None:
-        for name in _COUNTS:
-            low = 0 if name in ("warmup_random", "train_every") else 1
-            setattr(self, name, check_count(name, getattr(self, name), low=low))
-        if self.action_chunk is not None:
-            self.action_chunk = check_count("action_chunk", self.action_chunk)
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if self.loss not in ("mse", "bce"):
-            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        check_training_settings(self, _COUNTS)
         gamma = self.forgetting
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
             raise TypeError(f"forgetting must be a number in (0, 1], got {gamma!r}")
@@ -129,20 +165,46 @@ class ReplaySchedule:
         """The fields as a JSON-serializable dict."""
         return dataclasses.asdict(self)
 
-    def training_due(self, rounds: int) -> bool:
-        """Whether a training burst follows the round that brings the count to ``rounds``."""
-        if rounds == self.warmup_random:
-            return True
-        return (
-            self.train_every > 0 and rounds % self.train_every == 0 and rounds >= self.warmup_random
-        )
 
+class ReplayAgent(HeadAgent):
+    """A head agent whose network trains on its replay buffer on a schedule.
 
-class ReplaySampling(HeadAgent):
-    """A head agent that draws replay minibatches from its own ``sample_generator``: seeded
-    from the agent's seed + 1 on reset, and saved and restored with the other generators."""
+    Rounds before ``warmup_random`` play uniformly at random (exact propensities). A batch
+    of B rounds is learned as if observed one at a time: its rows are absorbed up to a
+    round where work is due (:meth:`_work_due`: a training burst by default), the work is
+    done (:meth:`_scheduled_work`), and the remaining rows follow with the new network.
+    Replay minibatches come from the agent's own ``sample_generator`` (seeded from the
+    agent's seed + 1, saved and restored with the other generators).
 
-    sample_generator: torch.Generator
+    Subclasses set ``self.config`` (a :class:`ReplaySchedule`, or a config with the same
+    schedule fields and methods), ``self.optimizer`` and the head, and implement
+    :meth:`_absorb`, :meth:`training_loss` and :meth:`_check_inputs`.
+
+    Args:
+        buffer: Replay buffer (default: an in-memory ring of ``config.buffer_capacity``).
+        input_shapes: ``(context_shape, d_a)`` of a row, to bound the default buffer by
+            what the machine can hold (coarsely when None).
+        **kwargs: :class:`HeadAgent` options (``exploration``, ``seed``, ``device``, ...).
+    """
+
+    config: ReplaySchedule
+    optimizer: torch.optim.Optimizer
+
+    def __init__(
+        self,
+        *,
+        buffer: ReplayBuffer | None = None,
+        input_shapes: tuple[tuple[int, ...], int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.sample_generator = torch.Generator()  # CPU: drives replay sampling
+        super().__init__(**kwargs)
+        if buffer is None:
+            if input_shapes is not None:
+                check_rows_fit("buffer_capacity", self.config.buffer_capacity, *input_shapes)
+            buffer = MemoryReplayBuffer(self.config.buffer_capacity)
+        self.buffer = buffer
+        self._init_schedule_state()
 
     def _generators(self) -> dict[str, torch.Generator]:
         return {**super()._generators(), "sample_generator": self.sample_generator}
@@ -154,40 +216,10 @@ class ReplaySampling(HeadAgent):
         else:
             self.sample_generator.manual_seed(int(seed) + 1)
 
-
-class ReplayAgent(ReplaySampling):
-    """A head agent whose network trains on its replay buffer on a :class:`ReplaySchedule`.
-
-    Rounds before ``warmup_random`` play uniformly at random (exact propensities). A batch
-    of B rounds is learned as if observed one at a time: its rows are absorbed up to a
-    scheduled training round, the network trains, and the remaining rows follow with the
-    new network.
-
-    Subclasses set ``self.config`` (a :class:`ReplaySchedule`), ``self.optimizer`` and the
-    head, and implement :meth:`_absorb`, :meth:`training_loss` and
-    :meth:`_check_inputs`.
-
-    Args:
-        buffer: Replay buffer (default: an in-memory ring of ``config.buffer_capacity``).
-        **kwargs: :class:`HeadAgent` options (``exploration``, ``seed``, ``device``, ...).
-    """
-
-    config: ReplaySchedule
-    optimizer: torch.optim.Optimizer
-
-    def __init__(self, *, buffer: ReplayBuffer | None = None, **kwargs: Any) -> None:
-        self.sample_generator = torch.Generator()  # CPU: drives replay sampling
-        super().__init__(**kwargs)
-        self.buffer = (
-            buffer if buffer is not None else MemoryReplayBuffer(self.config.buffer_capacity)
-        )
-        self._init_schedule_state()
-
     def _init_schedule_state(self) -> None:
         """Counters and the reward scaler at their start (construction and reset)."""
-        cfg = self.config
         self.trainings = 0
-        self.reward_scaler = new_scaler(cfg)
+        self.reward_scaler = new_scaler(self.config)
         self._warned_non_finite = False
 
     # -- what subclasses provide ----------------------------------------------------------
@@ -208,7 +240,8 @@ class ReplayAgent(ReplaySampling):
     def training_loss(
         self, x: torch.Tensor, a: torch.Tensor, r: torch.Tensor, steps: torch.Tensor
     ) -> torch.Tensor:
-        """The loss of one optimizer step on a replay minibatch (on the device)."""
+        """The loss of one optimizer step on a replay minibatch (on the device); ``r`` are
+        the raw rewards (standardize them with ``self.reward_scaler`` where the loss does)."""
         raise NotImplementedError
 
     @property
@@ -216,43 +249,65 @@ class ReplayAgent(ReplaySampling):
         """Transitions drawn from the buffer per optimizer step."""
         return self.config.batch_size
 
+    @property
+    def recency_half_life(self) -> float | None:
+        """Half-life in rounds of the replay minibatches' recency weights (None: uniform)."""
+        return self.config.recency_half_life
+
     # -- schedule ---------------------------------------------------------------------------
     @property
     def exploring(self) -> bool:
         """True during the uniform warm-up."""
         return self.rounds < self.config.warmup_random
 
-    def train_network(self, optimizer_steps: int | None = None) -> float:
+    def train_network(
+        self, optimizer_steps: int | None = None, batch_size: int | None = None
+    ) -> float:
         """Run a training burst on minibatches from the replay buffer.
 
-        Targets are the standardized rewards (MSE with ``standardize_rewards``); with
-        ``forgetting`` the minibatches favour recent transitions. A step whose loss or
-        gradients are not finite is skipped (said once per agent).
+        With ``forgetting`` (or a window) the minibatches favour recent transitions. A step
+        whose loss or gradients are not finite is skipped (said once per agent).
 
         Args:
             optimizer_steps: Steps (default ``config.optimizer_steps``).
+            batch_size: Transitions per step (default :attr:`replay_batch`).
 
         Returns:
             The mean loss over the steps taken (``nan`` when the buffer is empty).
         """
         steps = self.config.optimizer_steps if optimizer_steps is None else optimizer_steps
+        size = self.replay_batch if batch_size is None else batch_size
         if len(self.buffer) == 0 or steps <= 0:
             return float("nan")
-        recency = self.config.recency_half_life
+        recency = self.recency_half_life
 
         def loss() -> torch.Tensor:
             x, a, r, step = (
                 t.to(self.device)
                 for t in self.buffer.sample(
-                    self.replay_batch, self.sample_generator, with_steps=True, recency=recency
+                    size, self.sample_generator, with_steps=True, recency=recency
                 )
             )
-            return self.training_loss(x, a, self.reward_scaler(r), step)
+            return self.training_loss(x, a, r, step)
 
+        self.train_mode(True)
         mean = optimizer_steps_skipping_non_finite(self, steps, loss)
+        self.train_mode(False)
         self.trainings += 1
         self.clear_feature_cache()  # features computed before training are stale
         return mean
+
+    def train_mode(self, training: bool) -> None:
+        """Put the networks in training (True) or evaluation mode around a burst."""
+
+    def _work_due(self, rounds: int) -> bool:
+        """Whether scheduled work follows the round that brings the count to ``rounds``."""
+        return self.config.training_due(rounds)
+
+    def _scheduled_work(self, rounds: int) -> None:
+        """The work due after ``rounds`` rounds: refit the reward units, train."""
+        self.reward_scaler.refit()  # the network learns in the new units from here
+        self.train_network()
 
     # -- agent protocol -----------------------------------------------------------------------
     def _choose(self, batch: Observations) -> torch.Tensor:
@@ -288,13 +343,12 @@ class ReplayAgent(ReplaySampling):
                 raise ValueError(
                     f"{name} values exceed float32's range (|v| <= 3.4e38); nothing was learned"
                 )
-        for begin, end in split_at(self.rounds, contexts.shape[0], self.config.training_due):
+        for begin, end in split_at(self.rounds, contexts.shape[0], self._work_due):
             rows = slice(begin, end)
             self._absorb(contexts[rows], chosen[rows], indices[rows], rewards[rows])
             self.rounds += end - begin
-            if self.config.training_due(self.rounds):
-                self.reward_scaler.refit()  # the network learns in the new units from here
-                self.train_network()
+            if self._work_due(self.rounds):
+                self._scheduled_work(self.rounds)
 
     def _store(self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor) -> None:
         """Add the rows to the buffer (which validates before storing anything) and their
@@ -423,3 +477,23 @@ def carry_scaler(source: RewardScaler, target: RewardScaler) -> None:
     target.count, target.mean, target.m2 = source.count, source.mean, source.m2
     if target.enabled:
         target.shift, target.scale = source.shift, source.scale
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``fn(prediction (B,), reward (B,)) -> scalar`` (``reduction=`` where the agent weighs rows)."""
+
+
+def loss_function(loss: str | LossFn) -> LossFn:
+    """The training loss named ``loss``: ``"mse"`` (squared error on the reward) or ``"bce"``
+    (binary cross-entropy of a logit on a {0, 1} reward); a callable is returned as is.
+
+    Raises:
+        ValueError: Another name.
+    """
+    if callable(loss):
+        return loss
+    if loss == "mse":
+        return F.mse_loss
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits
+    raise ValueError(f"loss must be 'mse', 'bce' or a callable, got {loss!r}")
