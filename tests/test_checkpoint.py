@@ -471,7 +471,7 @@ def test_an_oversized_encoder_spec_is_refused_before_anything_is_built(
         devices.append(device)
         return real(spec, device=device)
 
-    monkeypatch.setattr("bandexa_gym.agents.neural_linear_ts.build_encoder", spy)
+    monkeypatch.setattr("bandexa_gym.agents.neural_linear.parts.build_encoder", spy)
     with pytest.raises(CheckpointError, match="wrong shapes"):
         load_agent(path)
     assert devices == ["meta"]  # only the allocation-free shape check ran

@@ -17,7 +17,7 @@ from bandexa_gym.agents.bootstrapped import BootstrappedConfig, BootstrappedNN
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.logistic_ts import LogisticTS
-from bandexa_gym.agents.neural_linear_ts import NeuralLinearTS, NeuralLinearTSConfig
+from bandexa_gym.agents.neural_linear import NeuralLinearTS, NeuralLinearTSConfig
 from bandexa_gym.agents.neural_ts import NeuralTS, NeuralTSConfig
 from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 from bandexa_gym.features.encoders.defaults import default_encoder
