@@ -39,12 +39,6 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from bandexa_gym.agents._neural_evolve import (
-    _check_encoders,
-    _move_buffer,
-    _new_action_inputs,
-    _pad_fn,
-)
 from bandexa_gym.agents.base import (
     DEFAULT_OUTLIER_FACTOR,
     Observations,
@@ -61,6 +55,12 @@ from bandexa_gym.agents.learning import (
     new_scaler,
 )
 from bandexa_gym.agents.limits import check_count
+from bandexa_gym.agents.neural_evolve import (
+    check_evolved_encoders,
+    move_buffer,
+    new_action_inputs,
+    pad_fn,
+)
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
@@ -375,10 +375,10 @@ class BootstrappedNN(ReplayAgent):
         for m in range(self.config.n_members):
             old = _member(trained, m)
             new = _member(self, m)
-            grown = _check_encoders(old.encoder, new.encoder)
+            grown = check_evolved_encoders(old.encoder, new.encoder)
             state = grown.state_dict()
             initial = new.encoder.state_dict()
-            for name, mask in _new_action_inputs(old.encoder, new.encoder).items():
+            for name, mask in new_action_inputs(old.encoder, new.encoder).items():
                 state[name] = torch.where(mask, initial[name], state[name])
             member_state = {f"encoder.{k}": v for k, v in state.items()}
             member_state.update({f"readout.{k}": v for k, v in old.readout.state_dict().items()})
@@ -387,13 +387,13 @@ class BootstrappedNN(ReplayAgent):
         old_enc, new_enc = trained.encoder, self.encoder
         dx_old = old_enc.context_shape[0] if len(old_enc.context_shape) == 1 else 0
         dx_new = new_enc.context_shape[0] if len(new_enc.context_shape) == 1 else 0
-        pad = _pad_fn(
+        pad = pad_fn(
             tuple(old_enc.context_shape),
             (dx_old, old_enc.action_dim),
             (dx_new, new_enc.action_dim),
         )
         self.ensemble.load_members({k: torch.stack(v) for k, v in stacked.items()})
-        buffer_note = _move_buffer(trained, self, pad, old_transitions)
+        buffer_note = move_buffer(trained, self, pad, old_transitions)
         self.bootstrap_key = trained.bootstrap_key
         carry_scaler(trained.reward_scaler, self.reward_scaler)
         self.rounds, self.trainings = trained.rounds, trained.trainings

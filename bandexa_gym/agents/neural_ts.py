@@ -57,14 +57,6 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from bandexa_gym.agents._neural_evolve import (
-    _carry_optimizer_state,
-    _check_encoders,
-    _grow,
-    _move_buffer,
-    _new_action_inputs,
-    _pad_fn,
-)
 from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
 from bandexa_gym.agents.head_agent import absorb
 from bandexa_gym.agents.learning import (
@@ -76,6 +68,14 @@ from bandexa_gym.agents.learning import (
     neural_spec,
     neural_spec_arguments,
     new_scaler,
+)
+from bandexa_gym.agents.neural_evolve import (
+    carry_optimizer_state,
+    check_evolved_encoders,
+    grow_encoder,
+    move_buffer,
+    new_action_inputs,
+    pad_fn,
 )
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, check_encoder
@@ -349,7 +349,7 @@ class NeuralTS(ReplayAgent):
                 f"{self.config.gradient_params!r}; U lives on those parameters"
             )
         old_enc, new_enc = trained.encoder, self.encoder
-        grown = _check_encoders(old_enc, new_enc)  # validates everything structural
+        grown = check_evolved_encoders(old_enc, new_enc)  # validates everything structural
         if old_transitions == "drop" and self.buffer is trained.buffer:
             raise ValueError("old_transitions='drop' needs a template with its own buffer")
         if self.buffer is not trained.buffer and len(self.buffer) > 0:
@@ -360,12 +360,12 @@ class NeuralTS(ReplayAgent):
         precision = self._grown_precision(trained)
         state = grown.state_dict()
         initial = new_enc.state_dict()
-        for name, mask in _new_action_inputs(old_enc, new_enc).items():
+        for name, mask in new_action_inputs(old_enc, new_enc).items():
             dev = initial[name].device
             state[name] = torch.where(mask.to(dev), initial[name], state[name].to(dev))
         dx_old = old_enc.context_shape[0] if len(old_enc.context_shape) == 1 else 0
         dx_new = new_enc.context_shape[0] if len(new_enc.context_shape) == 1 else 0
-        pad = _pad_fn(
+        pad = pad_fn(
             tuple(old_enc.context_shape),
             (dx_old, old_enc.action_dim),
             (dx_new, new_enc.action_dim),
@@ -375,8 +375,8 @@ class NeuralTS(ReplayAgent):
             self.readout.load_state_dict(trained.readout.state_dict())
         self.posterior.load_state_dict({"precision": precision, "n_obs": trained.posterior.n_obs})
         carry_scaler(trained.reward_scaler, self.reward_scaler)
-        optimizer_note = _carry_optimizer_state(trained, self)
-        buffer_note = _move_buffer(trained, self, pad, old_transitions)
+        optimizer_note = carry_optimizer_state(trained, self)
+        buffer_note = move_buffer(trained, self, pad, old_transitions)
         self.rounds, self.trainings = trained.rounds, trained.trainings
         self.network.eval()
         self.clear_feature_cache()
@@ -397,7 +397,7 @@ class NeuralTS(ReplayAgent):
         with torch.no_grad():
             for name, p in shadow.named_parameters():
                 p.copy_(spread[name] if name in spread else torch.zeros_like(p))
-            shadow.encoder = _grow(shadow.encoder, self.encoder)
+            shadow.encoder = grow_encoder(shadow.encoder, self.encoder)
         params = dict(shadow.named_parameters())
         flat = torch.cat([params[n].detach().reshape(-1) for n in self.gradients.names])
         if flat.numel() != self.gradients.dim:

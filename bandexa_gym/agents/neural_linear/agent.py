@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from bandexa_gym.agents._neural_evolve import evolve_neural
 from bandexa_gym.agents.core import (
     Capabilities,
     Observations,
@@ -22,6 +21,7 @@ from bandexa_gym.agents.learning import (
     ReplayAgent,
     loss_function,
 )
+from bandexa_gym.agents.neural_evolve import evolve_neural
 from bandexa_gym.agents.neural_linear.config import NeuralLinearTSConfig
 from bandexa_gym.agents.neural_linear.parts import NeuralLinearPersistence
 from bandexa_gym.buffers import ReplayBuffer

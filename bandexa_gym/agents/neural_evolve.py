@@ -1,9 +1,9 @@
-"""How a trained :class:`NeuralLinearTS` moves into a template built for a new configuration.
+"""How a trained neural agent moves into a template built for a new configuration.
 
 The contract is documented in :mod:`bandexa_gym.transfer`; this module holds the
-neural-specific steps (encoder growth, optimizer state, replay buffer). It is imported by
-``neural_linear_ts`` and so refers to the agents it handles structurally (``NeuralAgent``:
-anything with the encoder, readout, optimizer, head, buffer and counters of one).
+neural-specific steps every neural agent shares (encoder growth, optimizer state, replay
+buffer) and ``neural_linear_ts``'s whole move (:func:`evolve_neural`). Agents are typed as
+their base, :class:`~bandexa_gym.agents.learning.ReplayAgent`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from bandexa_gym.agents._growth import context_growth, hyper_note
+from bandexa_gym.agents.learning import ReplayAgent
 from bandexa_gym.features.encoders import Encoder
 from bandexa_gym.heads.conjugate import load_rebased
 from bandexa_gym.heads.logistic import LaplaceLogisticRegression
 
-NeuralAgent = Any  # a NeuralLinearTS (not imported: that module imports this one)
 OldTransitions = Literal["pad", "drop"]
 _COPY_CHUNK = 4096
 
@@ -28,7 +28,7 @@ def _structure(module: nn.Module) -> list[tuple[str, str]]:
     return [(name, type(m).__name__) for name, m in module.named_modules()]
 
 
-def _grow(encoder: Encoder, template: Encoder) -> Encoder:
+def grow_encoder(encoder: Encoder, template: Encoder) -> Encoder:
     """A copy of ``encoder`` grown to ``template``'s inputs (``encoder`` untouched)."""
     grown = copy.deepcopy(encoder)
     context_dim = template.context_shape[0] if len(template.context_shape) == 1 else None
@@ -36,7 +36,7 @@ def _grow(encoder: Encoder, template: Encoder) -> Encoder:
     return grown
 
 
-def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
+def check_evolved_encoders(old: Encoder, new: Encoder) -> Encoder:
     """Validate that ``old`` can become ``new``; returns ``old`` grown to ``new``'s inputs."""
     if type(old) is not type(new):
         raise ValueError(
@@ -56,7 +56,7 @@ def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
             f"action_dim shrinks from {old.action_dim} to {new.action_dim}: the encoder's "
             "action inputs can only grow"
         )
-    grown = _grow(old, new)
+    grown = grow_encoder(old, new)
     old_structure, new_structure = _structure(grown), _structure(new)
     if old_structure != new_structure:
         end = [("<end>", "-")] * abs(len(old_structure) - len(new_structure))
@@ -82,7 +82,7 @@ def _check_encoders(old: Encoder, new: Encoder) -> Encoder:
     return grown
 
 
-def _new_action_inputs(old: Encoder, new: Encoder) -> dict[str, Tensor]:
+def new_action_inputs(old: Encoder, new: Encoder) -> dict[str, Tensor]:
     """Masks of the weights that read the action inputs ``old`` lacks and ``new`` has.
 
     Found by growing a copy of ``old`` whose weights are all 1: first its context (the
@@ -105,13 +105,13 @@ def _new_action_inputs(old: Encoder, new: Encoder) -> dict[str, Tensor]:
     return {name: mask for name, mask in masks.items() if bool(mask.any())}
 
 
-def _named_trainables(agent: NeuralAgent) -> dict[str, nn.Parameter]:
+def _named_trainables(agent: ReplayAgent) -> dict[str, nn.Parameter]:
     named = {f"encoder.{n}": p for n, p in agent.encoder.named_parameters()}
     named.update({f"readout.{n}": p for n, p in agent.readout.named_parameters()})
     return named
 
 
-def _carry_optimizer_state(agent: NeuralAgent, template: NeuralAgent) -> str:
+def carry_optimizer_state(agent: ReplayAgent, template: ReplayAgent) -> str:
     """Give the template's optimizer the trained optimizer's per-parameter state.
 
     Tensors shaped like a parameter (Adam's moments) are grown like the encoder, so the
@@ -139,7 +139,7 @@ def _carry_optimizer_state(agent: NeuralAgent, template: NeuralAgent) -> str:
                 entry = old_state.get(f"encoder.{n}")
                 value = entry.get(key) if entry else None
                 p.copy_(value if value is not None and value.shape == p.shape else 0.0)
-        shadow = _grow(shadow, template.encoder)
+        shadow = grow_encoder(shadow, template.encoder)
         grown_moments[key] = {f"encoder.{n}": p.detach() for n, p in shadow.named_parameters()}
     in_optimizer = {id(p) for group in template.optimizer.param_groups for p in group["params"]}
     carried = 0
@@ -160,7 +160,7 @@ def _carry_optimizer_state(agent: NeuralAgent, template: NeuralAgent) -> str:
     return f"optimizer: template's, with the trained state of {carried} tensors carried over"
 
 
-def _pad_fn(
+def pad_fn(
     context_shape: tuple[int, ...], old_dims: tuple[int, int], new_dims: tuple[int, int]
 ) -> Any:
     """``fn(X, A) -> (X, A)`` zero-padding contexts (vector only) and actions at the end."""
@@ -176,8 +176,8 @@ def _pad_fn(
     return pad
 
 
-def _move_buffer(
-    agent: NeuralAgent, template: NeuralAgent, pad: Any, old_transitions: OldTransitions
+def move_buffer(
+    agent: ReplayAgent, template: ReplayAgent, pad: Any, old_transitions: OldTransitions
 ) -> str:
     source, target = agent.buffer, template.buffer
     if old_transitions == "drop":
@@ -206,7 +206,7 @@ def _carry_head(new: Any, old: Any) -> bool:
     return load_rebased(new, old.state_dict())
 
 
-def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
+def _carry_heads(agent: ReplayAgent, template: ReplayAgent) -> tuple[bool, str]:
     """Move the head(s): the shared head, or one head per arm (arms keep their identity:
     one-hot positions, or content rows padded with zeros for new action features)."""
     if agent.arm_mode != "per_arm":
@@ -233,7 +233,7 @@ def _carry_heads(agent: NeuralAgent, template: NeuralAgent) -> tuple[bool, str]:
     return rebased, f"{len(agent.heads)} per-arm heads kept, {added} new arms at the prior"
 
 
-def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
+def _carry_reward_units(agent: ReplayAgent, template: ReplayAgent) -> None:
     """The template's head came in the trained agent's reward units: take its scaler too
     (a template that does not standardize rebuilds its head in raw units)."""
     template.reward_scaler.adopt(agent.reward_scaler)
@@ -242,7 +242,7 @@ def _carry_reward_units(agent: NeuralAgent, template: NeuralAgent) -> None:
 
 
 def evolve_neural(
-    agent: NeuralAgent, template: NeuralAgent, old_transitions: OldTransitions = "pad"
+    agent: ReplayAgent, template: ReplayAgent, old_transitions: OldTransitions = "pad"
 ) -> str:
     """Fill the cold-start ``template`` with what ``agent`` learned (see
     :func:`bandexa_gym.transfer.evolve` for the contract); returns a one-line summary."""
@@ -261,7 +261,7 @@ def evolve_neural(
             "prior (its posterior is not conjugate); evolve with the same prior_var"
         )
     old_enc, new_enc = agent.encoder, template.encoder
-    grown = _check_encoders(old_enc, new_enc)
+    grown = check_evolved_encoders(old_enc, new_enc)
     if old_transitions == "drop" and template.buffer is agent.buffer:
         raise ValueError(
             "old_transitions='drop' needs a template with its own (empty) buffer; this "
@@ -274,13 +274,13 @@ def evolve_neural(
         )
     dx_old = old_enc.context_shape[0] if len(old_enc.context_shape) == 1 else 0
     dx_new = new_enc.context_shape[0] if len(new_enc.context_shape) == 1 else 0
-    pad = _pad_fn(
+    pad = pad_fn(
         tuple(old_enc.context_shape), (dx_old, old_enc.action_dim), (dx_new, new_enc.action_dim)
     )
 
     state = grown.state_dict()
     initial = new_enc.state_dict()  # the template's cold-start weights
-    for name, mask in _new_action_inputs(old_enc, new_enc).items():
+    for name, mask in new_action_inputs(old_enc, new_enc).items():
         dev = initial[name].device
         state[name] = torch.where(mask.to(dev), initial[name], state[name].to(dev))
     with torch.no_grad():
@@ -292,8 +292,8 @@ def evolve_neural(
         template.feature_shift = agent.feature_shift.to(template.device).clone()
         template.feature_gain = agent.feature_gain.to(template.device).clone()
     rebased, head_note = _carry_heads(agent, template)
-    optimizer_note = _carry_optimizer_state(agent, template)
-    buffer_note = _move_buffer(agent, template, pad, old_transitions)
+    optimizer_note = carry_optimizer_state(agent, template)
+    buffer_note = move_buffer(agent, template, pad, old_transitions)
     template.rounds = agent.rounds
     template.trainings = agent.trainings
     template.encoder.eval()
