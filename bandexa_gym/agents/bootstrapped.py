@@ -28,7 +28,6 @@ part once per member), O(M · K · cost(f)); per training step M minibatches.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,16 +64,14 @@ from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
 from bandexa_gym.features.encoders.defaults import seeded_default_encoders
-from bandexa_gym.heads.ensemble import EnsembleHead
+from bandexa_gym.heads.ensemble import BOOTSTRAP_KINDS, EnsembleHead, bootstrap_weights
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import Ensemble, RewardNetwork
 from bandexa_gym.persist.state import Commit, Counter, Part, Scaler
 
 __all__ = ["BOOTSTRAP_KINDS", "BootstrappedConfig", "BootstrappedNN", "bootstrap_weights"]
 
-BOOTSTRAP_KINDS = ("poisson", "bernoulli", "none")
 _KEY_STREAM = 7  # derived_seed stream of the bootstrap key
-_U64 = np.uint64
 
 
 @dataclass
@@ -103,49 +100,6 @@ class BootstrappedConfig(ReplaySchedule):
             raise ValueError(
                 f"bootstrap must be one of {', '.join(BOOTSTRAP_KINDS)}, got {self.bootstrap!r}"
             )
-
-
-def _mix(v: np.ndarray) -> np.ndarray:
-    """SplitMix64's finalizer on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        v = v + _U64(0x9E3779B97F4A7C15)
-        v = (v ^ (v >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        v = (v ^ (v >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return v ^ (v >> _U64(31))
-
-
-# Poisson(1) CDF up to k = 20 (the tail beyond is below 1e-19, under float64 resolution).
-_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(21)])
-
-
-def bootstrap_weights(
-    key: int, steps: torch.Tensor, members: torch.Tensor, kind: str
-) -> torch.Tensor:
-    """Bootstrap weight of each (transition step, member) pair, fixed by ``key``.
-
-    Args:
-        key: The agent's bootstrap key (an integer in [0, 2⁶⁴)).
-        steps: Replay steps (int64, any shape).
-        members: Member indices (int64, broadcastable with ``steps``).
-        kind: ``"poisson"``, ``"bernoulli"`` or ``"none"``.
-
-    Returns:
-        float32 weights of the broadcast shape, on ``steps``' device.
-    """
-    shape = torch.broadcast_shapes(steps.shape, members.shape)
-    if kind == "none":
-        return torch.ones(shape, dtype=torch.float32, device=steps.device)
-    s = steps.detach().cpu().numpy().astype(np.uint64)
-    m = members.detach().cpu().numpy().astype(np.uint64)
-    h = _mix(_mix(_mix(np.full((), key, dtype=np.uint64)) ^ s) ^ m)
-    u = (h >> _U64(11)).astype(np.float64) * 2.0**-53  # uniform in [0, 1)
-    if kind == "poisson":
-        w = np.searchsorted(_POISSON_CDF, u, side="right").astype(np.float32)
-    elif kind == "bernoulli":
-        w = (u < 0.5).astype(np.float32)
-    else:
-        raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAP_KINDS)}, got {kind!r}")
-    return torch.from_numpy(np.broadcast_to(w, shape).copy()).to(steps.device)
 
 
 class BootstrappedNN(ReplayAgent):

@@ -12,12 +12,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from bandexa_gym.heads.protocol import tie_split
 
-__all__ = ["EnsembleHead"]
+__all__ = ["BOOTSTRAP_KINDS", "EnsembleHead", "bootstrap_weights"]
+
+BOOTSTRAP_KINDS = ("poisson", "bernoulli", "none")
+"""How the members of a bootstrapped ensemble weigh the replay transitions."""
+_U64 = np.uint64
 
 
 class EnsembleHead:
@@ -111,3 +116,46 @@ class EnsembleHead:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("dim", self.size) != self.size:
             raise ValueError(f"ensemble size differs: state {state.get('dim')}, head {self.size}")
+
+
+def _mix(v: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        v = v + _U64(0x9E3779B97F4A7C15)
+        v = (v ^ (v >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        v = (v ^ (v >> _U64(27))) * _U64(0x94D049BB133111EB)
+        return v ^ (v >> _U64(31))
+
+
+# Poisson(1) CDF up to k = 20 (the tail beyond is below 1e-19, under float64 resolution).
+_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(21)])
+
+
+def bootstrap_weights(
+    key: int, steps: torch.Tensor, members: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """Bootstrap weight of each (transition step, member) pair, fixed by ``key``.
+
+    Args:
+        key: The agent's bootstrap key (an integer in [0, 2⁶⁴)).
+        steps: Replay steps (int64, any shape).
+        members: Member indices (int64, broadcastable with ``steps``).
+        kind: ``"poisson"``, ``"bernoulli"`` or ``"none"``.
+
+    Returns:
+        float32 weights of the broadcast shape, on ``steps``' device.
+    """
+    shape = torch.broadcast_shapes(steps.shape, members.shape)
+    if kind == "none":
+        return torch.ones(shape, dtype=torch.float32, device=steps.device)
+    s = steps.detach().cpu().numpy().astype(np.uint64)
+    m = members.detach().cpu().numpy().astype(np.uint64)
+    h = _mix(_mix(_mix(np.full((), key, dtype=np.uint64)) ^ s) ^ m)
+    u = (h >> _U64(11)).astype(np.float64) * 2.0**-53  # uniform in [0, 1)
+    if kind == "poisson":
+        w = np.searchsorted(_POISSON_CDF, u, side="right").astype(np.float32)
+    elif kind == "bernoulli":
+        w = (u < 0.5).astype(np.float32)
+    else:
+        raise ValueError(f"bootstrap must be one of {', '.join(BOOTSTRAP_KINDS)}, got {kind!r}")
+    return torch.from_numpy(np.broadcast_to(w, shape).copy()).to(steps.device)
