@@ -1,6 +1,9 @@
 """Bandit agents: the ``act``/``observe`` protocol, the registry and the implementations."""
 
-from bandexa_gym.agents.base import (
+from bandexa_gym.agents import neural_linear_ots  # noqa: F401  (registers neural_linear_ots)
+from bandexa_gym.agents.baselines import UniformAgent
+from bandexa_gym.agents.bootstrapped import BootstrappedConfig, BootstrappedNN
+from bandexa_gym.agents.core import (
     AGENTS,
     Agent,
     Capabilities,
@@ -12,8 +15,6 @@ from bandexa_gym.agents.base import (
     observation_space,
     register_agent,
 )
-from bandexa_gym.agents.baselines import UniformAgent
-from bandexa_gym.agents.bootstrapped import BootstrappedConfig, BootstrappedNN
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.logistic_ts import LogisticTS
