@@ -18,7 +18,11 @@ from bandexa_gym.agents.core import (
 from bandexa_gym.agents.head_agent import HeadAgent
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.agents.logistic_ts import LogisticTS
-from bandexa_gym.agents.neural_linear import NeuralLinearTS, NeuralLinearTSConfig
+from bandexa_gym.agents.neural_linear import (
+    NeuralLinearTS,
+    NeuralLinearTSConfig,
+    make_neural_linear,
+)
 from bandexa_gym.agents.neural_ts import NeuralTS, NeuralTSConfig
 from bandexa_gym.agents.peers import PEERS, PEERS_EXTRA
 from bandexa_gym.features.encoders.defaults import default_encoder
@@ -48,6 +52,7 @@ __all__ = [
     "load_agent",
     "load_state",
     "make_agent",
+    "make_neural_linear",
     "observation_space",
     "register_agent",
 ]

@@ -281,3 +281,12 @@ def test_finds_the_rare_large_rewards_of_the_wheel_bandit():
         regrets[name] = run(agent, env, 1500, seed=0).cumulative_regret[-1]
     # Settling on the safe arm costs 1.2x uniform's regret; exploring the rim pays off.
     assert regrets["neural_linear_ts"] < 0.7 * regrets["uniform"], regrets
+
+
+def test_the_lower_level_update_stores_and_absorbs_a_row_without_a_decision() -> None:
+    agent = NeuralLinearTS(MLPEncoder(4, 3, feature_dim=8), seed=0)
+    x, a = torch.ones(4), torch.tensor([1.0, 0.0, 0.0])
+    before = agent.posterior.n_obs
+    agent.update(x, a, 0.5)  # no act() before: no cached features to reuse
+    assert len(agent.buffer) == 1 and agent.posterior.n_obs == before + 1
+    assert agent.rounds == 0  # update() leaves the schedule to observe()

@@ -428,11 +428,12 @@ class NeuralLinearTS(NeuralLinearPersistence, ReplayAgent):
         self,
         contexts: torch.Tensor,
         chosen: torch.Tensor,
-        indices: torch.Tensor,
+        indices: torch.Tensor | None,
         rewards: torch.Tensor,
     ) -> None:
-        """Store the rows and update the head; all-or-nothing."""
-        z = self.cached_chosen_features(contexts, chosen, indices)
+        """Store the rows and update the head; all-or-nothing (``indices`` None: rows that
+        no decision scored, as :meth:`update`'s, get their features computed)."""
+        z = None if indices is None else self.cached_chosen_features(contexts, chosen, indices)
         if z is None:
             # rows chosen at random may end the fixed arm set: then once more, shared
             features = retry_if_switched(partial(self.compute_features, contexts, chosen[:, None]))
