@@ -271,7 +271,7 @@ def _log_writer(
 ) -> Any:
     if log is None:
         return None
-    from bandexa_gym.logs import LogWriter  # pyarrow is an optional extra
+    from bandexa_gym.offline.log_writer import LogWriter  # pyarrow is an optional extra
 
     spec = getattr(env, "spec", None)
     meta = {"env": getattr(spec, "id", None), "agent": agent.name, "seed": seed}

@@ -1,7 +1,7 @@
 """Agents meet logged data: evaluate a policy on a log, warm-start an agent from one.
 
 :mod:`bandexa_gym.offline.estimators` holds the estimators (arrays in, estimates out) and
-:mod:`bandexa_gym.logs` the log format; this module connects them to agents:
+:mod:`bandexa_gym.offline.logs` the log format; this module connects them to agents:
 
 * :func:`policy_probabilities` — a frozen agent's probability of every candidate of every
   logged round (``agent.action_distribution``), the ``target_probs`` of the estimators;
@@ -35,9 +35,9 @@ import numpy as np
 from gymnasium import spaces
 
 from bandexa_gym.agents.core import Agent
-from bandexa_gym.logs import LogBatch, read_log
 from bandexa_gym.offline.checks import Estimate
 from bandexa_gym.offline.evaluate import evaluate
+from bandexa_gym.offline.logs import LogBatch, read_log
 
 __all__ = [
     "evaluate_policy",
@@ -88,7 +88,7 @@ def policy_probabilities(agent: Agent, log: LogLike, *, batch_size: int = 512) -
 
     Args:
         agent: The policy to evaluate (it does not learn from the log).
-        log: A :class:`~bandexa_gym.logs.LogBatch` or the log's folder.
+        log: A :class:`~bandexa_gym.offline.logs.LogBatch` or the log's folder.
         batch_size: Rounds per batched call.
 
     Returns:
@@ -124,7 +124,7 @@ def warm_start(
 
     Args:
         agent: An agent built for the log's observation space.
-        log: A :class:`~bandexa_gym.logs.LogBatch` or the log's folder.
+        log: A :class:`~bandexa_gym.offline.logs.LogBatch` or the log's folder.
         rows: Only these rounds (default: all).
         batch_size: Rounds per batched ``observe`` (the agent learns them as if one at a
             time, its training schedule included).
@@ -190,7 +190,7 @@ def evaluate_policy(
 
     Args:
         policy: The (frozen) agent to evaluate.
-        log: A log with propensities (a :class:`~bandexa_gym.logs.LogBatch` or its folder).
+        log: A log with propensities (a :class:`~bandexa_gym.offline.logs.LogBatch` or its folder).
         reward_model: For DM and the doubly robust estimators: predictions (n, K), an
             agent whose posterior mean serves as the model, or a factory of agents that
             are cross-fitted on the log (:func:`fit_reward_model`). None runs only the

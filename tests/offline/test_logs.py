@@ -17,16 +17,15 @@ pytest.importorskip("pyarrow")  # the [logs] extra; CI installs it with [dev]
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bandexa_gym.logs import (  # noqa: E402
+from bandexa_gym.offline.log_writer import LogBusyError, LogWriter  # noqa: E402
+from bandexa_gym.offline.logs import (  # noqa: E402
     FORMAT_VERSION,
-    LogBusyError,
     LogFormatError,
     LogReader,
-    LogWriter,
     read_log,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K, D_A = 4, 3
 
 
@@ -138,7 +137,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from bandexa_gym.logs import LogWriter
+    from bandexa_gym.offline.log_writer import LogWriter
 
     log = LogWriter(sys.argv[1], flush_every=50)
     t = 0
@@ -330,7 +329,7 @@ def _data_page(part: Path, column: str) -> tuple[int, int]:
 def test_a_damaged_data_page_is_a_log_format_error_naming_the_part(
     tmp_path: Path, compression: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bandexa_gym.ope_cli import main
+    from bandexa_gym.offline.cli import main
 
     with LogWriter(tmp_path, compression=compression) as log:
         for t in range(40):
@@ -417,7 +416,7 @@ def test_appending_over_a_corrupt_first_part_names_it(tmp_path: Path) -> None:
 def test_a_log_without_propensity_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bandexa_gym.ope_cli import main
+    from bandexa_gym.offline.cli import main
 
     with LogWriter(tmp_path / "full") as log:
         log.append_batch(**_batch(6))

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandexa_gym.datasets import KNOWN_MD5, open_bandit
 from bandexa_gym.envs import datafiles
 from bandexa_gym.envs.datafiles import CorruptDataError, MissingDataError
+from bandexa_gym.offline.datasets import KNOWN_MD5, open_bandit
 
 N_ROWS, N_ITEMS = 50, 5
 
