@@ -521,7 +521,7 @@ def test_what_a_local_ray_started_ends_after_a_sigkill_of_the_driver(tmp_path: P
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     pid = None
     try:
