@@ -1,75 +1,40 @@
-"""Benchmark grids: problems x agents x seeds, run locally or on Ray, kept on disk.
+"""Re-export of :mod:`bandexa_gym.bench.grid` and its modules, kept for old import paths."""
 
-The pieces, each in its own module:
+import sys
 
-* :mod:`~bandexa_gym.grid.jobs`: one run (:class:`Job`, :func:`run_job`,
-  :func:`execute_job`, :class:`RunRecord`);
-* :mod:`~bandexa_gym.grid.store`: one atomic ``.npz`` file per run, and resuming;
-* :mod:`~bandexa_gym.grid.local` and :mod:`~bandexa_gym.grid.ray_backend`: backends;
-* :mod:`~bandexa_gym.grid.driver`: :func:`plan_grid` and :func:`run_grid` (signals,
-  progress, summaries as runs end);
-* :mod:`~bandexa_gym.grid.results`, :mod:`~bandexa_gym.grid.summaries` and
-  :mod:`~bandexa_gym.grid.suite_table`: tables and summary files;
-* :mod:`~bandexa_gym.grid.suites`: the benchmark suites as data.
-
-The ``bandexa-bench`` command line is :mod:`bandexa_gym.bench`.
-"""
-
-from bandexa_gym.grid.base import Backend, GridEvents, GridInterrupted
-from bandexa_gym.grid.driver import (
-    ExistingRunsError,
-    GridOutcome,
-    GridPlan,
-    OutputBusyError,
-    output_lock,
-    plan_grid,
-    run_grid,
-    run_jobs,
+from bandexa_gym.bench.grid import *  # noqa: F403
+from bandexa_gym.bench.grid import (
+    __all__,  # noqa: F401
+    base,
+    driver,
+    jobs,
+    local,
+    preflight,
+    progress,
+    ray_backend,
+    reaper,
+    results,
+    store,
+    suite_table,
+    suites,
+    summaries,
 )
-from bandexa_gym.grid.jobs import Job, RunRecord, execute_job, run_job, seed_everything
-from bandexa_gym.grid.local import InProcessBackend, ProcessPoolBackend, local_backend
-from bandexa_gym.grid.ray_backend import RAY_EXTRA, RayBackend, ray_available
-from bandexa_gym.grid.results import DEFAULT_WINDOW, format_table, plot_regret, summarize
-from bandexa_gym.grid.store import ConfigConflictError, RunFileError, RunStore
-from bandexa_gym.grid.suite_table import format_suite_table, suite_cells
-from bandexa_gym.grid.suites import SUITES, Problem, Suite, default_agents
-from bandexa_gym.grid.summaries import SummaryWriter
 
-__all__ = [
-    "DEFAULT_WINDOW",
-    "RAY_EXTRA",
-    "SUITES",
-    "Backend",
-    "ConfigConflictError",
-    "ExistingRunsError",
-    "GridEvents",
-    "GridInterrupted",
-    "GridOutcome",
-    "GridPlan",
-    "InProcessBackend",
-    "Job",
-    "OutputBusyError",
-    "Problem",
-    "ProcessPoolBackend",
-    "RayBackend",
-    "RunFileError",
-    "RunRecord",
-    "RunStore",
-    "Suite",
-    "SummaryWriter",
-    "default_agents",
-    "execute_job",
-    "format_suite_table",
-    "format_table",
-    "local_backend",
-    "output_lock",
-    "plan_grid",
-    "plot_regret",
-    "ray_available",
-    "run_grid",
-    "run_job",
-    "run_jobs",
-    "seed_everything",
-    "suite_cells",
-    "summarize",
-]
+# bandexa_gym.grid.<module> is the very module bandexa_gym.bench.grid.<module>.
+for _module in (
+    base,
+    driver,
+    jobs,
+    local,
+    preflight,
+    progress,
+    ray_backend,
+    reaper,
+    results,
+    store,
+    suite_table,
+    suites,
+    summaries,
+):
+    sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
+del _module

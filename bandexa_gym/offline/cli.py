@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(text: str) -> dict[str, Any]:
-    from bandexa_gym.bench import parse_value
+    from bandexa_gym.bench.arguments import parse_value
 
     out = {}
     for item in filter(None, text.split(",")):

@@ -4,7 +4,7 @@
 join (``"auto"``, ``"ray://host:10001"``, ...). Each task asks for ``num_cpus`` CPUs and
 ``num_gpus`` GPUs, so Ray runs as many at once as the resources allow (``max_in_flight``
 caps it further, e.g. to compare with ``--workers N``). Tasks run
-:func:`~bandexa_gym.grid.jobs.execute_job`, the very function the local backends run, so
+:func:`~bandexa_gym.bench.grid.jobs.execute_job`, the very function the local backends run, so
 the same jobs give the same rewards and regrets on either backend.
 
 A local Ray started here is given this process's import path, so its workers import the
@@ -13,7 +13,7 @@ problems read) on every node. Ray is optional: ``pip install "bandexa-gym[ray]"`
 
 A local Ray started here lives exactly as long as the grid: :meth:`RayBackend.run` shuts
 it down when the grid ends or stops (SIGINT, SIGTERM), and on Linux a watchdog
-(:mod:`bandexa_gym.grid.reaper`) ends every process it started once the driver is gone,
+(:mod:`bandexa_gym.bench.grid.reaper`) ends every process it started once the driver is gone,
 even after a SIGKILL, which Ray's own agents would otherwise outlive by a minute.
 """
 
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bandexa_gym.grid import reaper
-from bandexa_gym.grid.base import GridEvents
-from bandexa_gym.grid.jobs import Job, RunRecord, execute_job
+from bandexa_gym.bench.grid import reaper
+from bandexa_gym.bench.grid.base import GridEvents
+from bandexa_gym.bench.grid.jobs import Job, RunRecord, execute_job
 
 __all__ = ["RAY_EXTRA", "RayBackend", "ray_available"]
 
@@ -149,7 +149,7 @@ class RayBackend:
         if self.address is None:
             # The workers of a local Ray import what this process imports: the processes
             # ray.init starts inherit this environment, so put the package on their path.
-            package_root = str(Path(__file__).resolve().parents[2])
+            package_root = str(Path(__file__).resolve().parents[3])
             previous = os.environ.get("PYTHONPATH")
             paths = [package_root, *filter(None, (previous or "").split(os.pathsep))]
             os.environ["PYTHONPATH"] = os.pathsep.join(paths)
@@ -209,7 +209,7 @@ class RayBackend:
             watchdog.wait()
 
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
-        """Run the jobs as Ray tasks; see :class:`~bandexa_gym.grid.base.Backend`."""
+        """Run the jobs as Ray tasks; see :class:`~bandexa_gym.bench.grid.base.Backend`."""
         ray = _import_ray()
         self.start()
         started_here, self._started_here = self._started_here, None

@@ -3,7 +3,7 @@
 :class:`ProcessPoolBackend` keeps ``workers`` spawned processes, each connected to the
 grid by its own pipe, and hands each idle worker one job at a time. A worker ignores
 SIGINT (the grid decides when to stop) and sends back progress ticks and the finished
-:class:`~bandexa_gym.grid.jobs.RunRecord`. The grid waits on the pipes and on the worker
+:class:`~bandexa_gym.bench.grid.jobs.RunRecord`. The grid waits on the pipes and on the worker
 processes themselves, so
 
 * a finished run reaches the grid at once (and is written at once);
@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from bandexa_gym.grid.base import GridEvents
-from bandexa_gym.grid.jobs import Job, RunRecord, execute_job
+from bandexa_gym.bench.grid.base import GridEvents
+from bandexa_gym.bench.grid.jobs import Job, RunRecord, execute_job
 
 __all__ = ["InProcessBackend", "ProcessPoolBackend", "local_backend"]
 
@@ -46,7 +46,7 @@ class InProcessBackend:
     workers = 1
 
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
-        """Run the jobs in order; see :class:`~bandexa_gym.grid.base.Backend`."""
+        """Run the jobs in order; see :class:`~bandexa_gym.bench.grid.base.Backend`."""
         report = events.progress
         for index, job in jobs:
             if events.stopping:
@@ -136,7 +136,7 @@ class ProcessPoolBackend:
         return _Worker(process, parent_conn)
 
     def run(self, jobs: Sequence[tuple[int, Job]], events: GridEvents) -> None:
-        """Run the jobs on the workers; see :class:`~bandexa_gym.grid.base.Backend`."""
+        """Run the jobs on the workers; see :class:`~bandexa_gym.bench.grid.base.Backend`."""
         queue = deque(jobs)
         report = events.progress is not None
         pool: list[_Worker] = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandexa_gym.runner import RunResult
+from bandexa_gym.bench.runner import RunResult
 
 __all__ = ["SUITE_COLUMNS", "SuiteCell", "format_suite_table", "suite_cells", "suite_rows"]
 

@@ -8,7 +8,7 @@ Each file is a NumPy ``.npz`` (zip, deflate-compressed) holding
 
 * ``meta``: UTF-8 JSON as a ``uint8`` array: ``format``, ``version``, ``name``,
   ``status`` (``"ok"`` or ``"failed"``), ``config`` (the job's full config, see
-  :meth:`~bandexa_gym.grid.jobs.Job.config`), ``config_hash`` (SHA-256 of it),
+  :meth:`~bandexa_gym.bench.grid.jobs.Job.config`), ``config_hash`` (SHA-256 of it),
   ``summary`` (``horizon``, ``cumulative_regret``, ``mean_reward``, ``seconds``,
   ``decisions_per_second``; finished runs), ``error`` and ``traceback`` (failed runs),
   ``started`` / ``finished`` (UTC), ``host`` and ``digest`` (:func:`run_digest`);
@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from bandexa_gym._atomic import atomic_path
-from bandexa_gym.grid.jobs import JOB_CONFIG_KEYS, Job, RunRecord
-from bandexa_gym.runner import RunResult
+from bandexa_gym.bench.grid.jobs import JOB_CONFIG_KEYS, Job, RunRecord
+from bandexa_gym.bench.runner import RunResult
 
 __all__ = [
     "RUNS_FOLDER",
@@ -59,7 +59,7 @@ RUNS_FOLDER = "runs"
 RUN_FORMAT = "bandexa-bench-run"
 RUN_FORMAT_VERSION = 2
 """Version 2 added the ``digest`` and seeds each agent from its own stream of the run seed
-(:func:`bandexa_gym.runner.agent_seed`); version 1 files are run again."""
+(:func:`bandexa_gym.bench.runner.agent_seed`); version 1 files are run again."""
 
 _CURVES = ("rewards", "regrets")
 # What np.load and the zip and zlib layers under it raise for a damaged or foreign file.

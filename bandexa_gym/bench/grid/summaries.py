@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bandexa_gym.grid.jobs import RunRecord
-from bandexa_gym.grid.results import (
+from bandexa_gym.bench.grid.jobs import RunRecord
+from bandexa_gym.bench.grid.results import (
     DEFAULT_WINDOW,
     RUN_COLUMNS,
     now_utc,
@@ -32,8 +32,8 @@ from bandexa_gym.grid.results import (
     write_csv,
     write_json,
 )
-from bandexa_gym.grid.store import RunStore
-from bandexa_gym.grid.suite_table import SUITE_COLUMNS, suite_cells, suite_rows
+from bandexa_gym.bench.grid.store import RunStore
+from bandexa_gym.bench.grid.suite_table import SUITE_COLUMNS, suite_cells, suite_rows
 
 __all__ = ["SUMMARY_COLUMNS", "SummaryWriter", "failure_notes"]
 

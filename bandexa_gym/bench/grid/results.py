@@ -1,7 +1,7 @@
 """Summaries of a grid's runs: the table, the summary files and the regret plot.
 
-Everything here is computed from :class:`~bandexa_gym.grid.jobs.RunRecord` s (or plain
-:class:`~bandexa_gym.runner.RunResult` s), so the summary files can be rebuilt at any time
+Everything here is computed from :class:`~bandexa_gym.bench.grid.jobs.RunRecord` s (or plain
+:class:`~bandexa_gym.bench.runner.RunResult` s), so the summary files can be rebuilt at any time
 from the run files that exist. Each file is replaced atomically: a reader sees the previous
 complete version or the new one, never a half-written file.
 """
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from bandexa_gym._atomic import atomic_path, atomic_write
-from bandexa_gym.grid.jobs import RunRecord
-from bandexa_gym.grid.store import RunStore
-from bandexa_gym.runner import RunResult
+from bandexa_gym.bench.grid.jobs import RunRecord
+from bandexa_gym.bench.grid.store import RunStore
+from bandexa_gym.bench.runner import RunResult
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -76,7 +76,7 @@ def summarize(results: Sequence[RunResult], window: int = DEFAULT_WINDOW) -> lis
     """One row per (env, agent), in first-seen order, aggregated over seeds.
 
     Args:
-        results: Results of :func:`~bandexa_gym.grid.jobs.run_job` (their ``info``
+        results: Results of :func:`~bandexa_gym.bench.grid.jobs.run_job` (their ``info``
             names env, agent and seed).
         window: Rounds of the final moving-average reward.
 
@@ -313,7 +313,7 @@ def plot_regret(path: Path, results: Sequence[RunResult]) -> Path:
 
     Args:
         path: The PNG file to write.
-        results: Results of :func:`~bandexa_gym.grid.jobs.run_job`.
+        results: Results of :func:`~bandexa_gym.bench.grid.jobs.run_job`.
 
     Returns:
         ``path``.

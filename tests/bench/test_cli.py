@@ -19,9 +19,19 @@ import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym import bench
-from bandexa_gym.bench import Job, RunResult, format_table, main, parse_value, run_job, summarize
-from bandexa_gym.grid import jobs as grid_jobs
-from bandexa_gym.grid.store import RunStore
+from bandexa_gym.bench import (
+    Job,
+    RunResult,
+    cli,
+    cli_checks,
+    format_table,
+    main,
+    parse_value,
+    run_job,
+    summarize,
+)
+from bandexa_gym.bench.grid import jobs as grid_jobs
+from bandexa_gym.bench.grid.store import RunStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RETRIEVAL_KWARGS = ["Bandexa/Retrieval-v0:n_actions=500", "Bandexa/Retrieval-v0:candidate_size=32"]
@@ -204,7 +214,7 @@ def test_every_agent_sees_the_same_round_stream(
     env_id: str, env_kwargs: dict[str, Any], agents: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logs: list[dict[str, list]] = []
-    monkeypatch.setattr(bench.gym, "make", _recording_make(logs))
+    monkeypatch.setattr(cli_checks.gym, "make", _recording_make(logs))
     for seed in (3, 4):
         for agent in agents:
             job = Job(env_id, agent, seed, horizon=80, env_kwargs=env_kwargs)
@@ -247,7 +257,7 @@ def test_agents_draw_from_a_stream_of_their_own_not_the_envs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from bandexa_gym.agents import base
-    from bandexa_gym.runner import agent_seed
+    from bandexa_gym.bench.runner import agent_seed
 
     seeds: list[int | None] = []
 
@@ -403,7 +413,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(
 def test_progress_bar_shows_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(bench.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True, raising=False)
     assert main(["--agents", "uniform", "sb3:PPO", "--horizon", "30"]) == 0
     err = capsys.readouterr().err
     assert "uniform | Bandexa/Synthetic-v0 | seed 0" in err
@@ -558,7 +568,7 @@ def _python(args: list[str], path_entry: Path | None = None, **kwargs: Any) -> A
     import sys
 
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    paths = [str(Path(bench.__file__).resolve().parents[1])]
+    paths = [str(Path(bench.__file__).resolve().parents[2])]
     if path_entry is not None:
         paths.insert(0, str(path_entry))
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
@@ -703,7 +713,7 @@ def test_resume_refuses_a_changed_config_and_reruns_need_resume_or_overwrite(
 
 
 def test_ray_backend_gives_the_same_runs_as_the_local_one(tmp_path: Path) -> None:
-    from bandexa_gym.grid.ray_backend import ray_available
+    from bandexa_gym.bench.grid.ray_backend import ray_available
 
     if not ray_available():
         if os.environ.get("CI"):
@@ -722,7 +732,7 @@ def test_ray_backend_gives_the_same_runs_as_the_local_one(tmp_path: Path) -> Non
 def test_backend_option_errors(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(bench, "ray_available", lambda: False)
+    monkeypatch.setattr(cli_checks, "ray_available", lambda: False)
     cases = [
         (["--backend", "ray"], 'error: --backend ray needs Ray: pip install "bandexa-gym[ray]"'),
         (["--address", "auto"], "--address needs --backend ray"),
@@ -742,7 +752,7 @@ def test_backend_option_errors(
 def _runner_with_options(calls: list[dict[str, Any]]) -> Callable[..., RunResult]:
     """A ``runner.run`` that records the ``delay``, ``feedback_batch`` and ``log`` it is
     given, playing the rounds with the real runner without them."""
-    from bandexa_gym import runner
+    from bandexa_gym.bench import runner
 
     real_run = runner.run
 
@@ -930,7 +940,7 @@ def test_parse_delay(text: str, canonical: str) -> None:
 
 # -- suites ---------------------------------------------------------------------------------------
 def test_quick_suite_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bandexa_gym.grid.suites import QUICK, default_agents
+    from bandexa_gym.bench.grid.suites import QUICK, default_agents
 
     start = time.perf_counter()
     assert main(["--suite", "quick", "--out", str(tmp_path), "--quiet"]) == 0

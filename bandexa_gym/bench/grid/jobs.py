@@ -1,7 +1,7 @@
 """One run of a benchmark grid: the :class:`Job`, running it, and the :class:`RunRecord`.
 
 A :class:`Job` is one (problem, agent, seed) run with everything that shapes its numbers.
-:func:`run_job` plays it and returns a :class:`~bandexa_gym.runner.RunResult`;
+:func:`run_job` plays it and returns a :class:`~bandexa_gym.bench.runner.RunResult`;
 :func:`execute_job` does the same but never raises for a failing run: it returns a
 :class:`RunRecord` that says ``"failed"`` and carries the error, so one bad run does not
 take a grid down. Both are plain functions of picklable arguments, so worker processes and
@@ -38,7 +38,7 @@ import torch
 
 from bandexa_gym._atomic import fsync_dir
 from bandexa_gym.agents.core import PerformanceHint, make_agent
-from bandexa_gym.runner import RunResult, agent_seed, run
+from bandexa_gym.bench.runner import RunResult, agent_seed, run
 
 __all__ = [
     "JOB_CONFIG_KEYS",
@@ -82,7 +82,7 @@ class Job:
         agent: A registered agent name, ``sb3:PPO`` / ``sb3:A2C`` / ``sb3:DQN`` or
             ``sb3c:MaskablePPO``.
         seed: The run seed: seeds the env's round stream and Python/NumPy/torch; the agent
-            gets a seed of its own derived from it (:func:`~bandexa_gym.runner.agent_seed`).
+            gets a seed of its own derived from it (:func:`~bandexa_gym.bench.runner.agent_seed`).
         horizon: Rounds to play.
         env_kwargs: Keyword arguments of ``gym.make``.
         agent_kwargs: Agent overrides (``make_agent``) or SB3 constructor arguments.
@@ -305,7 +305,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
     ``job.threads`` CPU threads, so a job gives the same numbers whatever ran before it,
     in this process, in a worker or in a Ray task (CPU float results can depend on the
     thread count). The env plays the round stream of ``job.seed``; the agent is seeded
-    with :func:`~bandexa_gym.runner.agent_seed` of it, a stream of its own, so an agent
+    with :func:`~bandexa_gym.bench.runner.agent_seed` of it, a stream of its own, so an agent
     never draws in lockstep with the env. A run with a log writes it to
     :attr:`Job.partial_log_path` and moves it to :attr:`Job.log_path` when it finishes.
 
@@ -326,7 +326,7 @@ def run_job(job: Job, on_rounds: ProgressCallback | None = None) -> RunResult:
         env = RoundTicker(env, on_rounds)
     try:
         if job.is_sb3:
-            from bandexa_gym.sb3 import run_sb3  # imports stable-baselines3
+            from bandexa_gym.bench.sb3 import run_sb3  # imports stable-baselines3
 
             result = run_sb3(
                 job.agent,

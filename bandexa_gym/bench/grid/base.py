@@ -1,9 +1,9 @@
 """What a grid backend is: the :class:`Backend` protocol and the :class:`GridEvents` it
 reports to.
 
-A backend runs :class:`~bandexa_gym.grid.jobs.Job` s somewhere (this process, worker
+A backend runs :class:`~bandexa_gym.bench.grid.jobs.Job` s somewhere (this process, worker
 processes, Ray tasks) and reports back through :class:`GridEvents`: rounds played (for
-progress bars) and each finished :class:`~bandexa_gym.grid.jobs.RunRecord`, as soon as it
+progress bars) and each finished :class:`~bandexa_gym.bench.grid.jobs.RunRecord`, as soon as it
 is known. It polls :attr:`GridEvents.stopping` and, once it is set, stops starting runs,
 stops the ones in flight (no process of its own left running) and returns.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bandexa_gym.grid.jobs import Job, RunRecord
+from bandexa_gym.bench.grid.jobs import Job, RunRecord
 
 __all__ = ["Backend", "GridEvents", "GridInterrupted"]
 

@@ -16,8 +16,7 @@ import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym import bench
 from bandexa_gym.agents import make_agent
 from bandexa_gym.bench import run
-from bandexa_gym.envs.wrappers import RegretMonitor
-from bandexa_gym.sb3 import (
+from bandexa_gym.bench.sb3 import (
     SB3_DEFAULTS,
     SB3_NAMES,
     is_sb3_name,
@@ -28,6 +27,7 @@ from bandexa_gym.sb3 import (
     sb3_hyperparameters,
     sb3_name,
 )
+from bandexa_gym.envs.wrappers import RegretMonitor
 from tests.envs.rl_support import MaskAudit, MaskedSyntheticEnv, require_rl_library
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
-from bandexa_gym.grid.jobs import Job, RunRecord
+from bandexa_gym.bench.grid.jobs import Job, RunRecord
 
 __all__ = ["MAX_RUN_BARS", "GridProgress"]
 

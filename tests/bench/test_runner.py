@@ -11,8 +11,8 @@ import torch
 
 import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import LinearTS, make_agent
-from bandexa_gym.delays import DelayModel, parse_delay
-from bandexa_gym.runner import DELAY_STREAM, run, stream_seed
+from bandexa_gym.bench.delays import DelayModel, parse_delay
+from bandexa_gym.bench.runner import DELAY_STREAM, run, stream_seed
 
 NEURAL = {"train_every": 10, "optimizer_steps": 3}
 

@@ -19,7 +19,7 @@ import pytest
 
 import bandexa_gym  # noqa: F401  (registers the ids)
 from bandexa_gym.agents import make_agent
-from bandexa_gym.grid import (
+from bandexa_gym.bench.grid import (
     ConfigConflictError,
     ExistingRunsError,
     InProcessBackend,
@@ -36,11 +36,11 @@ from bandexa_gym.grid import (
     run_job,
     run_jobs,
 )
-from bandexa_gym.grid.base import GridEvents
-from bandexa_gym.grid.store import RUN_FORMAT_VERSION
-from bandexa_gym.grid.suite_table import format_suite_table, suite_cells
-from bandexa_gym.grid.suites import CLASSIC, QUICK, SUITES, default_agents
-from bandexa_gym.runner import RunResult
+from bandexa_gym.bench.grid.base import GridEvents
+from bandexa_gym.bench.grid.store import RUN_FORMAT_VERSION
+from bandexa_gym.bench.grid.suite_table import format_suite_table, suite_cells
+from bandexa_gym.bench.grid.suites import CLASSIC, QUICK, SUITES, default_agents
+from bandexa_gym.bench.runner import RunResult
 
 JOB = Job("Bandexa/Synthetic-v0", "uniform", 3, horizon=25, env_kwargs={"n_arms": 4})
 
@@ -308,7 +308,7 @@ def test_progress_bars_follow_runs_and_drop_late_reports(
     import io
     import sys
 
-    from bandexa_gym.grid.progress import GridProgress
+    from bandexa_gym.bench.grid.progress import GridProgress
 
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
@@ -331,8 +331,8 @@ def test_progress_bars_follow_runs_and_drop_late_reports(
 def test_preflight_reports_a_binary_reward_model_on_real_rewards_as_not_applicable() -> None:
     import gymnasium as gym
 
-    from bandexa_gym.grid.preflight import non_binary_reward, preflight
-    from bandexa_gym.grid.suites import Problem
+    from bandexa_gym.bench.grid.preflight import non_binary_reward, preflight
+    from bandexa_gym.bench.grid.suites import Problem
 
     assert non_binary_reward(gym.make("Bandexa/Synthetic-v0")) is not None
     assert non_binary_reward(gym.make("Bandexa/Pendigits-v0")) is None
@@ -347,8 +347,8 @@ def test_preflight_reports_a_binary_reward_model_on_real_rewards_as_not_applicab
 
 
 def test_preflight_reports_an_agent_a_problem_skips_with_its_reason() -> None:
-    from bandexa_gym.grid.preflight import preflight
-    from bandexa_gym.grid.suites import Problem
+    from bandexa_gym.bench.grid.preflight import preflight
+    from bandexa_gym.bench.grid.suites import Problem
 
     problems = [Problem("small", "Bandexa/Synthetic-v0", 10, {"n_arms": 3}, {"linear_ts": "why"})]
     found = preflight(problems, ["uniform", "linear_ts"], {})
@@ -358,7 +358,7 @@ def test_preflight_reports_an_agent_a_problem_skips_with_its_reason() -> None:
 # -- damaged, edited and old run files (--resume runs them again) ------------------------------
 def _rewrite(path: Path, meta: dict, arrays: dict[str, np.ndarray], digest: bool) -> None:
     """Write a run file by hand, with a matching digest when ``digest`` (a careful forger)."""
-    from bandexa_gym.grid.store import run_digest
+    from bandexa_gym.bench.grid.store import run_digest
 
     meta = dict(meta)
     meta.pop("digest", None)
@@ -412,8 +412,8 @@ def test_a_killed_runs_log_restarts_with_the_run_and_appears_only_when_it_ends(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("pyarrow")
+    from bandexa_gym.bench.runner import run
     from bandexa_gym.logs import read_log
-    from bandexa_gym.runner import run
 
     job = Job(**{**JOB.__dict__, "horizon": 40, "log_dir": str(tmp_path)})
     assert job.log_path == tmp_path / job.run_name
@@ -506,7 +506,7 @@ DRIVER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 import ray
-from bandexa_gym.grid.ray_backend import RayBackend
+from bandexa_gym.bench.grid.ray_backend import RayBackend
 RayBackend().start()
 print(ray._processes[0].pid, flush=True)
 time.sleep(120)
@@ -521,7 +521,7 @@ def test_what_a_local_ray_started_ends_after_a_sigkill_of_the_driver(tmp_path: P
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     pid = None
     try:

@@ -21,11 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bandexa_gym.grid.base import Backend, GridEvents, GridInterrupted
-from bandexa_gym.grid.jobs import Job, RunRecord
-from bandexa_gym.grid.progress import GridProgress
-from bandexa_gym.grid.store import RunStore
-from bandexa_gym.grid.summaries import SummaryWriter
+from bandexa_gym.bench.grid.base import Backend, GridEvents, GridInterrupted
+from bandexa_gym.bench.grid.jobs import Job, RunRecord
+from bandexa_gym.bench.grid.progress import GridProgress
+from bandexa_gym.bench.grid.store import RunStore
+from bandexa_gym.bench.grid.summaries import SummaryWriter
 
 __all__ = [
     "SUMMARY_INTERVAL",
@@ -119,9 +119,9 @@ def plan_grid(
     Raises:
         ValueError: Two jobs share a run name, or ``resume`` with ``overwrite``.
         ExistingRunsError: ``out`` holds run files of these jobs, or a job's log folder
-            (:attr:`~bandexa_gym.grid.jobs.Job.log_path`) holds something, and neither
+            (:attr:`~bandexa_gym.bench.grid.jobs.Job.log_path`) holds something, and neither
             flag is set.
-        bandexa_gym.grid.store.ConfigConflictError: ``resume`` and a run file of the same
+        bandexa_gym.bench.grid.store.ConfigConflictError: ``resume`` and a run file of the same
             name holds a different config.
     """
     jobs = list(jobs)
@@ -206,7 +206,7 @@ class GridOutcome:
 
     @property
     def results(self) -> list[Any]:
-        """The finished runs' :class:`~bandexa_gym.runner.RunResult` s, in grid order."""
+        """The finished runs' :class:`~bandexa_gym.bench.runner.RunResult` s, in grid order."""
         return [r.result for r in self.records if r.result is not None]
 
 
@@ -337,7 +337,7 @@ def run_grid(
 
 def run_jobs(jobs: Sequence[Job], backend: Backend | None = None) -> list[Any]:
     """Run ``jobs`` (no files, no signal handling beyond the grid's) and return their
-    :class:`~bandexa_gym.runner.RunResult` s in order.
+    :class:`~bandexa_gym.bench.runner.RunResult` s in order.
 
     Args:
         jobs: The jobs.
@@ -348,7 +348,7 @@ def run_jobs(jobs: Sequence[Job], backend: Backend | None = None) -> list[Any]:
         KeyboardInterrupt: The grid was interrupted.
     """
     if backend is None:
-        from bandexa_gym.grid.local import InProcessBackend
+        from bandexa_gym.bench.grid.local import InProcessBackend
 
         backend = InProcessBackend()
     outcome = run_grid(plan_grid(jobs), backend)

@@ -24,9 +24,9 @@ import numpy as np
 
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
 from bandexa_gym.agents.core import NotApplicableError, make_agent, observation_space
+from bandexa_gym.bench.grid.suites import Problem
 from bandexa_gym.envs.datafiles import MissingDataError
 from bandexa_gym.envs.downloads import fetch
-from bandexa_gym.grid.suites import Problem
 
 __all__ = [
     "REWARD_PROBE_ROUNDS",
@@ -143,7 +143,7 @@ def preflight(
                 if agent in problem.skip:
                     found.not_applicable[pair] = problem.skip[agent]
                 elif agent.startswith(("sb3:", "sb3c:")):
-                    from bandexa_gym.sb3 import sb3_hyperparameters
+                    from bandexa_gym.bench.sb3 import sb3_hyperparameters
 
                     found.sb3_hyperparameters[agent] = sb3_hyperparameters(
                         agent, problem.rounds, **overrides

@@ -14,7 +14,7 @@ import bandexa_gym  # noqa: F401  (registers the envs)
 from bandexa_gym.agents import AGENTS, Agent, make_agent
 from bandexa_gym.agents.baselines import UniformAgent
 from bandexa_gym.agents.peers import PEER_LIBRARIES, PEERS_EXTRA
-from bandexa_gym.utils import AgentCheckError, check_agent
+from bandexa_gym.bench.check import AgentCheckError, check_agent
 
 # Short training schedules so that training bursts fall inside the checker's drive.
 FAST = {"train_every": 8, "optimizer_steps": 3, "warmup_random": 4}
