@@ -1,4 +1,4 @@
-"""Tests for bandexa_gym._atomic: crash-safe replacement with ordinary file permissions."""
+"""Tests for bandexa_gym.atomic: crash-safe replacement with ordinary file permissions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bandexa_gym._atomic import atomic_path, atomic_write
+from bandexa_gym.atomic import atomic_path, atomic_write
 from bandexa_gym.buffers import DiskReplayBuffer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from bandexa_gym.agents.base import Agent
+from bandexa_gym.agents.core import Agent
 
 __all__ = ["PROBE_ROUNDS", "candidates_change", "not_applicable_reason"]
 

@@ -38,7 +38,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from bandexa_gym.agents.base import (
+from bandexa_gym.agents.core import (
     DEFAULT_OUTLIER_FACTOR,
     Observations,
     derived_seed,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bandexa_gym.agents.base import Agent, Observation, Observations
+from bandexa_gym.agents.core import Agent, Observation, Observations
 from bandexa_gym.agents.limits import check_count
 from bandexa_gym.exploration import ExplorationRule, make_rule
 from bandexa_gym.features.arms import ArmFeatures

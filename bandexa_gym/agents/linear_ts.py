@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import Observations, register_agent
+from bandexa_gym.agents.core import Observations, register_agent
 from bandexa_gym.agents.head_agent import HeadAgent, absorb, is_power_of_two, split_at
 from bandexa_gym.agents.limits import check_bytes
 from bandexa_gym.agents.linear_evolve import evolve_linear

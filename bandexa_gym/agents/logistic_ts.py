@@ -37,7 +37,7 @@ import torch
 from gymnasium import spaces
 
 from bandexa_gym.agents._growth import context_growth
-from bandexa_gym.agents.base import Capabilities, register_agent
+from bandexa_gym.agents.core import Capabilities, register_agent
 from bandexa_gym.agents.limits import check_count, check_rows_fit
 from bandexa_gym.agents.linear_ts import LinearTS
 from bandexa_gym.buffers import MemoryReplayBuffer

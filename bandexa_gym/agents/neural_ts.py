@@ -57,7 +57,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from bandexa_gym.agents.base import DEFAULT_OUTLIER_FACTOR, register_agent
+from bandexa_gym.agents.core import DEFAULT_OUTLIER_FACTOR, register_agent
 from bandexa_gym.agents.head_agent import absorb
 from bandexa_gym.agents.learning import (
     ReplayAgent,

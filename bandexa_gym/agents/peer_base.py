@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bandexa_gym.agents.base import (
+from bandexa_gym.agents.core import (
     Agent,
     Capabilities,
     NotApplicableError,

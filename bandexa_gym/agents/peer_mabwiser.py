@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import register_agent
+from bandexa_gym.agents.core import register_agent
 from bandexa_gym.agents.peer_base import PerArmPeer, check_context_dim, import_peer_library
 
 __all__ = ["MABWISER_MAX_CONTEXT_DIM", "MABWiserLinTS"]

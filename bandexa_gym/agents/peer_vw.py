@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from bandexa_gym.agents.base import (
+from bandexa_gym.agents.core import (
     Capabilities,
     Decision,
     Observation,

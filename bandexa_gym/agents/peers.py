@@ -18,7 +18,7 @@ The libraries are imported only when a peer is built.
 
 from __future__ import annotations
 
-from bandexa_gym.agents.base import NotApplicableError
+from bandexa_gym.agents.core import NotApplicableError
 from bandexa_gym.agents.peer_base import PEERS_EXTRA, FixedArms, PeerAgent, PerArmPeer
 from bandexa_gym.agents.peer_bayesianbandits import (
     BAYESIANBANDITS_MAX_CONTEXT_DIM,

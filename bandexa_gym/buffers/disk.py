@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as _st_save
 
-from bandexa_gym._atomic import atomic_write
+from bandexa_gym.atomic import atomic_write
 from bandexa_gym.buffers._format import (
     FORMAT,
     FORMAT_VERSION,

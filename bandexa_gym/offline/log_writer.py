@@ -2,7 +2,7 @@
 
 The format and the reader are in :mod:`bandexa_gym.offline.logs`. :class:`LogWriter` buffers
 rows and writes one part per flush: under a hidden temporary name in the folder, fsync'd,
-then renamed into place (``bandexa_gym._atomic``), so a killed process leaves every flushed
+then renamed into place (``bandexa_gym.atomic``), so a killed process leaves every flushed
 part complete and readable and never a partial one. A writer holds an exclusive lock on
 ``<log>/.writer.lock`` while it is open, so a second writer on the same folder (in this
 process or another) is refused with a :class:`LogBusyError`; the lock is an operating-system
@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bandexa_gym._atomic import atomic_path
+from bandexa_gym.atomic import atomic_path
 from bandexa_gym.offline.logs import (
     _META_KEY,
     _NAMES,

@@ -37,7 +37,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from bandexa_gym._atomic import atomic_path
+from bandexa_gym.atomic import atomic_path
 
 __all__ = [
     "FORMAT_NAME",

@@ -36,8 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bandexa_gym._atomic import fsync_dir
 from bandexa_gym.agents.core import PerformanceHint, make_agent
+from bandexa_gym.atomic import fsync_dir
 from bandexa_gym.bench.runner import RunResult, agent_seed, run
 
 __all__ = [

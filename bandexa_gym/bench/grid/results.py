@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bandexa_gym._atomic import atomic_path, atomic_write
+from bandexa_gym.atomic import atomic_path, atomic_write
 from bandexa_gym.bench.grid.jobs import RunRecord
 from bandexa_gym.bench.grid.store import RunStore
 from bandexa_gym.bench.runner import RunResult

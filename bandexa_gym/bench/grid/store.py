@@ -15,7 +15,7 @@ Each file is a NumPy ``.npz`` (zip, deflate-compressed) holding
 * ``rewards`` and ``regrets``: the per-round curves, float64, shape (T,) (finished runs).
 
 Nothing in it needs pickle: ``np.load(path, allow_pickle=False)`` reads it. A file is
-written under a temporary name and renamed into place (:mod:`bandexa_gym._atomic`), so it
+written under a temporary name and renamed into place (:mod:`bandexa_gym.atomic`), so it
 is either absent or complete.
 
 Reading checks what a file claims before anything uses it: the ``digest`` (SHA-256 over
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bandexa_gym._atomic import atomic_path
+from bandexa_gym.atomic import atomic_path
 from bandexa_gym.bench.grid.jobs import JOB_CONFIG_KEYS, Job, RunRecord
 from bandexa_gym.bench.runner import RunResult
 
