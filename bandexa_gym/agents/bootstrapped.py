@@ -60,10 +60,10 @@ from bandexa_gym.agents.neural_evolve import (
     new_action_inputs,
     pad_fn,
 )
+from bandexa_gym.agents.neural_factory import neural_config, neural_encoders
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.exploration import ThompsonSampling
 from bandexa_gym.features.encoders import Encoder, build_encoder, encoder_spec
-from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.heads.ensemble import BOOTSTRAP_KINDS, EnsembleHead, bootstrap_weights
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import Ensemble, RewardNetwork
@@ -403,21 +403,13 @@ def make_bootstrapped(
         TypeError: An unknown setting (the message lists the valid ones).
         ValueError: A setting out of range.
     """
-    images = len(space["context"].shape) == 3
-    defaults: dict[str, Any] = {"warmup_random": 200} if images else {}
-    try:
-        config = BootstrappedConfig.from_settings(**{**defaults, **settings})
-    except TypeError as err:
-        raise TypeError(
-            f"{err}; also: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            "propensity_draws, max_pending, outliers, outlier_factor"
-        ) from None
+    config = neural_config(BootstrappedConfig, space, settings, {"warmup_random": 200})
     if not isinstance(encoder, str):
         raise TypeError(
             "encoder must be a default encoder kind ('auto', 'mlp', 'two_tower', 'convnet'); "
             "for custom encoders build BootstrappedNN([...one per member...]) directly"
         )
-    encoders = seeded_default_encoders(
+    encoders = neural_encoders(
         space,
         encoder,
         seed=seed,

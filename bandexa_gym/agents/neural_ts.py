@@ -77,9 +77,9 @@ from bandexa_gym.agents.neural_evolve import (
     new_action_inputs,
     pad_fn,
 )
+from bandexa_gym.agents.neural_factory import neural_config, neural_encoders
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder, check_encoder
-from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 from bandexa_gym.heads.gradient import DiagonalGradientHead
 from bandexa_gym.heads.numerics import seeded_init
 from bandexa_gym.networks import GRADIENT_PARAMS, CandidateGradients, RewardNetwork
@@ -434,19 +434,10 @@ def make_neural_ts(
         TypeError: An unknown setting (the message lists the valid ones).
         ValueError: A setting out of range.
     """
-    images = len(space["context"].shape) == 3
-    defaults: dict[str, Any] = {"warmup_random": 200} if images else {}
-    try:
-        config = NeuralTSConfig.from_settings(**{**defaults, **settings})
-    except TypeError as err:
-        raise TypeError(
-            f"{err}; also: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            "propensity_draws, max_pending, outliers, outlier_factor"
-        ) from None
-    if isinstance(encoder, str):
-        (encoder,) = seeded_default_encoders(
-            space, encoder, seed=seed, feature_dim=feature_dim, encoder_kwargs=encoder_kwargs
-        )
+    config = neural_config(NeuralTSConfig, space, settings, {"warmup_random": 200})
+    (encoder,) = neural_encoders(
+        space, encoder, seed=seed, feature_dim=feature_dim, encoder_kwargs=encoder_kwargs
+    )
     return NeuralTS(
         encoder,
         buffer=buffer,

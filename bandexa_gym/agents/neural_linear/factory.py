@@ -12,6 +12,7 @@ from bandexa_gym.agents.core import (
     DEFAULT_OUTLIER_FACTOR,
     register_agent,
 )
+from bandexa_gym.agents.neural_factory import neural_config, neural_encoders
 from bandexa_gym.agents.neural_linear.agent import NeuralLinearTS
 from bandexa_gym.agents.neural_linear.config import (
     _HEAD_FIELDS,
@@ -21,7 +22,6 @@ from bandexa_gym.agents.neural_linear.config import (
 )
 from bandexa_gym.buffers import ReplayBuffer
 from bandexa_gym.features.encoders import Encoder
-from bandexa_gym.features.encoders.defaults import seeded_default_encoders
 
 __all__ = ["make_neural_linear"]
 
@@ -63,22 +63,12 @@ def make_neural_linear(
             raise ValueError(f"head={head!r} and head_kind={settings['head_kind']!r} disagree")
     elif head is not None:
         settings["head"] = head
-    images = len(space["context"].shape) == 3
-    defaults: dict[str, Any] = (
-        {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50} if images else {}
+    images = {"warmup_random": 200, "train_every": 50, "optimizer_steps": 50}
+    valid = ", ".join(sorted({*_SCHEDULE_FIELDS, *_HEAD_FIELDS}))
+    config = neural_config(NeuralLinearTSConfig, space, settings, images, also=valid)
+    (encoder,) = neural_encoders(
+        space, encoder, seed=seed, feature_dim=feature_dim, encoder_kwargs=encoder_kwargs
     )
-    try:
-        config = NeuralLinearTSConfig.from_settings(**{**defaults, **settings})
-    except TypeError as err:
-        valid = ", ".join(sorted({*_SCHEDULE_FIELDS, *_HEAD_FIELDS}))
-        raise TypeError(
-            f"{err}; valid: encoder, encoder_kwargs, feature_dim, buffer, exploration, "
-            f"propensity_draws, max_pending, outliers, outlier_factor, {valid}"
-        ) from None
-    if isinstance(encoder, str):
-        (encoder,) = seeded_default_encoders(
-            space, encoder, seed=seed, feature_dim=feature_dim, encoder_kwargs=encoder_kwargs
-        )
     return NeuralLinearTS(
         encoder,
         buffer=buffer,
