@@ -25,6 +25,39 @@ from typing import Any
 
 import numpy as np
 
+
+def categorical_problem(seed: int = 0, n: int = 20_000) -> dict[str, Any]:
+    """Many sparse binary features, two arms with asymmetric risk (``Classification-v0``).
+
+    Twelve categorical attributes with 2 to 6 levels each, one-hot encoded (46 binary
+    columns, 12 of them 1 per row). The label is 1 with probability ``sigmoid(w · x − 1)``
+    for weights ``w`` ~ N(0, 1.5²) on every level (drawn from ``seed``). Arm 0 is safe (0.5
+    whatever the label), arm 1 is risky (+1 on label 1, −1 on label 0): the risky arm is
+    right where ``P(label 1 | x) > 0.75``.
+    """
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(2, 7, size=12)
+    codes = np.stack([rng.integers(0, k, size=n) for k in levels], axis=1)
+    offsets = np.concatenate([[0], np.cumsum(levels)[:-1]])
+    X = np.zeros((n, int(levels.sum())), dtype=np.float32)
+    X[np.arange(n)[:, None], codes + offsets] = 1.0
+    w = rng.normal(0.0, 1.5, size=X.shape[1])
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-(X @ w - 1.0)))).astype(np.int64)
+    return {"X": X, "y": y, "reward_matrix": [[0.5, -1.0], [0.5, 1.0]]}
+
+
+def unbalanced_problem(seed: int = 0, n: int = 20_000) -> dict[str, Any]:
+    """Strongly unbalanced classes (``Classification-v0``): five Gaussian classes in 8
+    dimensions with priors 0.86, 0.08, 0.03, 0.02, 0.01 (unit-variance clusters around
+    means drawn from N(0, 1.5²) from ``seed``); reward 1 for the right class."""
+    rng = np.random.default_rng(seed)
+    priors = np.array([0.86, 0.08, 0.03, 0.02, 0.01])
+    y = rng.choice(len(priors), size=n, p=priors)
+    means = rng.normal(0.0, 1.5, size=(len(priors), 8))
+    X = (means[y] + rng.normal(size=(n, 8))).astype(np.float32)
+    return {"X": X, "y": y}
+
+
 PROBLEMS: dict[str, tuple[str, dict[str, Any], int]] = {
     # name: (env id, env kwargs, rounds)
     "adult": ("Bandexa/Adult-v0", {}, 2000),
@@ -57,6 +90,11 @@ PROBLEMS: dict[str, tuple[str, dict[str, Any], int]] = {
     "retrieval+100": ("Bandexa/Retrieval-v0", {"_affine": (1.0, 100.0)}, 5000),
     # Hard exploration with rare rewards on a scale of tens.
     "wheel": ("Bandexa/Wheel-v0", {}, 2000),
+    # Riquelme et al.'s grid of the wheel's radius.
+    **{f"wheel-{d}": ("Bandexa/Wheel-v0", {"delta": d}, 2000) for d in (0.5, 0.7, 0.9, 0.95, 0.99)},
+    # Shapes the classic suite lacks (generators above, fixed data: seed 0).
+    "categorical": ("Bandexa/Classification-v0", categorical_problem(), 2000),
+    "unbalanced": ("Bandexa/Classification-v0", unbalanced_problem(), 2000),
 }
 
 
