@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from collections.abc import Callable
@@ -482,3 +483,30 @@ def test_a_version_1_checkpoint_names_both_versions(saved_mlp: tuple[NeuralLinea
     _rewrite(path, lambda m: m.update(format_version=1, library_version="0.1.0"), redigest=False)
     with pytest.raises(CheckpointError, match=r"version 1 .*reads version 2.*0\.1\.0"):
         load_agent(path)
+
+
+def test_loader_kwargs_cannot_contradict_the_checkpoint(tmp_path: Path) -> None:
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=3, context_dim=3, action_dim=2)
+    agent = make_agent("linear_ts", env, seed=0)
+    path = agent.save(tmp_path / "a.safetensors")
+    with pytest.raises(CheckpointError, match="fixes"):
+        load_agent(path, standardize_rewards=False)
+    assert load_agent(path, max_pending=5).max_pending == 5  # not fixed by the spec
+
+
+def test_a_failed_burst_leaves_the_network_in_eval_mode() -> None:
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=3, context_dim=3, action_dim=2)
+    agent = make_agent("neural_ts", env, seed=0, warmup_random=0, train_every=0)
+    obs, _ = env.reset(seed=0)
+    agent.observe(obs, agent.act(obs), 1.0)
+
+    def broken(*args):
+        raise RuntimeError("a failing step")
+
+    agent.training_loss = broken
+    with pytest.raises(RuntimeError, match="failing step"):
+        agent.train_network()
+    assert not agent.network.training
+    nl = make_agent("neural_linear_ts", env, seed=0, train_every=0)
+    nl.observe(obs, nl.act(obs), 1.0)
+    assert math.isfinite(nl.train_network())  # callable without train_encoder first

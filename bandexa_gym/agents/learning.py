@@ -5,9 +5,8 @@
 ``warmup_random``, ``train_every``, ``optimizer_steps``, ``batch_size``, ...), the uniform
 warm-up, learning a batch of rounds as if one at a time around the work that falls inside
 it, and the training burst on replay minibatches (:class:`ReplayAgent`). What differs is
-the head the network feeds (a linear head on z, gradient features, an ensemble), what a
-round stores (:meth:`ReplayAgent._absorb`), what a training step minimizes
-(:meth:`ReplayAgent.training_loss`) and the exploration rule.
+the head (a linear head on z, gradient features, an ensemble), what a round stores
+(``_absorb``), what a training step minimizes (``training_loss``) and the rule.
 """
 
 from __future__ import annotations
@@ -290,9 +289,11 @@ class ReplayAgent(HeadAgent):
             )
             return self.training_loss(x, a, r, step)
 
-        self.train_mode(True)
-        mean = optimizer_steps_skipping_non_finite(self, steps, loss)
-        self.train_mode(False)
+        self.train_mode(True)  # and back, even if a step fails
+        try:
+            mean = optimizer_steps_skipping_non_finite(self, steps, loss)
+        finally:
+            self.train_mode(False)
         self.trainings += 1
         self.clear_feature_cache()  # features computed before training are stale
         return mean

@@ -315,6 +315,8 @@ class LogisticTS(LinearTS):
         store = {"store.contexts": (n, d_x), "store.chosen": (n, d_a), "store.rewards": (n,)}
         return {**super().expected_shapes(spec, shapes), **store}
 
+    spec_overrides = ("refit_every", "refit_growth", "store_capacity")
+
     @classmethod
     def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
         schedule = {k: spec[k] for k in ("refit_every", "refit_growth", "store_capacity")}

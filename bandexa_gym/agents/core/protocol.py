@@ -414,9 +414,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         probs = self._distribution(batch)
         return probs.gather(1, actions.unsqueeze(1).to(probs.device)).squeeze(1).cpu()
 
-    # -- persistence ------------------------------------------------------------------
-    # An agent states what describes it (spec) and what it has learned (parts); the walk
-    # over the parts (bandexa_gym.persist.state) saves, checks and loads them for every agent.
+    # -- persistence: what describes the agent (spec) and what it learned (parts) -----
     def spec(self) -> dict[str, Any]:
         """JSON-serializable description from which :meth:`from_spec` rebuilds this agent
         (untrained): shapes, hyper-parameters, exploration rule, representation."""
@@ -450,7 +448,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         self.after_load()
 
     def after_load(self) -> None:
-        """Called once a checkpoint's state is set (drop caches, put modules in eval mode)."""
+        """Called once a checkpoint's state is set (drop caches, modules to eval mode)."""
 
     @classmethod
     def expected_shapes(
@@ -469,6 +467,8 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         """
         compare_shapes(cls.expected_shapes(spec, shapes), shapes)
 
+    spec_overrides: ClassVar[tuple[str, ...]] = ()  # arguments a loader may set over the spec
+
     @classmethod
     def spec_arguments(cls, spec: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
         """The constructor arguments that rebuild an untrained agent from ``spec``."""
@@ -483,8 +483,15 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> Agent:
-        """An untrained agent described by ``spec`` (``kwargs`` override its arguments)."""
-        agent = cls(**{**cls.spec_arguments(spec, seed), **kwargs}, seed=seed, device=device)
+        """An untrained agent described by ``spec``; ``kwargs`` add arguments the spec does
+        not fix (a buffer, ``max_pending``), or replace those in ``spec_overrides``.
+        Raises:
+            TypeError: ``kwargs`` name an argument the checkpoint fixes."""
+        arguments = cls.spec_arguments(spec, seed)
+        clash = sorted(set(arguments) & set(kwargs) - set(cls.spec_overrides))
+        if clash:
+            raise TypeError(f"the checkpoint fixes {clash}: they cannot be passed to the loader")
+        agent = cls(**{**arguments, **kwargs}, seed=seed, device=device)
         agent.after_build(spec)
         return agent
 

@@ -139,6 +139,7 @@ class NeuralLinearTS(NeuralLinearPersistence, ReplayAgent):
         self.rounds = 0
         self.trainings = 0
         self.reward_scaler = RewardScaler(cfg.standardize_rewards)  # also with loss="bce"
+        self._burst_loss = (loss_function(cfg.loss), cfg.loss == "mse")  # see train_encoder
         d = self.encoder.feature_dim
         self.feature_shift = torch.zeros(d, device=self.device)
         self.feature_gain = torch.ones(d, device=self.device)
