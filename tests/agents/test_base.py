@@ -175,3 +175,14 @@ def test_absorb_rows_equals_one_update_per_row_and_the_power_of_two_rounds() -> 
     torch.testing.assert_close(mean, want_mean, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(variance, want_variance, rtol=1e-10, atol=1e-12)
     assert [t for t in range(20) if is_power_of_two(t)] == [1, 2, 4, 8, 16]
+
+
+def test_uniform_choice_draws_what_multinomial_draws():
+    """The uniform draw skips ``torch.multinomial``'s input checks but keeps its stream."""
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent("uniform", env, seed=3)
+    reference = torch.Generator().manual_seed(3)
+    masks = torch.tensor([[True, False, True, True], [False, False, True, False]])
+    for _ in range(50):
+        want = torch.multinomial(masks.to(torch.float32), 1, generator=reference).squeeze(1)
+        assert torch.equal(agent.uniform_choice(masks), want)

@@ -141,7 +141,8 @@ class ObservationParsing:
                 self.capabilities.binary_rewards and reward not in (0.0, 1.0)
             ):
                 return self._check_rewards(np.float64(reward), size, batched)  # the error path
-            return torch.tensor([reward], dtype=torch.float64, device=self.device)
+            values = torch.from_numpy(np.array([reward]))
+            return values if self.device.type == "cpu" else values.to(self.device)
         arr = np.asarray(reward)
         if arr.dtype == object or arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
             raise TypeError(
