@@ -258,13 +258,13 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         batch = self.observations(obs)
         n_candidates = batch.candidates.shape[1]
         offered = self._converted[1][2]  # the mask's (B, K) copy, None without a mask
-        indices = torch.from_numpy(
-            _check_actions(action, batch.size, n_candidates, batch.batched, offered)
-        )
+        checked = _check_actions(action, batch.size, n_candidates, batch.batched, offered)
         rewards = self._check_rewards(reward, batch.size, batch.batched)
-        indices = indices.to(self.device)
+        indices = torch.from_numpy(checked)
+        if self.device.type != "cpu":
+            indices = indices.to(self.device)
         if batch.size == 1:
-            chosen = batch.candidates[:, int(indices[0])]
+            chosen = batch.candidates[:, int(checked[0])]
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
         keep, scale = self._screen(batch.contexts, chosen, rewards)

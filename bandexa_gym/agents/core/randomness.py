@@ -80,11 +80,10 @@ class Randomness:
         are validated already): one exponential key per candidate, the largest weight / key
         wins, so the stream and the choices are exactly those of ``multinomial``.
         """
-        weights = masks.to(torch.float32)
-        keys = torch.empty(weights.shape, device=weights.device).exponential_(
+        keys = torch.empty(masks.shape, device=masks.device).exponential_(
             1, generator=self.generator
         )
-        return (weights / keys).argmax(-1)
+        return (masks / keys).argmax(-1)  # bool / float32: the float32 weights 0 and 1
 
     def select(self, scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Best unmasked score per row (B, K) -> (B,), exact ties broken at random."""
