@@ -53,7 +53,7 @@ class ObservationParsing:
     name: str
     device: torch.device
     input_shapes: tuple[tuple[int, ...], int] | None
-    _converted: tuple[tuple, list, Observations] | None
+    _converted: tuple[tuple, list, Observations, tuple | None] | None
     _signature: tuple | None = None
 
     def observations(self, obs: Observation) -> Observations:
@@ -105,9 +105,14 @@ class ObservationParsing:
         ]
         if mask is not None and not copies[2].any(axis=-1).all():
             raise ValueError("action_mask leaves no candidate on offer")
-        for name, values in zip(_OBS_KEYS[:2], copies[:2], strict=True):
-            # NaN fails the comparison, so this one reduction checks finiteness too.
-            if values.size and not float(np.abs(values).max()) <= MAX_ABS_INPUT:
+        # Largest magnitude of the context and of each candidate row (NaN fails the
+        # comparison, so these reductions check finiteness too); the outlier screen reuses
+        # them for a single row.
+        context_max = float(np.abs(copies[0]).max()) if copies[0].size else 0.0
+        row_max = np.abs(copies[1]).max(axis=-1) if copies[1].size else None
+        largest = (context_max, 0.0 if row_max is None else float(row_max.max()))
+        for name, value in zip(_OBS_KEYS[:2], largest, strict=True):
+            if not value <= MAX_ABS_INPUT:
                 raise ValueError(
                     f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e} in magnitude"
                 )
@@ -116,7 +121,10 @@ class ObservationParsing:
             tensors = [t.to(self.device) for t in tensors]
         batch = Observations(*tensors, batched=batched)
         kept = [None if p is None else c for p, c in zip(parts, copies, strict=True)]
-        self._converted = (parts, kept, batch)
+        # Magnitudes (context, each candidate) the screen can take as they are: floats and
+        # unsigned integers (a signed integer's abs may overflow; the screen widens it).
+        exact = copies[0].dtype.kind in "fu" and row_max is not None and not batched
+        self._converted = (parts, kept, batch, (context_max, row_max) if exact else None)
         self._signature = signature  # only once the whole observation passed
         return batch
 

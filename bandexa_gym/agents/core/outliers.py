@@ -80,9 +80,16 @@ class OutlierScreen:
     input_scale: tuple[float, float, float]
 
     def _screen(
-        self, contexts: torch.Tensor, chosen: torch.Tensor, rewards: torch.Tensor
+        self,
+        contexts: torch.Tensor,
+        chosen: torch.Tensor,
+        rewards: torch.Tensor,
+        magnitudes: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray | None, tuple[float, float, float]]:
         """Find the outliers among B rows about to be learned (see the class docstring).
+
+        ``magnitudes``: the largest magnitudes of the context and the chosen row of a single
+        row, when the caller has them already (else they are computed here).
 
         Returns:
             (None, the scale after learning every row) when no row is an outlier, else
@@ -95,7 +102,9 @@ class OutlierScreen:
             return None, self.input_scale
         size = rewards.shape[0]
         if size == 1:  # the common case, in Python floats
-            row = (_largest(contexts), _largest(chosen), abs(rewards.item()))
+            if magnitudes is None:
+                magnitudes = (_largest(contexts), _largest(chosen))
+            row = (*magnitudes, abs(rewards.item()))
             factor = self.outlier_factor
             if not any(
                 0 < s and factor * s < m for s, m in zip(self.input_scale, row, strict=True)

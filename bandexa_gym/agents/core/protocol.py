@@ -181,7 +181,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         self.propensity_generator = torch.Generator(device=self.device)
         self.rounds = 0
         self.input_shapes: tuple[tuple[int, ...], int] | None = None
-        self._converted: tuple[tuple, list, Observations] | None = None
+        self._converted: tuple[tuple, list, Observations, tuple | None] | None = None
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._next_id = 0
         self._reseed(self.seed)
@@ -267,7 +267,10 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
             chosen = batch.candidates[:, int(checked[0])]
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
-        keep, scale = self._screen(batch.contexts, chosen, rewards)
+        magnitudes = self._converted[3]  # from the parse: (context, each candidate row)
+        if magnitudes is not None:
+            magnitudes = (magnitudes[0], float(magnitudes[1][int(checked[0])]))
+        keep, scale = self._screen(batch.contexts, chosen, rewards, magnitudes)
         if keep is None:
             self._learn(batch.contexts, chosen, indices, rewards)
             self.input_scale = scale
