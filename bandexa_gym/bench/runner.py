@@ -177,6 +177,7 @@ def run(
         feedback = _Feedback(agent, delay, feedback_batch, seed)
         writer = _log_writer(log, agent, env, seed)
         decide = delay is not None or (writer is not None and log_propensities)
+        direct = not decide and feedback_batch == 1  # observe each round as it comes
         obs, _ = env.reset(seed=seed)
         try:
             for t in range(horizon):
@@ -196,7 +197,10 @@ def run(
                         **obs, action=action, propensity=propensity, reward=float(reward),
                         expected_rewards=info.get("expected_rewards"), round=t,
                     )  # fmt: skip
-                feedback.add(t, obs, action, float(reward), decision_id)
+                if direct:  # what feedback.add does for B = 1, without the queue
+                    agent.observe(obs, action, float(reward))
+                else:
+                    feedback.add(t, obs, action, float(reward), decision_id)
                 obs = env.reset()[0] if terminated or truncated else next_obs
                 bar.update(1)
             feedback.release(None)

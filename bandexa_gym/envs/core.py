@@ -211,6 +211,8 @@ class CandidateSetEnv(gym.Env[dict, int]):
         return seeding.np_random(base)[0]
 
     def _check_action(self, action: int | np.integer | np.ndarray) -> int:
+        if type(action) is int and 0 <= action < self.n_candidates:  # the common case, fast
+            return action
         arr = np.asarray(action)
         if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(

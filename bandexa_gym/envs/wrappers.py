@@ -14,6 +14,7 @@ from bandexa_gym.envs.core import check_real
 __all__ = ["FlattenCandidates", "RegretMonitor", "RewardAffine"]
 
 _ORACLE_KEYS = ("regret", "expected_reward", "best_expected_reward")
+_INITIAL_ROWS = 1024
 _OBS_KEYS = ("context", "candidates", "action_mask")
 
 
@@ -44,10 +45,10 @@ class RegretMonitor(gym.Wrapper):
             env: A candidate-set bandit env (any ``Bandexa/*`` id), possibly wrapped.
         """
         super().__init__(env)
-        self._rewards: list[float] = []
-        self._regrets: list[float] = []
-        self._expected: list[float] = []
-        self._best: list[float] = []
+        # Columns: reward, regret, expected reward, best expected reward; rows preallocated
+        # and doubled when full, so a round costs four stores, not four list appends.
+        self._records = np.empty((_INITIAL_ROWS, 4), dtype=np.float64)
+        self._count = 0
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -58,41 +59,43 @@ class RegretMonitor(gym.Wrapper):
                 f"RegretMonitor needs info keys {_ORACLE_KEYS} from step(); the wrapped env "
                 f"{self.env} did not provide {err}. Wrap a Bandexa/* environment."
             ) from None
-        self._rewards.append(float(reward))
-        self._regrets.append(oracle[0])
-        self._expected.append(oracle[1])
-        self._best.append(oracle[2])
+        if self._count == self._records.shape[0]:
+            self._records = np.concatenate([self._records, np.empty_like(self._records)])
+        self._records[self._count] = (float(reward), *oracle)
+        self._count += 1
         return obs, reward, terminated, truncated, info
 
     def reset_records(self) -> None:
         """Forget all recorded rounds."""
-        for record in (self._rewards, self._regrets, self._expected, self._best):
-            record.clear()
+        self._count = 0
 
     @property
     def num_rounds(self) -> int:
         """Number of rounds recorded."""
-        return len(self._rewards)
+        return self._count
+
+    def _column(self, index: int) -> np.ndarray:
+        return self._records[: self._count, index].copy()
 
     @property
     def rewards(self) -> np.ndarray:
         """Observed reward of each round, shape (T,), float64."""
-        return np.asarray(self._rewards, dtype=np.float64)
+        return self._column(0)
 
     @property
     def regrets(self) -> np.ndarray:
         """Regret of each round (best minus chosen expected reward), shape (T,), float64."""
-        return np.asarray(self._regrets, dtype=np.float64)
+        return self._column(1)
 
     @property
     def expected_rewards(self) -> np.ndarray:
         """Expected reward of the chosen action in each round, shape (T,), float64."""
-        return np.asarray(self._expected, dtype=np.float64)
+        return self._column(2)
 
     @property
     def best_expected_rewards(self) -> np.ndarray:
         """Best expected reward on offer in each round, shape (T,), float64."""
-        return np.asarray(self._best, dtype=np.float64)
+        return self._column(3)
 
     @property
     def cumulative_regret(self) -> np.ndarray:

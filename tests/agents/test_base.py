@@ -175,3 +175,39 @@ def test_absorb_rows_equals_one_update_per_row_and_the_power_of_two_rounds() -> 
     torch.testing.assert_close(mean, want_mean, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(variance, want_variance, rtol=1e-10, atol=1e-12)
     assert [t for t in range(20) if is_power_of_two(t)] == [1, 2, 4, 8, 16]
+
+
+def test_uniform_choice_draws_what_multinomial_draws():
+    """The uniform draw skips ``torch.multinomial``'s input checks but keeps its stream."""
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent("uniform", env, seed=3)
+    reference = torch.Generator().manual_seed(3)
+    masks = torch.tensor([[True, False, True, True], [False, False, True, False]])
+    for _ in range(50):
+        want = torch.multinomial(masks.to(torch.float32), 1, generator=reference).squeeze(1)
+        assert torch.equal(agent.uniform_choice(masks), want)
+
+
+def test_observation_checks_hold_after_rounds_of_the_same_shapes():
+    """Shapes are checked again when they change; values are checked every round."""
+    env = gym.make("Bandexa/Synthetic-v0")
+    agent = make_agent("uniform", env, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        action = agent.act(obs)
+        next_obs, reward, *_ = env.step(action)
+        agent.observe(obs, action, reward)
+        obs = next_obs
+    bad_mask = dict(obs, action_mask=obs["action_mask"][:-1])
+    with pytest.raises(ValueError, match="action_mask must have shape"):
+        agent.act(bad_mask)
+    nan = dict(obs, context=np.full_like(obs["context"], np.nan))
+    with pytest.raises(ValueError, match="context holds NaN"):
+        agent.act(nan)
+    none_offered = dict(obs, action_mask=np.zeros_like(obs["action_mask"]))
+    with pytest.raises(ValueError, match="no candidate on offer"):
+        agent.act(none_offered)
+    wide = dict(obs, context=np.zeros(obs["context"].shape[0] + 1, np.float32))
+    with pytest.raises(ValueError, match="context must have shape"):
+        agent.act(wide)
+    assert isinstance(agent.act(obs), int)

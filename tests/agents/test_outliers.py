@@ -164,3 +164,21 @@ def test_the_learned_scale_survives_a_checkpoint(tmp_path: Path) -> None:
 def test_bad_outlier_settings(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_agent("linear_ts", LinearEnv(), seed=0, **settings)
+
+
+def test_only_the_chosen_candidate_row_is_screened() -> None:
+    """A huge candidate that was not chosen is no outlier; the chosen one is (the screen takes
+    the parse's per-row magnitudes, so the chosen row's must be the one it reads)."""
+    rounds = _rounds(20)
+    agent = _learn("linear_ts", rounds[:10], outliers="raise")
+    obs, action, reward = rounds[10]
+    other = (action + 1) % 4
+    candidates = obs["candidates"].copy()
+    candidates[other] = 1e20
+    agent.observe({**obs, "candidates": candidates}, action, reward)  # learned, no error
+    assert agent.rounds == 11
+    candidates = obs["candidates"].copy()
+    candidates[action] = 1e20
+    with pytest.raises(ValueError, match=r"candidate 1e\+20.*nothing was learned"):
+        agent.observe({**obs, "candidates": candidates}, action, reward)
+    assert agent.rounds == 11

@@ -163,3 +163,25 @@ def test_reward_affine_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=match):
         RewardAffine(gym.make("Bandexa/Synthetic-v0"), **kwargs)
+
+
+def test_regret_monitor_records_past_its_preallocated_rows() -> None:
+    """The records grow past their first allocation with every round kept, in order."""
+    env = RegretMonitor(gym.make("Bandexa/Synthetic-v0"))
+    env.reset(seed=0)
+    infos, rewards = [], []
+    for _ in range(1100):
+        _, reward, _, _, info = env.step(0)
+        infos.append(info)
+        rewards.append(reward)
+    assert env.num_rounds == 1100
+    np.testing.assert_array_equal(env.rewards, rewards)
+    np.testing.assert_array_equal(env.regrets, [i["regret"] for i in infos])
+    np.testing.assert_array_equal(
+        env.best_expected_rewards, [i["best_expected_reward"] for i in infos]
+    )
+    regrets = env.regrets
+    regrets[:] = -1.0  # a copy: the records are not touched
+    assert env.regrets[0] >= 0.0
+    env.reset_records()
+    assert env.num_rounds == 0 and env.rewards.shape == (0,)

@@ -53,7 +53,8 @@ class ObservationParsing:
     name: str
     device: torch.device
     input_shapes: tuple[tuple[int, ...], int] | None
-    _converted: tuple[tuple, list, Observations] | None
+    _converted: tuple[tuple, list, Observations, tuple | None] | None
+    _signature: tuple | None = None
 
     def observations(self, obs: Observation) -> Observations:
         """Validate ``obs`` and convert it to tensors on the device, with a batch dim.
@@ -85,6 +86,52 @@ class ObservationParsing:
             None if p is None else _real_array(p, n) for p, n in zip(parts, _OBS_KEYS, strict=True)
         )
         assert context is not None and candidates is not None
+        signature = (
+            context.shape,
+            context.dtype,
+            candidates.shape,
+            candidates.dtype,
+            None if mask is None else (mask.shape, mask.dtype),
+            self.input_shapes,
+        )
+        if signature != self._signature:  # shapes checked when they change, not every round
+            self._check_shapes(context, candidates, mask)
+        batched = candidates.ndim == 3
+        # One copy of each array, shared by the tensors and the change check.
+        copies = [
+            np.array(context, copy=True),
+            np.array(candidates, dtype=np.float32, copy=True),
+            np.ones(candidates.shape[:-1], bool) if mask is None else mask != 0,  # a new array
+        ]
+        if mask is not None and not copies[2].any(axis=-1).all():
+            raise ValueError("action_mask leaves no candidate on offer")
+        # Largest magnitude of the context and of each candidate row (NaN fails the
+        # comparison, so these reductions check finiteness too); the outlier screen reuses
+        # them for a single row.
+        context_max = float(np.abs(copies[0]).max()) if copies[0].size else 0.0
+        row_max = np.abs(copies[1]).max(axis=-1) if copies[1].size else None
+        largest = (context_max, 0.0 if row_max is None else float(row_max.max()))
+        for name, value in zip(_OBS_KEYS[:2], largest, strict=True):
+            if not value <= MAX_ABS_INPUT:
+                raise ValueError(
+                    f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e} in magnitude"
+                )
+        tensors = [torch.from_numpy(a if batched else a[None]) for a in copies]
+        if self.device.type != "cpu":
+            tensors = [t.to(self.device) for t in tensors]
+        batch = Observations(*tensors, batched=batched)
+        kept = [None if p is None else c for p, c in zip(parts, copies, strict=True)]
+        # Magnitudes (context, each candidate) the screen can take as they are: floats and
+        # unsigned integers (a signed integer's abs may overflow; the screen widens it).
+        exact = copies[0].dtype.kind in "fu" and row_max is not None and not batched
+        self._converted = (parts, kept, batch, (context_max, row_max) if exact else None)
+        self._signature = signature  # only once the whole observation passed
+        return batch
+
+    def _check_shapes(
+        self, context: np.ndarray, candidates: np.ndarray, mask: np.ndarray | None
+    ) -> None:
+        """The shape checks of :meth:`observations` (see there)."""
         if candidates.ndim not in (2, 3) or candidates.shape[-2] == 0:
             raise ValueError(
                 "candidates must have shape (K, d_a) or (B, K, d_a) with K >= 1, "
@@ -112,27 +159,6 @@ class ObservationParsing:
                 f"batched context and candidates disagree on B: {context.shape} vs "
                 f"{candidates.shape}"
             )
-        # One copy of each array, shared by the tensors and the change check.
-        copies = [
-            np.array(context, copy=True),
-            np.array(candidates, dtype=np.float32, copy=True),
-            np.ones(candidates.shape[:-1], bool) if mask is None else np.array(mask != 0),
-        ]
-        if mask is not None and not copies[2].any(axis=-1).all():
-            raise ValueError("action_mask leaves no candidate on offer")
-        for name, values in zip(_OBS_KEYS[:2], copies[:2], strict=True):
-            # NaN fails the comparison, so this one reduction checks finiteness too.
-            if values.size and not float(np.abs(values).max()) <= MAX_ABS_INPUT:
-                raise ValueError(
-                    f"{name} holds NaN, inf or values beyond {MAX_ABS_INPUT:.0e} in magnitude"
-                )
-        tensors = [torch.from_numpy(a if batched else a[None]) for a in copies]
-        if self.device.type != "cpu":
-            tensors = [t.to(self.device) for t in tensors]
-        batch = Observations(*tensors, batched=batched)
-        kept = [None if p is None else c for p, c in zip(parts, copies, strict=True)]
-        self._converted = (parts, kept, batch)
-        return batch
 
     def _check_rewards(self, reward: Any, size: int, batched: bool) -> torch.Tensor:
         """Rewards as (B,) float64 on the device, validated (see :meth:`observe`)."""
@@ -141,7 +167,8 @@ class ObservationParsing:
                 self.capabilities.binary_rewards and reward not in (0.0, 1.0)
             ):
                 return self._check_rewards(np.float64(reward), size, batched)  # the error path
-            return torch.tensor([reward], dtype=torch.float64, device=self.device)
+            values = torch.from_numpy(np.array([reward]))
+            return values if self.device.type == "cpu" else values.to(self.device)
         arr = np.asarray(reward)
         if arr.dtype == object or arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
             raise TypeError(
@@ -190,7 +217,7 @@ def _same(new: Any, old_ref: Any, old_copy: np.ndarray | None) -> bool:
         return new is None and old_ref is None
     if new is not old_ref or not isinstance(new, np.ndarray):
         return False
-    return new.shape == old_copy.shape and np.array_equal(new, old_copy)
+    return new.shape == old_copy.shape and bool((new == old_copy).all())
 
 
 def _check_actions(

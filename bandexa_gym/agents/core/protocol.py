@@ -181,7 +181,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         self.propensity_generator = torch.Generator(device=self.device)
         self.rounds = 0
         self.input_shapes: tuple[tuple[int, ...], int] | None = None
-        self._converted: tuple[tuple, list, Observations] | None = None
+        self._converted: tuple[tuple, list, Observations, tuple | None] | None = None
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._next_id = 0
         self._reseed(self.seed)
@@ -258,16 +258,19 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         batch = self.observations(obs)
         n_candidates = batch.candidates.shape[1]
         offered = self._converted[1][2]  # the mask's (B, K) copy, None without a mask
-        indices = torch.from_numpy(
-            _check_actions(action, batch.size, n_candidates, batch.batched, offered)
-        )
+        checked = _check_actions(action, batch.size, n_candidates, batch.batched, offered)
         rewards = self._check_rewards(reward, batch.size, batch.batched)
-        indices = indices.to(self.device)
+        indices = torch.from_numpy(checked)
+        if self.device.type != "cpu":
+            indices = indices.to(self.device)
         if batch.size == 1:
-            chosen = batch.candidates[:, int(indices[0])]
+            chosen = batch.candidates[:, int(checked[0])]
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
-        keep, scale = self._screen(batch.contexts, chosen, rewards)
+        magnitudes = self._converted[3]  # from the parse: (context, each candidate row)
+        if magnitudes is not None:
+            magnitudes = (magnitudes[0], float(magnitudes[1][int(checked[0])]))
+        keep, scale = self._screen(batch.contexts, chosen, rewards, magnitudes)
         if keep is None:
             self._learn(batch.contexts, chosen, indices, rewards)
             self.input_scale = scale

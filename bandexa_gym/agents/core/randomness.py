@@ -74,8 +74,16 @@ class Randomness:
         return torch.rand(shape, generator=self.tie_generator, device=self.device)
 
     def uniform_choice(self, masks: torch.Tensor) -> torch.Tensor:
-        """A uniformly random unmasked index per row of ``masks`` (B, K), from ``generator``."""
-        return torch.multinomial(masks.to(torch.float32), 1, generator=self.generator).squeeze(1)
+        """A uniformly random unmasked index per row of ``masks`` (B, K), from ``generator``.
+
+        The draw ``torch.multinomial(masks, 1)`` makes, without its input checks (the masks
+        are validated already): one exponential key per candidate, the largest weight / key
+        wins, so the stream and the choices are exactly those of ``multinomial``.
+        """
+        keys = torch.empty(masks.shape, device=masks.device).exponential_(
+            1, generator=self.generator
+        )
+        return (masks / keys).argmax(-1)  # bool / float32: the float32 weights 0 and 1
 
     def select(self, scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Best unmasked score per row (B, K) -> (B,), exact ties broken at random."""
