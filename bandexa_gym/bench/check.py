@@ -70,9 +70,15 @@ def check_agent(
     7. *save/load* (capability ``save``): a reloaded agent has the same state, scores
        and subsequent actions.
 
+    A capability counts only where the agent implements it
+    (:func:`~bandexa_gym.agents.core.duck.infer_capabilities`); an object that is not an
+    :class:`Agent` (any object with ``act`` and ``observe``) also skips *decide* when it has
+    no ``decide``/``feedback``, and *rejected input*.
+
     Args:
-        agent_factory: ``factory(seed) -> Agent`` building a fresh agent, or a registered
-            agent name (built with :func:`~bandexa_gym.agents.make_agent` on ``env``).
+        agent_factory: ``factory(seed) -> Agent`` building a fresh agent, or an agent name
+            :func:`~bandexa_gym.agents.make_agent` takes (registered, ``module:NAME``, an
+            entry point), built on ``env``.
         env: A ``Bandexa/*`` env (it is reset and stepped to draw observations).
         rounds: Rounds of the drive (keep training schedules short enough that a
             training burst falls inside it).
