@@ -86,3 +86,35 @@ def test_the_head_recipe_widens_the_draws_around_the_same_mean() -> None:
     agent = namespace["WideLinearTS"]((4,), 3, seed=0)
     result = run(agent, env, 50, seed=0)
     assert isinstance(agent.heads[0], namespace["WideHead"]) and len(result.regrets) == 50
+
+
+def test_the_minimal_agent_recipe_plays_in_run_the_bench_and_check_agent(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    body = DOC.split("## A minimal agent\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)[0]
+    (tmp_path / "my_agents.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned bench workers inherit sys.path
+    from my_agents import GreedyMeans
+
+    env = gym.make("Bandexa/Synthetic-v0", n_arms=4)
+    result = run(GreedyMeans(env.observation_space), env, 200, seed=0)
+    assert result.info["agent"] == "GreedyMeans" and len(result.cumulative_regret) == 200
+    built = make_agent("my_agents:GreedyMeans", env, seed=0)
+    assert isinstance(built, GreedyMeans)
+    skipped = check_agent("my_agents:GreedyMeans", env)
+    assert [note.split(":")[0] for note in skipped] == [
+        "decide",
+        "probabilities",
+        "batched",
+        "rejected input",
+        "save/load",
+    ]
+    assert all("GreedyMeans" in note for note in skipped)
+
+    from bandexa_gym.bench.cli import main
+
+    argv = ["--env", "Bandexa/Synthetic-v0", "--horizon", "60", "--seeds", "0", "1"]
+    agents = ["--agents", "my_agents:GreedyMeans", "uniform", "--workers", "2", "--quiet"]
+    assert main([*argv, *agents, "--out", str(tmp_path / "out")]) == 0
+    assert "my_agents:GreedyMeans" in capsys.readouterr().out

@@ -3,7 +3,9 @@
 In the spirit of Gymnasium's ``check_env``: build agents from a factory, drive them on
 observations from a ``Bandexa/*`` env, and raise :class:`AgentCheckError` naming the first
 broken property. Agents opt out of a check through their ``capabilities`` (e.g. a peer
-library adapter that cannot save pickle-free); the checker reports every skipped check
+library adapter that cannot save pickle-free), or by not implementing it (see
+:func:`~bandexa_gym.agents.core.duck.infer_capabilities`: any object with ``act`` and
+``observe`` is checked on what it offers); the checker reports every skipped check
 with the agent's reason.
 
 Example:
@@ -25,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bandexa_gym.agents.core import Agent, make_agent
+from bandexa_gym.agents.core import Agent, agent_name, infer_capabilities, make_agent
 
 __all__ = ["AgentCheckError", "check_agent"]
 
@@ -68,9 +70,15 @@ def check_agent(
     7. *save/load* (capability ``save``): a reloaded agent has the same state, scores
        and subsequent actions.
 
+    A capability counts only where the agent implements it
+    (:func:`~bandexa_gym.agents.core.duck.infer_capabilities`); an object that is not an
+    :class:`Agent` (any object with ``act`` and ``observe``) also skips *decide* when it has
+    no ``decide``/``feedback``, and *rejected input*.
+
     Args:
-        agent_factory: ``factory(seed) -> Agent`` building a fresh agent, or a registered
-            agent name (built with :func:`~bandexa_gym.agents.make_agent` on ``env``).
+        agent_factory: ``factory(seed) -> Agent`` building a fresh agent, or an agent name
+            :func:`~bandexa_gym.agents.make_agent` takes (registered, ``module:NAME``, an
+            entry point), built on ``env``.
         env: A ``Bandexa/*`` env (it is reset and stepped to draw observations).
         rounds: Rounds of the drive (keep training schedules short enough that a
             training burst falls inside it).
@@ -105,23 +113,31 @@ def check_agent(
     stream = _stream(env, rounds, seed)
     skipped: list[str] = []
     probe = factory(seed)
-    caps = probe.capabilities
+    caps = infer_capabilities(probe)
+    name = agent_name(probe)
+    plain = not isinstance(probe, Agent)
 
-    def skip(check: str, capability: str) -> None:
-        note = f"{check}: skipped ({probe.name}: {caps.reason(capability)})"
+    def skip(check: str, capability: str, reason: str | None = None) -> None:
+        note = f"{check}: skipped ({name}: {reason or caps.reason(capability)})"
         skipped.append(note)
         if verbose:
             print(note)
 
     _check_determinism_and_masks(factory, stream, seed)
-    _check_decide(factory, stream, seed, caps.propensities)
+    if plain and not all(callable(getattr(probe, m, None)) for m in ("decide", "feedback")):
+        skip("decide", "", f"{type(probe).__name__} has no decide/feedback")
+    else:
+        _check_decide(factory, stream, seed, caps.propensities)
     if not caps.propensities:
         skip("probabilities", "propensities")
     if caps.batched:
         _check_batched(factory, stream, seed, batch, rtol, atol)
     else:
         skip("batched", "batched")
-    _check_rejected_input(factory, stream, seed)
+    if plain:
+        skip("rejected input", "", f"{type(probe).__name__} is not an Agent subclass")
+    else:
+        _check_rejected_input(factory, stream, seed)
     if caps.save:
         _check_save_load(factory, stream, seed)
     else:
@@ -182,10 +198,10 @@ def _stack(rows: list[Obs]) -> Obs:
 def _state(agent: Agent) -> dict[str, Any]:
     """What the agent has learned: its checkpoint state (or its round count) and a probe."""
     try:
-        scalars, tensors = agent.state_tensors()
+        scalars, tensors = agent.state_tensors() if isinstance(agent, Agent) else ({}, {})
     except (NotImplementedError, ValueError):
         scalars, tensors = {}, {}
-    state: dict[str, Any] = {"rounds": agent.rounds, **_flatten(scalars)}
+    state: dict[str, Any] = {"rounds": getattr(agent, "rounds", None), **_flatten(scalars)}
     state.update({f"tensor:{k}": v.detach().cpu() for k, v in tensors.items()})
     return state
 

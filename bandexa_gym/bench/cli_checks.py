@@ -14,7 +14,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from bandexa_gym.agents.core import AGENTS
+from bandexa_gym.agents.core import AGENTS, ENTRY_POINT_GROUP, is_reference
+from bandexa_gym.agents.core.duck import entry_point_factory, resolve_reference
 from bandexa_gym.bench.arguments import _key_values
 from bandexa_gym.bench.cli_options import (
     DEFAULT_AGENTS,
@@ -53,8 +54,19 @@ def _check_envs(parser: argparse.ArgumentParser, env_ids: Sequence[str]) -> None
 def _check_agents(parser: argparse.ArgumentParser, agents: Sequence[str]) -> None:
     known = [*sorted(AGENTS), *SB3_NAMES]
     for agent in agents:
-        if agent not in known:
-            parser.error(f"unknown agent {agent!r}; choose from {', '.join(known)}")
+        if agent in known:
+            pass
+        elif is_reference(agent):  # module:NAME, imported here and again in each worker
+            try:
+                resolve_reference(agent)
+            except ValueError as err:
+                parser.error(str(err))
+        elif entry_point_factory(agent) is None:
+            parser.error(
+                f"unknown agent {agent!r}; choose from {', '.join(known)}, module:NAME (a "
+                f"class, factory or instance) or a name in the {ENTRY_POINT_GROUP!r} "
+                "entry-point group"
+            )
         if agent.startswith("sb3c:") and importlib.util.find_spec("sb3_contrib") is None:
             parser.error(f"{agent} needs sb3-contrib, which is not installed: {RL_EXTRA}")
     if len(set(agents)) != len(agents):

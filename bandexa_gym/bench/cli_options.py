@@ -64,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="registered agents (uniform, linear_ts, neural_linear_ts, ...; other "
         "libraries as peer:bayesianbandits, peer:vw-squarecb, peer:mabwiser-lints with the "
         "[peers] extra) and sb3:PPO, sb3:A2C, sb3:DQN, sb3c:MaskablePPO (sb3-contrib, with "
-        "the [rl] extra); an agent that cannot play an env is "
-        "listed as n/a with the reason (default: " + " ".join(DEFAULT_AGENTS) + "; with "
+        "the [rl] extra); your own as module:NAME (a class, factory or instance with "
+        "act and observe, imported in every worker) or a name an installed package "
+        "registers in the bandexa_gym.agents entry-point group; an agent that cannot "
+        "play an env is listed as n/a with the reason (default: "
+        + " ".join(DEFAULT_AGENTS)
+        + "; with "
         "--suite: uniform, linear_ts, neural_linear_ts, the peer:* agents, then every "
         "other registered agent)",
     )

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from bandexa_gym.agents.core import Agent
+from bandexa_gym.agents.core import Agent, agent_name
 from bandexa_gym.bench.delays import DelayModel, parse_delay
 from bandexa_gym.envs.wrappers import RegretMonitor
 
@@ -122,6 +122,10 @@ def run(
 ) -> RunResult:
     """Drive ``agent`` on ``env`` for ``horizon`` rounds and record reward and regret.
 
+    ``agent`` is an :class:`Agent` or any object with ``act(obs)`` and
+    ``observe(obs, action, reward)`` (its name: ``agent.name``, else its class name); a
+    delay or a log also needs ``decide`` and ``feedback``.
+
     A single env is measured by :func:`measure`, through the same :class:`RegretMonitor`
     that measures stable-baselines3 baselines. A vector env plays ``num_envs`` rounds per
     step; its rounds are recorded step by step, sub-env by sub-env, from the step infos.
@@ -208,7 +212,9 @@ def run(
             if writer is not None:
                 writer.close()
 
-    return measure(env, horizon, play, name=agent.name, seed=seed, progress=progress, desc=desc)
+    return measure(
+        env, horizon, play, name=agent_name(agent), seed=seed, progress=progress, desc=desc
+    )
 
 
 class _Feedback:
@@ -278,7 +284,7 @@ def _log_writer(
     from bandexa_gym.offline.log_writer import LogWriter  # pyarrow is an optional extra
 
     spec = getattr(env, "spec", None)
-    meta = {"env": getattr(spec, "id", None), "agent": agent.name, "seed": seed}
+    meta = {"env": getattr(spec, "id", None), "agent": agent_name(agent), "seed": seed}
     return LogWriter(log, metadata=meta)
 
 
@@ -311,7 +317,7 @@ def _run_vector(
         np.concatenate(rewards)[:horizon],
         np.concatenate(regrets)[:horizon],
         seconds,
-        {"seed": seed, "agent": agent.name},
+        {"seed": seed, "agent": agent_name(agent)},
     )
 
 

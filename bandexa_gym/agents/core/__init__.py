@@ -1,6 +1,12 @@
 """The core every agent shares: the protocol, observations, pending feedback, randomness,
 the outlier screen and the registry (one module each)."""
 
+from bandexa_gym.agents.core.duck import (
+    ENTRY_POINT_GROUP,
+    agent_name,
+    infer_capabilities,
+    is_reference,
+)
 from bandexa_gym.agents.core.hints import PerformanceHint
 from bandexa_gym.agents.core.observations import (
     MAX_ABS_INPUT,
@@ -31,6 +37,10 @@ from bandexa_gym.agents.core.registry import (
 )
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "agent_name",
+    "infer_capabilities",
+    "is_reference",
     "AGENTS",
     "AGENT_CLASSES",
     "DEFAULT_OUTLIER_FACTOR",

@@ -404,15 +404,17 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         """Probabilities (B, K) float64 of :meth:`_choose`'s choices."""
-        raise NotImplementedError(
-            f"{self.name} does not report action probabilities: "
-            f"{self.capabilities.reason('propensities')}"
+        reason = (
+            self.capabilities.reason("propensities")
+            if not self.capabilities.propensities
+            else "it does not override _distribution"
         )
+        raise NotImplementedError(f"{self.name} does not report action probabilities: {reason}")
 
     def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
         """Probability (B,) with which ``actions`` were chosen (default: from
-        :meth:`_distribution`; NaN where the agent cannot say)."""
-        if not self.capabilities.propensities:
+        :meth:`_distribution`; NaN where the agent cannot say, or does not override it)."""
+        if not self.capabilities.propensities or type(self)._distribution is Agent._distribution:
             return torch.full((batch.size,), math.nan, dtype=torch.float64)
         probs = self._distribution(batch)
         return probs.gather(1, actions.unsqueeze(1).to(probs.device)).squeeze(1).cpu()

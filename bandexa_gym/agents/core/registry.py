@@ -9,6 +9,12 @@ import gymnasium as gym
 import torch
 from gymnasium import spaces
 
+from bandexa_gym.agents.core.duck import (
+    build_agent,
+    entry_point_factory,
+    is_reference,
+    resolve_reference,
+)
 from bandexa_gym.agents.core.protocol import Agent
 
 __all__ = ["AGENTS", "make_agent", "observation_space", "register_agent"]
@@ -53,7 +59,10 @@ def make_agent(
 
     Args:
         name: A registered name (``bandexa_gym.agents.AGENTS``): ``uniform``, ``linear_ts``,
-            ``linear_ucb``, ``neural_linear_ts``, ...
+            ``linear_ucb``, ``neural_linear_ts``, ...; a name an installed package registers
+            in the ``bandexa_gym.agents`` entry-point group; or ``module:NAME``, a class,
+            factory or instance in an importable module (any object with ``act`` and
+            ``observe``; see :func:`~bandexa_gym.agents.core.duck.build_agent`).
         env: A ``Bandexa/*`` env, a vector env over one, or its observation space. An env
             whose ``candidates_change`` attribute is True (``Bandexa/Retrieval-v0``) says
             that its candidate rows change from round to round, and the agent is told so
@@ -64,15 +73,23 @@ def make_agent(
             ``exploration="ucb"``).
 
     Raises:
-        ValueError: Unknown name or a bad setting.
+        ValueError: Unknown name, a ``module:NAME`` that does not import, or a bad setting.
         TypeError: An unknown setting.
     """
-    if name not in AGENTS:
-        known = ", ".join(sorted(AGENTS))
-        raise ValueError(f"unknown agent {name!r}; registered agents: {known}")
-    agent = AGENTS[name](observation_space(env), seed=seed, device=device, **overrides)
+    if name in AGENTS:
+        agent = AGENTS[name](observation_space(env), seed=seed, device=device, **overrides)
+    else:
+        target = resolve_reference(name) if is_reference(name) else entry_point_factory(name)
+        if target is None:
+            known = ", ".join(sorted(AGENTS))
+            raise ValueError(
+                f"unknown agent {name!r}; registered agents: {known}; or module:NAME, or a "
+                "name in the 'bandexa_gym.agents' entry-point group"
+            )
+        space = observation_space(env)
+        agent = build_agent(target, space, seed=seed, device=device, label=name, **overrides)
     declared = _declared_candidates_change(env)
-    if declared is not None:
+    if declared is not None and isinstance(agent, Agent):
         agent.candidates_change = declared
     return agent
 

@@ -23,7 +23,12 @@ import gymnasium as gym
 import numpy as np
 
 from bandexa_gym.agents.applicability import candidates_change, not_applicable_reason
-from bandexa_gym.agents.core import NotApplicableError, make_agent, observation_space
+from bandexa_gym.agents.core import (
+    NotApplicableError,
+    infer_capabilities,
+    make_agent,
+    observation_space,
+)
 from bandexa_gym.bench.grid.suites import Problem
 from bandexa_gym.envs.datafiles import MissingDataError
 from bandexa_gym.envs.downloads import fetch
@@ -161,10 +166,12 @@ def preflight(
                     except NotApplicableError as err:
                         found.not_applicable[pair] = str(err)
                         continue
-                    if not built.capabilities.changing_candidates and changes is None:
-                        changes = candidates_change(env)
-                    reason = not_applicable_reason(built, env, changes=changes)
-                    if reason is None and built.capabilities.binary_rewards:
+                    caps = infer_capabilities(built)  # any object with act/observe
+                    reason = None
+                    if not caps.changing_candidates:
+                        changes = candidates_change(env) if changes is None else changes
+                        reason = not_applicable_reason(built, env, changes=changes)
+                    if reason is None and caps.binary_rewards:
                         if not probed_rewards:
                             probed_rewards, non_binary = True, non_binary_reward(env)
                         if non_binary is not None:
