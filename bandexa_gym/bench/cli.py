@@ -25,6 +25,7 @@ from bandexa_gym.bench.cli_checks import (
     _scoped_kwargs,
 )
 from bandexa_gym.bench.cli_options import PROG, build_parser
+from bandexa_gym.bench.grid.aggregates import format_improvement_table, format_iqm_table
 from bandexa_gym.bench.grid.driver import (
     ExistingRunsError,
     GridOutcome,
@@ -38,7 +39,7 @@ from bandexa_gym.bench.grid.preflight import PreflightError, preflight
 from bandexa_gym.bench.grid.results import format_table, summarize
 from bandexa_gym.bench.grid.store import ConfigConflictError
 from bandexa_gym.bench.grid.suite_table import format_suite_table, suite_cells
-from bandexa_gym.bench.grid.summaries import SummaryWriter, failure_notes
+from bandexa_gym.bench.grid.summaries import SummaryWriter, failure_notes, suite_aggregates
 
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -282,6 +283,11 @@ def _print_tables(
             format_suite_table(cells, problems, grid.agents, not_applicable, failures),
             flush=True,
         )
+        iqm, improvement = suite_aggregates(outcome.results, grid.agents)
+        if iqm:
+            print(f"\n{format_iqm_table(iqm)}\n", flush=True)
+            ran = [row["agent"] for row in iqm]
+            print(format_improvement_table(improvement, ran), flush=True)
         return
     horizons = sorted({p.rounds for p in grid.problems})
     print(f"horizon {', '.join(map(str, horizons))} | seeds {seed_text} | device {args.device}")

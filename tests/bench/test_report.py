@@ -1,0 +1,213 @@
+"""Results a paper can use: bootstrap intervals over seeds, the suite's across-problem
+aggregates (IQM with a stratified bootstrap interval, probability of improvement), the plot's
+styles and legend, and ``bandexa-bench report DIR``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bandexa_gym.bench.grid.aggregates import (
+    BOOTSTRAP_RESAMPLES,
+    bootstrap_ci,
+    format_improvement_table,
+    format_iqm_table,
+    improvement_rows,
+    interquartile_mean,
+    iqm_rows,
+)
+from bandexa_gym.bench.grid.jobs import Job, RunRecord
+from bandexa_gym.bench.grid.results import format_table, summarize
+from bandexa_gym.bench.grid.suite_table import format_suite_table, suite_cells
+from bandexa_gym.bench.grid.summaries import SummaryWriter
+from bandexa_gym.bench.runner import RunResult
+
+PROBLEMS = ("p", "q")
+AGENTS = ("uniform", "a")
+SEEDS = (0, 1, 2)
+ROUNDS = 30
+
+
+def _result(env: str, agent: str, seed: int, regret: float) -> RunResult:
+    info = {"env": env, "env_id": env, "agent": agent, "seed": seed}
+    return RunResult(np.zeros(ROUNDS), np.full(ROUNDS, regret / ROUNDS), seconds=1.0, info=info)
+
+
+def _grid() -> list[RunResult]:
+    """2 agents x 2 problems x 3 seeds x 30 rounds; ``a`` has 0.2-0.5 of uniform's regret."""
+    rng = np.random.default_rng(7)
+    results = []
+    for problem in PROBLEMS:
+        for seed in SEEDS:
+            base = 30.0 + 3 * seed + (10.0 if problem == "q" else 0.0)
+            results.append(_result(problem, "uniform", seed, base))
+            results.append(_result(problem, "a", seed, base * rng.uniform(0.2, 0.5)))
+    return results
+
+
+# -- intervals over seeds -------------------------------------------------------------------
+def test_bootstrap_ci_is_a_deterministic_percentile_interval_of_the_mean() -> None:
+    values = [10.0, 12.0, 17.0]
+    low, high = bootstrap_ci(values)
+    assert low is not None and high is not None
+    assert min(values) <= low < np.mean(values) < high <= max(values)
+    assert bootstrap_ci(values) == (low, high)  # fixed seed
+    assert bootstrap_ci(values[::-1]) == (low, high)  # order of the runs does not matter
+    # The percentile interval of B resampled means, recomputed by hand.
+    rng = np.random.default_rng(0)
+    means = np.sort(values)[rng.integers(0, 3, size=(BOOTSTRAP_RESAMPLES, 3))].mean(axis=1)
+    assert (low, high) == tuple(np.percentile(means, [2.5, 97.5]))
+    assert bootstrap_ci([4.0]) == (None, None)
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_summary_rows_table_and_csv_carry_the_interval(tmp_path: Path) -> None:
+    results = _grid()
+    rows = summarize(results, window=10)
+    by_pair = {(row["env"], row["agent"]): row for row in rows}
+    regrets = [float(r.regrets.sum()) for r in results if r.info["env"] == "p"][1::2]
+    row = by_pair["p", "a"]
+    assert (row["ci_low"], row["ci_high"]) == bootstrap_ci(regrets)
+    assert row["ci_low"] <= row["cumulative_regret_mean"] <= row["ci_high"]
+
+    lines = format_table(rows).splitlines()
+    assert lines[0].split()[5:7] == ["95%", "CI"]
+    assert f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]" in lines[3]
+    assert lines[-1].startswith("cum. regret 95% CI: percentile bootstrap of the mean over seeds")
+    single = summarize(results[:1], window=10)
+    assert single[0]["ci_low"] is None and format_table(single).splitlines()[2].split()[4] == "-"
+
+    records = [
+        RunRecord(Job(r.info["env"], r.info["agent"], r.info["seed"], ROUNDS), "ok", r)
+        for r in results
+    ]
+    SummaryWriter(tmp_path, {}, total=len(records), window=10).write(records, "complete")
+    with (tmp_path / "summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    assert "ci_low" in summary[0] and "ci_high" in summary[0]
+    assert float(summary[1]["ci_low"]) == pytest.approx(row["ci_low"])
+
+
+def test_suite_cells_and_table_carry_the_interval() -> None:
+    results = _grid()
+    cells = suite_cells(results)
+    a = cells["p", "a"]
+    assert a.ci_low is not None and a.ci_low <= a.mean <= a.ci_high
+    assert cells["p", "uniform"].ci_low == cells["p", "uniform"].ci_high == 1.0
+    lines = format_suite_table(cells, PROBLEMS, AGENTS).splitlines()
+    assert lines[0].endswith("[95% CI]")
+    assert f"[{a.ci_low:.2f}, {a.ci_high:.2f}]" in lines[3]
+    assert lines[-1].startswith("95% CI: percentile bootstrap of the mean over seeds")
+
+
+# -- across-problem aggregates --------------------------------------------------------------
+def test_interquartile_mean_drops_a_quarter_at_each_end() -> None:
+    assert interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -50.0])) == 3.5
+    assert interquartile_mean(np.array([1.0, 2.0, 3.0])) == 2.0  # nothing cut from 3
+    both = interquartile_mean(np.array([[4.0, 1.0, 2.0, 3.0], [0.0, 0.0, 8.0, 8.0]]), axis=1)
+    assert both.tolist() == [2.5, 4.0]
+
+
+def test_iqm_rows_use_a_stratified_bootstrap() -> None:
+    scores = {
+        "a": {"p": {0: 0.1, 1: 0.2, 2: 0.3}, "q": {0: 0.5, 1: 0.6, 2: 0.9}},
+        "b": {"p": {0: 0.4}, "q": {0: 0.8}},  # one seed per problem: no interval
+    }
+    rows = iqm_rows(scores, ["a", "b", "c"])
+    assert [row["agent"] for row in rows] == ["a", "b"]  # c has no scores
+    a, b = rows
+    assert (a["problems"], a["scores"]) == (2, 6)
+    assert a["iqm"] == pytest.approx(np.mean([0.2, 0.3, 0.5, 0.6]))
+    assert a["ci_low"] < a["iqm"] < a["ci_high"]
+    # Stratified: every resample keeps three of p's values and three of q's, so the IQM of
+    # a resample is at least the mean of the middle of (0.1, 0.1, 0.1, 0.5, 0.5, 0.5).
+    assert a["ci_low"] >= np.mean([0.1, 0.5, 0.5, 0.1]) - 1e-12
+    assert iqm_rows(scores, ["a"]) == [a]  # deterministic
+    assert b["iqm"] == pytest.approx(0.6) and b["ci_low"] is None and b["ci_high"] is None
+    table = format_iqm_table(rows).splitlines()
+    assert table[1].split() == ["agent", "IQM", "95%", "CI", "problems", "runs"]
+    assert table[3].split()[0] == "a" and table[4].split()[:3] == ["b", "0.600", "-"]
+    assert table[-1].startswith("95% CI: stratified percentile bootstrap")
+
+
+def test_probability_of_improvement_counts_every_seed_pair_and_ties_half() -> None:
+    scores = {
+        "a": {"p": {0: 0.1, 1: 0.5}, "q": {0: 0.3}},
+        "b": {"p": {0: 0.2, 1: 0.5}, "q": {0: 0.3}, "r": {0: 9.0}},
+    }
+    rows = {(r["agent"], r["other"]): r for r in improvement_rows(scores, ["a", "b"])}
+    # p: a<b in (0.1,0.2), (0.1,0.5); tie (0.5,0.5) counts half; (0.5,0.2) not: 2.5/4.
+    # q: a tie: 0.5. Mean over the two common problems.
+    assert rows["a", "b"]["probability"] == pytest.approx((2.5 / 4 + 0.5) / 2)
+    assert rows["a", "b"]["problems"] == 2
+    assert rows["a", "b"]["probability"] + rows["b", "a"]["probability"] == pytest.approx(1.0)
+    table = format_improvement_table(list(rows.values()), ["a", "b"]).splitlines()
+    assert table[1].split() == ["agent", "a", "b"]
+    assert table[3].split() == ["a", "-", "0.56"] and table[4].split() == ["b", "0.44", "-"]
+
+
+def test_suite_writer_writes_the_aggregates(tmp_path: Path) -> None:
+    results = _grid()
+    records = [
+        RunRecord(
+            Job(r.info["env"], r.info["agent"], r.info["seed"], ROUNDS, problem=r.info["env"]),
+            "ok",
+            r,
+        )
+        for r in results
+    ]
+    writer = SummaryWriter(tmp_path, {}, total=len(records), window=10, suite=(PROBLEMS, AGENTS))
+    writer.write(records, "complete")
+    with (tmp_path / "aggregates.csv").open() as handle:
+        iqm = list(csv.DictReader(handle))
+    assert [row["agent"] for row in iqm] == list(AGENTS)
+    assert float(iqm[0]["iqm"]) == 1.0 and float(iqm[1]["iqm"]) < 0.5
+    with (tmp_path / "improvement.csv").open() as handle:
+        improvement = list(csv.DictReader(handle))
+    assert [(r["agent"], r["other"], float(r["probability"])) for r in improvement] == [
+        ("uniform", "a", 0.0),
+        ("a", "uniform", 1.0),
+    ]
+    with (tmp_path / "suite.csv").open() as handle:
+        suite = list(csv.DictReader(handle))
+    assert all(row["ci_low"] and row["ci_high"] for row in suite)
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["aggregates"]["iqm"][1]["agent"] == "a"
+
+
+# -- the plot ---------------------------------------------------------------------------------
+def test_plot_styles_stay_distinct_past_ten_agents_and_the_legend_is_outside(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("matplotlib")
+    from bandexa_gym.bench.grid.results import line_style, plot_regret, regret_figure
+
+    styles = [tuple(sorted(line_style(i).items())) for i in range(40)]
+    assert len(set(styles)) == 40
+    assert line_style(0)["color"] == line_style(10)["color"]
+    assert line_style(0)["linestyle"] != line_style(10)["linestyle"]
+
+    agents = [f"agent{i}" for i in range(12)]
+    results = [
+        _result(problem, agent, seed, 1.0 + i + seed)
+        for problem in PROBLEMS
+        for i, agent in enumerate(agents)
+        for seed in SEEDS
+    ]
+    fig = regret_figure(results)
+    (legend,) = fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == agents  # one entry per agent
+    lines = fig.axes[0].get_lines()
+    assert {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines} == {
+        (s["color"], s["linestyle"], s["marker"]) for s in map(line_style, range(12))
+    }
+    fig.canvas.draw()
+    legend_box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert legend_box.x0 >= ax.get_window_extent().x1  # right of every panel
+    path = plot_regret(tmp_path / "regret.png", results)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
