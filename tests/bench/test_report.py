@@ -211,3 +211,88 @@ def test_plot_styles_stay_distinct_past_ten_agents_and_the_legend_is_outside(
         assert legend_box.x0 >= ax.get_window_extent().x1  # right of every panel
     path = plot_regret(tmp_path / "regret.png", results)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- bandexa-bench report DIR ---------------------------------------------------------------
+def _grid_argv(out: Path, seeds: tuple[int, ...] = SEEDS) -> list[str]:
+    return [
+        "--env",
+        "Bandexa/Synthetic-v0",
+        "Bandexa/Retrieval-v0",
+        "--agents",
+        *AGENTS[:1],
+        "linear_ts",
+        "--seeds",
+        *map(str, seeds),
+        "--horizon",
+        str(ROUNDS),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def _section(report: str, title: str) -> str:
+    return report.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_of_a_resumed_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bandexa_gym.bench import main
+
+    out = tmp_path / "out"
+    assert main(_grid_argv(out, seeds=(0, 1))) == 0
+    capsys.readouterr()
+    assert main([*_grid_argv(out), "--resume"]) == 0  # runs only seed 2
+    printed = capsys.readouterr().out
+    with (out / "summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    assert all(float(r["ci_low"]) <= float(r["cumulative_regret_mean"]) for r in summary)
+
+    assert main(["report", str(out), "--no-plot"]) == 0
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Benchmark report: out\n")
+    assert "- Runs: 12 finished, 0 failed, of 12 in the grid" in report
+    assert "- Seeds: 0, 1, 2" in report
+    results = _section(report, "Results")
+    # The printed table, timing columns aside: the same runs give the same numbers.
+    table = [line.rsplit(maxsplit=2)[0] for line in printed.splitlines()[1:7]]
+    assert [line.rsplit(maxsplit=2)[0] for line in results.splitlines()[2:8]] == table
+    assert "95% CI: percentile bootstrap" in results
+    assert "linear_ts" in _section(report, "Regret normalized to uniform's")
+    across = _section(report, "Across problems")
+    assert "interquartile mean (IQM)" in across and "probability of improvement" in across
+    assert "regret.png" not in report
+    first = report
+    assert main(["report", str(out), "--no-plot"]) == 0
+    assert (out / "report.md").read_text() == first  # deterministic
+
+
+def test_report_reads_runs_missing_from_results_json_and_draws_the_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bandexa_gym.bench import main
+
+    out = tmp_path / "out"
+    assert main(_grid_argv(out)) == 0
+    (out / "results.json").unlink()  # e.g. stopped before its summaries were written
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "- Runs: 12 finished, 0 failed\n" in report
+    assert "![cumulative regret per round, mean ± 1 sd over seeds](regret.png)" in report
+    assert (out / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_folder_without_runs_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bandexa_gym.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "is not a bandexa-bench results folder" in err and "--out" in err
+    assert not (tmp_path / "report.md").exists()
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path / "missing")])
+    assert "is not a folder" in capsys.readouterr().err
