@@ -296,3 +296,23 @@ def test_report_of_a_folder_without_runs_is_a_usage_error(
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path / "missing")])
     assert "is not a folder" in capsys.readouterr().err
+
+
+# -- make bench -------------------------------------------------------------------------------
+def test_make_bench_runs_three_seeds_into_a_results_folder_and_reports_it() -> None:
+    import shlex
+
+    from bandexa_gym.bench.cli_options import build_parser, build_report_parser
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = makefile.split("\nbench: ", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    commands = [shlex.split(line.strip().replace("$(BENCH_OUT)", "bench-out")) for line in recipe]
+    assert [command[0] for command in commands] == ["$(VENV)/bin/bandexa-bench"] * 2
+    args = build_parser().parse_args(commands[0][1:])
+    assert args.num_seeds >= 3 and args.out == Path("bench-out") and args.plot
+    assert args.overwrite and args.workers == 2
+    assert commands[1][1] == "report"
+    assert build_report_parser().parse_args(commands[1][2:]).dir == args.out
+    assert "BENCH_OUT ?= bench-out" in makefile
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().split()
+    assert "bench-out/" in ignored
