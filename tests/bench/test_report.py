@@ -110,6 +110,9 @@ def test_interquartile_mean_drops_a_quarter_at_each_end() -> None:
     assert interquartile_mean(np.array([1.0, 2.0, 3.0])) == 2.0  # nothing cut from 3
     both = interquartile_mean(np.array([[4.0, 1.0, 2.0, 3.0], [0.0, 0.0, 8.0, 8.0]]), axis=1)
     assert both.tolist() == [2.5, 4.0]
+    scipy_stats = pytest.importorskip("scipy.stats")
+    values = np.random.default_rng(3).normal(size=11)
+    assert interquartile_mean(values) == pytest.approx(scipy_stats.trim_mean(values, 0.25))
 
 
 def test_iqm_rows_use_a_stratified_bootstrap() -> None:
