@@ -24,7 +24,13 @@ from bandexa_gym.bench.cli_checks import (
     _grid,
     _scoped_kwargs,
 )
-from bandexa_gym.bench.cli_options import PROG, build_parser
+from bandexa_gym.bench.cli_options import (
+    PROG,
+    REPORT_COMMAND,
+    build_parser,
+    build_report_parser,
+)
+from bandexa_gym.bench.grid.aggregates import format_improvement_table, format_iqm_table
 from bandexa_gym.bench.grid.driver import (
     ExistingRunsError,
     GridOutcome,
@@ -35,10 +41,11 @@ from bandexa_gym.bench.grid.driver import (
 )
 from bandexa_gym.bench.grid.jobs import Job
 from bandexa_gym.bench.grid.preflight import PreflightError, preflight
+from bandexa_gym.bench.grid.report import ReportError, write_report
 from bandexa_gym.bench.grid.results import format_table, summarize
 from bandexa_gym.bench.grid.store import ConfigConflictError
 from bandexa_gym.bench.grid.suite_table import format_suite_table, suite_cells
-from bandexa_gym.bench.grid.summaries import SummaryWriter, failure_notes
+from bandexa_gym.bench.grid.summaries import SummaryWriter, failure_notes, suite_aggregates
 
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -53,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 when every run finished (and every file was written), 1 when a run failed or a
         file could not be written, 130 / 143 when SIGINT / SIGTERM stopped the grid. Usage
         errors exit with code 2 and a one-line message on stderr.
+        ``bandexa-bench report DIR`` (:func:`report`) is the one subcommand.
     """
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == [REPORT_COMMAND]:
+        return report(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
@@ -68,6 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SIGNAL["SIGINT"]
     finally:
         torch.set_num_threads(threads)
+
+
+def report(argv: Sequence[str]) -> int:
+    """``bandexa-bench report DIR``: write ``DIR/report.md`` (and ``DIR/regret.png``).
+
+    Returns:
+        0 when the report was written, 1 when a file could not be written; a folder that is
+        not a results folder (or holds no finished run) is a usage error (exit code 2).
+    """
+    parser = build_report_parser()
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"{args.dir} is not a folder: give the --out DIR of a bandexa-bench grid")
+    try:
+        path = write_report(args.dir, plot=not args.no_plot)
+    except ReportError as err:
+        parser.error(str(err))
+    except OSError as err:
+        print(f"{PROG} {REPORT_COMMAND}: could not write the report: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _main(
@@ -282,6 +315,11 @@ def _print_tables(
             format_suite_table(cells, problems, grid.agents, not_applicable, failures),
             flush=True,
         )
+        iqm, improvement = suite_aggregates(outcome.results, grid.agents)
+        if iqm:
+            print(f"\n{format_iqm_table(iqm)}\n", flush=True)
+            ran = [row["agent"] for row in iqm]
+            print(format_improvement_table(improvement, ran), flush=True)
         return
     horizons = sorted({p.rounds for p in grid.problems})
     print(f"horizon {', '.join(map(str, horizons))} | seeds {seed_text} | device {args.device}")

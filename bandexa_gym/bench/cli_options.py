@@ -21,6 +21,30 @@ DELAY_FORMS = "fixed:N, geometric:MEAN or uniform:LO:HI"
 LOGS_EXTRA = 'pip install "bandexa-gym[logs]"'
 
 
+REPORT_COMMAND = "report"
+"""The subcommand that writes a results folder's report (``bandexa-bench report DIR``)."""
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    """The ``bandexa-bench report`` argument parser."""
+    parser = _Parser(
+        prog=f"{PROG} {REPORT_COMMAND}",
+        description=(
+            "Write DIR/report.md, a self-contained Markdown report of a results folder written "
+            "with --out DIR (finished, interrupted or resumed, local or Ray): the results table "
+            "with 95% bootstrap intervals over seeds, the normalized-regret table and the "
+            "across-problem aggregates (IQM, probability of improvement) where uniform ran, "
+            "and the regret plot (DIR/regret.png) it embeds. The run files are only read."
+        ),
+        epilog="Guide: docs/benchmarking.md",
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR", help="the results folder")
+    parser.add_argument(
+        "--no-plot", action="store_true", help="do not draw regret.png (no matplotlib needed)"
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bandexa-bench`` argument parser."""
     parser = _Parser(
@@ -30,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             "cumulative regret, final moving-average reward, decisions per second and "
             "wall time. With no arguments: the default benchmark (about a minute on CPU)."
         ),
-        epilog="Guide: docs/benchmarking.md",
+        epilog=f"{PROG} {REPORT_COMMAND} DIR writes DIR/report.md, a Markdown report of a "
+        f"results folder (see {PROG} {REPORT_COMMAND} --help). Guide: docs/benchmarking.md",
     )
     what = parser.add_argument_group("what to run")
     what.add_argument(

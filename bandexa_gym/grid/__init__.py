@@ -5,6 +5,7 @@ import sys
 from bandexa_gym.bench.grid import *  # noqa: F403
 from bandexa_gym.bench.grid import (
     __all__,  # noqa: F401
+    aggregates,
     base,
     driver,
     jobs,
@@ -13,6 +14,7 @@ from bandexa_gym.bench.grid import (
     progress,
     ray_backend,
     reaper,
+    report,
     results,
     store,
     suite_table,
@@ -22,6 +24,7 @@ from bandexa_gym.bench.grid import (
 
 # bandexa_gym.grid.<module> is the very module bandexa_gym.bench.grid.<module>.
 for _module in (
+    aggregates,
     base,
     driver,
     jobs,
@@ -30,6 +33,7 @@ for _module in (
     progress,
     ray_backend,
     reaper,
+    report,
     results,
     store,
     suite_table,

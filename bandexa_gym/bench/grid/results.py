@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bandexa_gym.atomic import atomic_path, atomic_write
+from bandexa_gym.bench.grid.aggregates import BOOTSTRAP_NOTE, bootstrap_ci, format_ci
 from bandexa_gym.bench.grid.jobs import RunRecord
 from bandexa_gym.bench.grid.store import RunStore
 from bandexa_gym.bench.runner import RunResult
@@ -34,7 +35,9 @@ __all__ = [
     "json_default",
     "package_versions",
     "platform_info",
+    "line_style",
     "plot_regret",
+    "regret_figure",
     "run_rows",
     "summarize",
     "write_csv",
@@ -82,16 +85,21 @@ def summarize(results: Sequence[RunResult], window: int = DEFAULT_WINDOW) -> lis
 
     Returns:
         Dicts with ``env``, ``env_id``, ``agent``, ``seeds``, ``horizon``, ``window``,
-        ``cumulative_regret_mean``/``_std``, ``final_reward_mean``/``_std``,
-        ``decisions_per_second_mean`` and ``wall_seconds_mean``/``_total``. Standard
-        deviations are over seeds (ddof=1), None with one seed.
+        ``cumulative_regret_mean``/``_std``, ``ci_low``/``ci_high`` (the 95 %
+        percentile-bootstrap interval of the mean cumulative regret over seeds, see
+        :func:`~bandexa_gym.bench.grid.aggregates.bootstrap_ci`),
+        ``final_reward_mean``/``_std``, ``decisions_per_second_mean`` and
+        ``wall_seconds_mean``/``_total``. Standard deviations are over seeds (ddof=1);
+        standard deviations and intervals are None with one seed.
     """
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for result in results:
         groups.setdefault((result.info["env"], result.info["agent"]), []).append(result)
     rows = []
     for (env, agent), group in groups.items():
-        regret_mean, regret_std = _mean_std([float(r.regrets.sum()) for r in group])
+        regrets = [float(r.regrets.sum()) for r in group]
+        regret_mean, regret_std = _mean_std(regrets)
+        ci_low, ci_high = bootstrap_ci(regrets)
         reward_mean, reward_std = _mean_std([r.moving_average_reward(window) for r in group])
         seconds = [r.seconds for r in group]
         rows.append(
@@ -104,6 +112,8 @@ def summarize(results: Sequence[RunResult], window: int = DEFAULT_WINDOW) -> lis
                 "window": min(window, group[0].horizon),
                 "cumulative_regret_mean": regret_mean,
                 "cumulative_regret_std": regret_std,
+                "ci_low": ci_low,
+                "ci_high": ci_high,
                 "final_reward_mean": reward_mean,
                 "final_reward_std": reward_std,
                 "decisions_per_second_mean": float(
@@ -163,8 +173,10 @@ def format_table(
 ) -> str:
     """Render :func:`summarize` rows as an aligned plain-text table.
 
-    Columns: env, agent, seeds, cumulative regret (mean ± std over seeds), final
-    moving-average reward (mean ± std), decisions per second and wall seconds per run.
+    Columns: env, agent, seeds, cumulative regret (mean ± std over seeds) and the 95 %
+    percentile-bootstrap interval of its mean (``-`` with one seed; the footnote says how it
+    is computed), final moving-average reward (mean ± std), decisions per second and wall
+    seconds per run.
 
     Args:
         rows: :func:`summarize` rows.
@@ -179,6 +191,7 @@ def format_table(
         "agent",
         "seeds",
         "cum. regret",
+        "95% CI",
         f"reward (last {window})",
         "decisions/s",
         "wall s/run",
@@ -189,6 +202,7 @@ def format_table(
             row["agent"],
             str(row["seeds"]),
             _pm(row["cumulative_regret_mean"], row["cumulative_regret_std"], 1),
+            format_ci(row.get("ci_low"), row.get("ci_high"), 1),
             _pm(row["final_reward_mean"], row["final_reward_std"], 3),
             f"{row['decisions_per_second_mean']:,.0f}",
             f"{row['wall_seconds_mean']:.2f}",
@@ -204,7 +218,7 @@ def format_table(
 
     for (env, agent), reason in (not_applicable or {}).items():
         notes.append(f"[{len(notes) + 1}] {agent} on {env}: not run: {reason}")
-        insert(env, [env, agent, "-", f"n/a [{len(notes)}]", "n/a", "-", "-"])
+        insert(env, [env, agent, "-", f"n/a [{len(notes)}]", "-", "n/a", "-", "-"])
     for (env, agent), what in (failures or {}).items():
         notes.append(f"[{len(notes) + 1}] {agent} on {env}: {what}")
         mark = f" [{len(notes)}]"
@@ -213,7 +227,7 @@ def format_table(
                 line[2] += mark
                 break
         else:
-            insert(env, [env, agent, "0" + mark, "failed", "-", "-", "-"])
+            insert(env, [env, agent, "0" + mark, "failed", "-", "-", "-", "-"])
     widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
     left = 2  # env and agent are left-aligned, numbers right-aligned
 
@@ -225,7 +239,8 @@ def format_table(
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(line) for line in body), *notes])
+    footnote = [f"cum. regret {BOOTSTRAP_NOTE}"] if rows else []
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in body), *notes, *footnote])
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -304,12 +319,29 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[s
     return path
 
 
-def plot_regret(path: Path, results: Sequence[RunResult]) -> Path:
-    """Save cumulative regret vs round: one panel per env, one line per agent.
+LINE_STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+"""Line styles cycled with the colours: past ten agents each line still looks different."""
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+"""Markers cycled with the colours and line styles (a few per curve, not one per round)."""
 
-    Lines are the mean over seeds with a ±1 standard-deviation band. Uses matplotlib's
-    Agg canvas directly, so no display and no global backend switch are involved; the
-    file is replaced atomically.
+
+def line_style(index: int) -> dict[str, Any]:
+    """The colour, line style and marker of the ``index``-th agent of a plot.
+
+    The first ten agents get the ten colours of matplotlib's ``tab10`` with solid lines; each
+    further block of ten reuses the colours with the next line style and marker, so no two
+    of the first 40 agents look alike (and marker, style and colour keep cycling after).
+    """
+    block = index // 10
+    return {
+        "color": f"C{index % 10}",
+        "linestyle": LINE_STYLES[block % len(LINE_STYLES)],
+        "marker": MARKERS[(index + block) % len(MARKERS)],
+    }
+
+
+def plot_regret(path: Path, results: Sequence[RunResult]) -> Path:
+    """Save :func:`regret_figure` of ``results`` as a PNG (atomically replaced).
 
     Args:
         path: The PNG file to write.
@@ -321,30 +353,75 @@ def plot_regret(path: Path, results: Sequence[RunResult]) -> Path:
     Raises:
         ImportError: matplotlib is not installed (``pip install "bandexa-gym[plot]"``).
     """
+    fig = regret_figure(results)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def regret_figure(results: Sequence[RunResult]) -> Any:
+    """Cumulative regret vs round: one panel per env, one line per agent.
+
+    Lines are the mean over seeds with a ±1 standard-deviation band. Each agent keeps its
+    colour, line style and marker (:func:`line_style`) in every panel, and one legend sits
+    outside the panels, on their right. Uses matplotlib's Agg canvas directly, so no display
+    and no global backend switch are involved.
+
+    Args:
+        results: Results of :func:`~bandexa_gym.bench.grid.jobs.run_job`.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install "bandexa-gym[plot]"``).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     curves: dict[str, dict[str, list[np.ndarray]]] = {}
+    agents: list[str] = []
     for result in results:
         per_env = curves.setdefault(result.info["env"], {})
         per_env.setdefault(result.info["agent"], []).append(result.cumulative_regret)
-    fig = Figure(figsize=(5.5 * max(1, len(curves)), 4.2), layout="constrained")
+        if result.info["agent"] not in agents:
+            agents.append(result.info["agent"])
+    styles = {agent: line_style(i) for i, agent in enumerate(agents)}
+    panels = max(1, len(curves))
+    fig = Figure(figsize=(5.5 * panels, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(1, len(curves)), squeeze=False)[0]
-    for ax, (env_id, agents) in zip(axes, curves.items(), strict=False):
-        for agent, runs in agents.items():
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    handles: dict[str, Any] = {}
+    for ax, (env_id, by_agent) in zip(axes, curves.items(), strict=False):
+        for agent, runs in by_agent.items():
             stack = np.stack(runs)
             rounds = np.arange(1, stack.shape[1] + 1)
             mean = stack.mean(axis=0)
-            (line,) = ax.plot(rounds, mean, label=f"{agent} (n={len(runs)})")
+            style = styles[agent]
+            (line,) = ax.plot(
+                rounds,
+                mean,
+                label=agent,
+                markevery=max(1, len(rounds) // 6),
+                markersize=4,
+                linewidth=1.3,
+                **style,
+            )
+            handles.setdefault(agent, line)
             if len(runs) > 1:
                 std = stack.std(axis=0, ddof=1)
-                ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                ax.fill_between(rounds, mean - std, mean + std, color=style["color"], alpha=0.15)
         ax.set_title(env_id)
         ax.set_xlabel("round")
         ax.set_ylabel("cumulative regret")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small")
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    return path
+    fig.legend(
+        list(handles.values()),
+        [handle.get_label() for handle in handles.values()],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize="small",
+        title="mean ± 1 sd over seeds",
+        title_fontsize="small",
+    )
+    return fig

@@ -2,9 +2,12 @@
 
 For a problem and a seed, an agent's normalized regret is its cumulative regret divided by
 uniform's on the same seed (the same rounds), so 1.0 is no better than guessing and 0 is
-the oracle. Cells are the mean ± standard deviation (ddof=1) over seeds, and the agent's
+the oracle. Cells are the mean ± standard deviation (ddof=1) over seeds, the agent's
 rank on that problem among the agents that ran there (1 = lowest mean; ties share the
-mean of their ranks). The last column is the mean rank over the problems the agent ran.
+mean of their ranks) and the 95 % percentile-bootstrap interval of the mean over seeds
+(:func:`~bandexa_gym.bench.grid.aggregates.bootstrap_ci`). The last column is the mean rank
+over the problems the agent ran. :func:`normalized_regrets` gives the per-seed values the
+across-problem aggregates (:mod:`~bandexa_gym.bench.grid.aggregates`) are computed from.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandexa_gym.bench.grid.aggregates import BOOTSTRAP_NOTE, bootstrap_ci, format_ci
 from bandexa_gym.bench.runner import RunResult
 
-__all__ = ["SUITE_COLUMNS", "SuiteCell", "format_suite_table", "suite_cells", "suite_rows"]
+__all__ = [
+    "SUITE_COLUMNS",
+    "SuiteCell",
+    "format_suite_table",
+    "normalized_regrets",
+    "suite_cells",
+    "suite_rows",
+]
 
 SUITE_COLUMNS: tuple[str, ...] = (
     "env",
@@ -24,6 +35,8 @@ SUITE_COLUMNS: tuple[str, ...] = (
     "seeds",
     "normalized_regret_mean",
     "normalized_regret_std",
+    "ci_low",
+    "ci_high",
     "rank",
 )
 """Columns of ``suite.csv``, one row per (problem, agent)."""
@@ -38,12 +51,16 @@ class SuiteCell:
         mean: Mean normalized regret over those seeds.
         std: Its sample standard deviation (None with one seed).
         rank: Rank among the agents on the problem (1 = best).
+        ci_low: Lower end of the mean's 95 % bootstrap interval over seeds (None with one).
+        ci_high: Its upper end.
     """
 
     seeds: int
     mean: float
     std: float | None
     rank: float
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 def _ranks(means: Mapping[str, float]) -> dict[str, float]:
@@ -61,6 +78,35 @@ def _ranks(means: Mapping[str, float]) -> dict[str, float]:
     return ranks
 
 
+def normalized_regrets(
+    results: Sequence[RunResult], normalizer: str = "uniform"
+) -> dict[str, dict[str, dict[int, float]]]:
+    """Each run's cumulative regret divided by ``normalizer``'s on the same problem and seed.
+
+    Args:
+        results: Finished runs; ``info`` names ``env`` (the problem), ``agent``, ``seed``.
+        normalizer: The agent whose regret on the same seed divides each agent's.
+
+    Returns:
+        problem -> agent -> seed -> normalized regret, seeds in increasing order; seeds
+        without a finished ``normalizer`` run (or where its regret is 0) are left out.
+    """
+    regret: dict[str, dict[str, dict[int, float]]] = {}
+    for result in results:
+        by_agent = regret.setdefault(result.info["env"], {})
+        by_agent.setdefault(result.info["agent"], {})[result.info["seed"]] = float(
+            np.sum(result.regrets)
+        )
+    normalized: dict[str, dict[str, dict[int, float]]] = {}
+    for problem, by_agent in regret.items():
+        base = {s: r for s, r in by_agent.get(normalizer, {}).items() if r > 0}
+        for agent, seeds in by_agent.items():
+            values = {s: seeds[s] / base[s] for s in sorted(seeds) if s in base}
+            if values:
+                normalized.setdefault(problem, {})[agent] = values
+    return normalized
+
+
 def suite_cells(
     results: Sequence[RunResult], normalizer: str = "uniform"
 ) -> dict[tuple[str, str], SuiteCell]:
@@ -74,24 +120,16 @@ def suite_cells(
         (problem, agent) -> :class:`SuiteCell`; problems without a finished
         ``normalizer`` run (or where its regret is 0) have no cells.
     """
-    regret: dict[str, dict[str, dict[int, float]]] = {}
-    for result in results:
-        by_agent = regret.setdefault(result.info["env"], {})
-        by_agent.setdefault(result.info["agent"], {})[result.info["seed"]] = float(
-            np.sum(result.regrets)
-        )
     cells: dict[tuple[str, str], SuiteCell] = {}
-    for problem, by_agent in regret.items():
-        base = {s: r for s, r in by_agent.get(normalizer, {}).items() if r > 0}
-        stats: dict[str, tuple[int, float, float | None]] = {}
+    for problem, by_agent in normalized_regrets(results, normalizer).items():
+        stats: dict[str, tuple[int, float, float | None, tuple[float | None, float | None]]] = {}
         for agent, seeds in by_agent.items():
-            values = np.array([seeds[s] / base[s] for s in sorted(seeds) if s in base])
-            if values.size:
-                std = float(values.std(ddof=1)) if values.size > 1 else None
-                stats[agent] = (int(values.size), float(values.mean()), std)
-        ranks = _ranks({agent: mean for agent, (_, mean, _) in stats.items()})
-        for agent, (n, mean, std) in stats.items():
-            cells[problem, agent] = SuiteCell(n, mean, std, ranks[agent])
+            values = np.array(list(seeds.values()))
+            std = float(values.std(ddof=1)) if values.size > 1 else None
+            stats[agent] = (int(values.size), float(values.mean()), std, bootstrap_ci(values))
+        ranks = _ranks({agent: stat[1] for agent, stat in stats.items()})
+        for agent, (n, mean, std, (low, high)) in stats.items():
+            cells[problem, agent] = SuiteCell(n, mean, std, ranks[agent], low, high)
     return cells
 
 
@@ -106,6 +144,8 @@ def suite_rows(
             "seeds": cell.seeds,
             "normalized_regret_mean": cell.mean,
             "normalized_regret_std": cell.std,
+            "ci_low": cell.ci_low,
+            "ci_high": cell.ci_high,
             "rank": cell.rank,
         }
         for problem in problems
@@ -123,7 +163,8 @@ def format_suite_table(
 ) -> str:
     """One row per agent (best mean rank first), one column per problem, then the mean rank.
 
-    A cell reads ``mean±std (rank)``; ``n/a [k]`` is a pair that was not run and ``-`` one
+    A cell reads ``mean±std (rank) [low, high]`` (the 95 % interval, none with one seed);
+    ``n/a [k]`` is a pair that was not run and ``-`` one
     without finished runs, with numbered notes (not run, failed) under the table.
     """
     not_applicable = dict(not_applicable or {})
@@ -154,6 +195,8 @@ def format_suite_table(
             else:
                 spread = "" if cell.std is None else f"±{cell.std:.2f}"
                 text = f"{cell.mean:.2f}{spread} ({cell.rank:g})"
+                if cell.ci_low is not None:
+                    text += " " + format_ci(cell.ci_low, cell.ci_high, 2)
             if (problem, agent) in failures:
                 text += " " + note(f"{agent} on {problem}: {failures[problem, agent]}")
             line.append(text)
@@ -170,10 +213,12 @@ def format_suite_table(
         return "  ".join(cells_text).rstrip()
 
     lines = [
-        "regret / uniform's regret on the same seed: mean±std over seeds (rank per problem)",
+        "regret / uniform's regret on the same seed: mean±std over seeds (rank per problem) "
+        "[95% CI]",
         fmt(header),
         "  ".join("-" * w for w in widths),
         *(fmt(row) for row in body),
         *notes,
+        BOOTSTRAP_NOTE,
     ]
     return "\n".join(lines)

@@ -6,9 +6,15 @@
   failed, not applicable; ``running``, ``complete`` or ``interrupted``), the summary rows,
   every run's figures and file (no per-round curves: those are in ``runs/*.npz``), the
   not-applicable pairs and the failures;
-* ``summary.csv``: one row per (env, agent) over its finished seeds;
+* ``summary.csv``: one row per (env, agent) over its finished seeds, with ``ci_low`` /
+  ``ci_high``, the 95 % percentile-bootstrap interval over seeds of the mean cumulative regret;
 * ``runs.csv``: one row per run, failed runs included;
-* ``suite.csv`` (suites): each agent's regret normalized to uniform's, and its rank;
+* ``suite.csv`` (suites): each agent's regret normalized to uniform's, its 95 % interval
+  and its rank;
+* ``aggregates.csv`` (suites): each agent's interquartile mean of normalized regret over
+  problems and seeds, with its stratified bootstrap interval;
+* ``improvement.csv`` (suites): the probability of improvement of every agent over every
+  other one (see :mod:`~bandexa_gym.bench.grid.aggregates`);
 * ``regret.png`` (``plot=True``, on the final write): the regret curves.
 """
 
@@ -19,6 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bandexa_gym.bench.grid.aggregates import (
+    IMPROVEMENT_COLUMNS,
+    IQM_COLUMNS,
+    improvement_rows,
+    iqm_rows,
+)
 from bandexa_gym.bench.grid.jobs import RunRecord
 from bandexa_gym.bench.grid.results import (
     DEFAULT_WINDOW,
@@ -33,9 +45,14 @@ from bandexa_gym.bench.grid.results import (
     write_json,
 )
 from bandexa_gym.bench.grid.store import RunStore
-from bandexa_gym.bench.grid.suite_table import SUITE_COLUMNS, suite_cells, suite_rows
+from bandexa_gym.bench.grid.suite_table import (
+    SUITE_COLUMNS,
+    normalized_regrets,
+    suite_cells,
+    suite_rows,
+)
 
-__all__ = ["SUMMARY_COLUMNS", "SummaryWriter", "failure_notes"]
+__all__ = ["SUMMARY_COLUMNS", "SummaryWriter", "failure_notes", "suite_aggregates"]
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "env",
@@ -46,6 +63,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "window",
     "cumulative_regret_mean",
     "cumulative_regret_std",
+    "ci_low",
+    "ci_high",
     "final_reward_mean",
     "final_reward_std",
     "decisions_per_second_mean",
@@ -65,6 +84,20 @@ def failure_notes(records: Sequence[RunRecord]) -> dict[tuple[str, str], str]:
                 f"seed {job.seed} failed: {record.error}"
             )
     return {pair: "; ".join(texts) for pair, texts in notes.items()}
+
+
+def suite_aggregates(
+    results: Sequence[Any], agents: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The across-problem aggregates of a suite's finished runs: the IQM rows
+    (:data:`~bandexa_gym.bench.grid.aggregates.IQM_COLUMNS`) and the probability-of-improvement
+    rows (:data:`~bandexa_gym.bench.grid.aggregates.IMPROVEMENT_COLUMNS`), both in
+    ``agents`` order, from the regret normalized to uniform's on the same seed."""
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for problem, by_agent in normalized_regrets(results).items():
+        for agent, by_seed in by_agent.items():
+            scores.setdefault(agent, {})[problem] = by_seed
+    return iqm_rows(scores, agents), improvement_rows(scores, agents)
 
 
 @dataclass
@@ -147,7 +180,13 @@ class SummaryWriter:
             problems, agents = self.suite
             cells = suite_rows(suite_cells(results), problems, agents)
             document["suite"] = cells
+            iqm, improvement = suite_aggregates(results, agents)
+            document["aggregates"] = {"iqm": iqm, "improvement": improvement}
             written.append(write_csv(self.out / "suite.csv", cells, SUITE_COLUMNS))
+            written.append(write_csv(self.out / "aggregates.csv", iqm, IQM_COLUMNS))
+            written.append(
+                write_csv(self.out / "improvement.csv", improvement, IMPROVEMENT_COLUMNS)
+            )
         written.append(write_csv(self.out / "summary.csv", rows, SUMMARY_COLUMNS))
         written.append(write_csv(self.out / "runs.csv", runs, RUN_COLUMNS))
         written.insert(0, write_json(self.out / "results.json", document))
