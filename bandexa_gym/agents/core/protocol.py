@@ -268,8 +268,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         else:
             chosen = batch.candidates[torch.arange(batch.size, device=self.device), indices]
         magnitudes = self._converted[3]  # from the parse: (context, each candidate row)
-        if magnitudes is not None:
-            magnitudes = (magnitudes[0], float(magnitudes[1][int(checked[0])]))
+        magnitudes = magnitudes and (magnitudes[0], float(magnitudes[1][int(checked[0])]))
         keep, scale = self._screen(batch.contexts, chosen, rewards, magnitudes)
         if keep is None:
             self._learn(batch.contexts, chosen, indices, rewards)
@@ -404,11 +403,8 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
 
     def _distribution(self, batch: Observations) -> torch.Tensor:
         """Probabilities (B, K) float64 of :meth:`_choose`'s choices."""
-        reason = (
-            self.capabilities.reason("propensities")
-            if not self.capabilities.propensities
-            else "it does not override _distribution"
-        )
+        reason = self.capabilities.propensities and "it does not override _distribution"
+        reason = reason or self.capabilities.reason("propensities")
         raise NotImplementedError(f"{self.name} does not report action probabilities: {reason}")
 
     def _propensities(self, batch: Observations, actions: torch.Tensor) -> torch.Tensor:
@@ -501,5 +497,4 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         return agent
 
     def after_build(self, spec: Mapping[str, Any]) -> None:
-        """Called by :meth:`from_spec` on the new agent: what the spec holds beyond the
-        constructor's arguments."""
+        """Called by :meth:`from_spec`: what the spec holds beyond constructor arguments."""
