@@ -117,10 +117,17 @@ class ThompsonSampling(ExplorationRule):
     name = "thompson"
     monte_carlo = True
 
+    def draw(
+        self, head: Head, Z: Tensor, generator: torch.Generator | None, draws: int | None = None
+    ) -> Tensor:
+        """Scores of one posterior draw per candidate set ((..., K)), or of ``draws`` of them
+        ((draws, ..., K)); subclasses that transform a draw override this alone."""
+        return head.thompson_scores(Z, generator=generator, draws=draws)
+
     def scores(
         self, head: Head, Z: Tensor, *, generator: torch.Generator | None = None, step: int = 0
     ) -> Tensor:
-        return head.thompson_scores(Z, generator=generator)
+        return self.draw(head, Z, generator)
 
     def probabilities(
         self,
@@ -140,7 +147,7 @@ class ThompsonSampling(ExplorationRule):
         """
         if draws < 1:
             raise ValueError(f"draws must be >= 1, got {draws}")
-        scores = head.thompson_scores(Z, generator=generator, draws=draws)  # (M, ..., K)
+        scores = self.draw(head, Z, generator, draws)  # (M, ..., K)
         return tie_split(scores, mask.expand_as(scores)).mean(dim=0)
 
 

@@ -7,7 +7,7 @@ has nothing to say on ``Bandexa/Retrieval-v0`` or on ``Bandexa/Synthetic-v0`` wi
 ``Capabilities(changing_candidates=False)``; :func:`not_applicable_reason` probes the env
 and says why the pair is not applicable, so that ``bandexa-bench`` reports "n/a" instead of
 failing mid-run. The agent itself still checks every round (and raises
-:class:`~bandexa_gym.agents.base.NotApplicableError` if the rows change later than the
+:class:`~bandexa_gym.agents.core.protocol.NotApplicableError` if the rows change later than the
 probe looked).
 """
 

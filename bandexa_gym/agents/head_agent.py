@@ -63,7 +63,7 @@ class HeadAgent(Agent):
             ``"epsilon_greedy"``, a spec dict such as ``{"name": "ucb", "alpha": 2}``, or
             an :class:`~bandexa_gym.exploration.ExplorationRule`).
         propensity_draws: Posterior draws M behind a Thompson-sampling propensity.
-        **kwargs: Passed to :class:`~bandexa_gym.agents.base.Agent` (``seed``, ``device``,
+        **kwargs: Passed to :class:`~bandexa_gym.agents.core.protocol.Agent` (``seed``, ``device``,
             ``max_pending``, and ``outliers``/``outlier_factor``: a row far beyond the
             magnitudes learned so far is skipped with an ``OutlierWarning`` by default).
     """

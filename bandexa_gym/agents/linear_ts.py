@@ -87,7 +87,7 @@ class LinearTS(HeadAgent):
         **kwargs: ``prior_var``, ``noise``, ``a0``, ``b0``, and the :class:`HeadAgent`
             options (``propensity_draws``, ``max_pending``, ``outliers``,
             ``outlier_factor``: an outlier row is skipped with a warning by default, see
-            :class:`~bandexa_gym.agents.base.Agent`).
+            :class:`~bandexa_gym.agents.core.protocol.Agent`).
     """
 
     name = "linear_ts"

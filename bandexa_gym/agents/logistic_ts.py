@@ -98,7 +98,7 @@ class LogisticTS(LinearTS):
         **kwargs: The head's settings one by one (above) and the :class:`HeadAgent`
             options (``propensity_draws``, ``max_pending``, ``outliers``,
             ``outlier_factor``: an outlier row is skipped with a warning by default, see
-            :class:`~bandexa_gym.agents.base.Agent`).
+            :class:`~bandexa_gym.agents.core.protocol.Agent`).
 
     Raises:
         TypeError: A Gaussian-head setting (``noise``, ``a0``, ``b0``) or a setting of the

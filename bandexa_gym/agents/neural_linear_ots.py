@@ -21,42 +21,23 @@ from torch import Tensor
 
 from bandexa_gym.agents.core import register_agent
 from bandexa_gym.agents.neural_linear import NeuralLinearTS, make_neural_linear
-from bandexa_gym.exploration import EXPLORATION_RULES, ExplorationRule, tie_split
+from bandexa_gym.exploration import EXPLORATION_RULES, ThompsonSampling
 from bandexa_gym.heads.protocol import Head
 
 __all__ = ["OptimisticThompsonSampling"]
 
 
-class OptimisticThompsonSampling(ExplorationRule):
-    """``max(draw, mean)`` per candidate: one posterior draw per candidate set, never below
-    the posterior mean (the mean comes from the head's ``predict``)."""
+class OptimisticThompsonSampling(ThompsonSampling):
+    """``max(draw, mean)`` per candidate: Thompson sampling's draws (and its Monte Carlo
+    probabilities over them), never below the posterior mean (the head's ``predict``)."""
 
     name = "optimistic_thompson"
-    monte_carlo = True
 
-    def scores(
-        self, head: Head, Z: Tensor, *, generator: torch.Generator | None = None, step: int = 0
+    def draw(
+        self, head: Head, Z: Tensor, generator: torch.Generator | None, draws: int | None = None
     ) -> Tensor:
         mean, _ = head.predict(Z)
-        return torch.maximum(head.thompson_scores(Z, generator=generator), mean)
-
-    def probabilities(
-        self,
-        head: Head,
-        Z: Tensor,
-        mask: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        step: int = 0,
-        draws: int = 100,
-    ) -> Tensor:
-        """Monte Carlo, as Thompson sampling's: the share of ``draws`` optimistic draws
-        in which each candidate wins (ties split evenly)."""
-        if draws < 1:
-            raise ValueError(f"draws must be >= 1, got {draws}")
-        mean, _ = head.predict(Z)
-        scores = torch.maximum(head.thompson_scores(Z, generator=generator, draws=draws), mean)
-        return tie_split(scores, mask.expand_as(scores)).mean(dim=0)
+        return torch.maximum(super().draw(head, Z, generator, draws), mean)
 
 
 EXPLORATION_RULES.setdefault(OptimisticThompsonSampling.name, OptimisticThompsonSampling)

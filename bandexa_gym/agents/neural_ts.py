@@ -168,7 +168,7 @@ class NeuralTS(ReplayAgent):
         **kwargs: :class:`~bandexa_gym.agents.head_agent.HeadAgent` options
             (``propensity_draws``, ``max_pending``, ``outliers``, ``outlier_factor``: an
             outlier row is skipped with a warning by default, see
-            :class:`~bandexa_gym.agents.base.Agent`).
+            :class:`~bandexa_gym.agents.core.protocol.Agent`).
     """
 
     name = "neural_ts"

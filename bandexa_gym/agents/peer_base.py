@@ -1,6 +1,6 @@
 """What the adapters of other bandit libraries (the peers) share.
 
-A peer is an :class:`~bandexa_gym.agents.base.Agent` whose decisions come from another
+A peer is an :class:`~bandexa_gym.agents.core.protocol.Agent` whose decisions come from another
 library's model: the adapter turns the observation tensors into what the library reads
 (NumPy arrays or text), asks the library to choose or to learn, and maps the answer back
 to a candidate index. Peers are measured by the same ``RegretMonitor`` through

@@ -10,7 +10,7 @@ Registered names (extra ``[peers]``: ``pip install "bandexa-gym[peers]"``):
   (:class:`~bandexa_gym.agents.peer_mabwiser.MABWiserLinTS`).
 
 The per-arm peers need a fixed arm set; on problems whose candidates change every round
-they raise :class:`~bandexa_gym.agents.base.NotApplicableError`, and ``bandexa-bench``
+they raise :class:`~bandexa_gym.agents.core.protocol.NotApplicableError`, and ``bandexa-bench``
 reports them as "n/a" there (see :mod:`bandexa_gym.agents.applicability`). A per-arm peer
 refuses contexts wider than its ``max_context_dim`` (too slow there) the same way.
 The libraries are imported only when a peer is built.

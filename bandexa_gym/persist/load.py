@@ -1,11 +1,11 @@
 """Load agents from checkpoints: :func:`load_agent` builds one, :func:`load_state` fills one.
 
-``agent.save(path)`` writes a checkpoint (:mod:`bandexa_gym.checkpoint` is the file
+``agent.save(path)`` writes a checkpoint (:mod:`bandexa_gym.persist.format` is the file
 format). Loading finds the agent's class by name, checks the checkpoint's spec against
 the expectation and its tensor shapes against the spec *before* building anything (a
 crafted spec cannot make the loader allocate an oversized model), verifies the digest,
 builds the agent and loads its state all-or-nothing. Every failure is a
-:class:`~bandexa_gym.checkpoint.CheckpointError` naming what is wrong.
+:class:`~bandexa_gym.persist.format.CheckpointError` naming what is wrong.
 
 Before any state is set, every tensor is checked here, once for all agents: a tensor the
 freshly built agent also holds must come in its dtype (tensors are refused, never cast),

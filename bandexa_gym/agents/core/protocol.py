@@ -4,9 +4,9 @@ Every agent answers the same calls (``act``, ``decide``, ``action_distribution``
 ``observe``, ``feedback``, ``reset``, ``save``) on observations exactly as a ``Bandexa/*``
 env produces them, single or batched (a vector env). Subclasses implement a few hooks on
 tensors: :meth:`Agent._choose` (B decisions with a frozen agent) and :meth:`Agent._learn`
-(B rewards, absorbed as if observed one at a time, all-or-nothing), and state their
-persistence (:meth:`Agent.spec`, :meth:`Agent.state_tensors`, :meth:`Agent.load_state`,
-:meth:`Agent.from_spec`).
+(B rewards, absorbed as if observed one at a time, all-or-nothing), and declare what
+persistence needs (:meth:`Agent.spec`, :meth:`Agent.spec_arguments`,
+:meth:`Agent.expected_shapes`, :meth:`Agent.parts`; :mod:`bandexa_gym.persist` does the rest).
 
 The class is assembled from mixins, one job each: :mod:`~.observations` (validating and
 converting observations, rewards and actions), :mod:`~.randomness` (generators),
@@ -351,7 +351,7 @@ class Agent(ObservationParsing, Randomness, PendingDecisions, OutlierScreen, ABC
         that was not pending at the save is refused.
 
         Raises:
-            bandexa_gym.checkpoint.CheckpointError: The agent cannot be saved.
+            bandexa_gym.persist.format.CheckpointError: The agent cannot be saved.
         """
         if not self.capabilities.save:
             raise checkpoint.CheckpointError(

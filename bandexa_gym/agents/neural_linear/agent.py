@@ -70,7 +70,7 @@ class NeuralLinearTS(NeuralLinearPersistence, ReplayAgent):
         **kwargs: :class:`HeadAgent` options (``propensity_draws``, ``max_pending``,
             ``outliers``, ``outlier_factor``: a context or reward far beyond those learned
             so far is skipped with a warning by default, see
-            :class:`~bandexa_gym.agents.base.Agent`).
+            :class:`~bandexa_gym.agents.core.protocol.Agent`).
     """
 
     name = "neural_linear_ts"
